@@ -1,0 +1,26 @@
+"""The autodiff engine: tensors, the ops they record, backward, layers and optimizers.
+
+Read in this order: ``backend`` (NumPy or CuPy) → ``tensor`` (the data) → ``function``
+(one op = forward + backward) → ``ops/`` (every op) → ``graph`` (backward) →
+``functional`` (the public op API) → ``nn`` → ``optim``.
+"""
+
+from sparkgrad.autodiff.backend import cuda_is_available
+from sparkgrad.autodiff.factories import (
+    arange,
+    empty,
+    full,
+    ones,
+    ones_like,
+    rand,
+    randint,
+    randn,
+    tensor,
+    zeros,
+    zeros_like,
+)
+from sparkgrad.autodiff.function import Context, Function
+from sparkgrad.autodiff.gradcheck import GradcheckError, gradcheck
+from sparkgrad.autodiff.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from sparkgrad.autodiff.random import get_rng_state, manual_seed, set_rng_state
+from sparkgrad.autodiff.tensor import Tensor

@@ -1,0 +1,95 @@
+"""The array backend: NumPy on ``device="cpu"``, CuPy on ``device="cuda"``.
+
+Every op is written once against an *array module* ``xp`` (``numpy`` or ``cupy``), found
+from the arrays themselves with :func:`array_module`. That is the whole GPU story: the
+same forward and backward formulas run on either library.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from sparkgrad.errors import DeviceError
+
+DEFAULT_DTYPE = np.float32
+_cupy: ModuleType | None = None
+_cupy_error: str | None = None
+
+
+def _load_cupy() -> ModuleType | None:
+    """Import CuPy once; remember why it failed so the error can say so."""
+    global _cupy, _cupy_error
+    if _cupy is None and _cupy_error is None:
+        try:
+            cp = importlib.import_module("cupy")
+            cp.cuda.runtime.getDeviceCount()
+            _cupy = cp
+        except Exception as exc:  # ImportError, CUDARuntimeError, ...
+            _cupy_error = f"{type(exc).__name__}: {exc}"
+    return _cupy
+
+
+def cuda_is_available() -> bool:
+    """True when CuPy imports and sees at least one GPU."""
+    return _load_cupy() is not None
+
+
+def normalize_device(device: Any) -> str:
+    """Map ``None``, ``"cpu"``, ``"cuda"``, ``"cuda:0"`` to ``"cpu"`` or ``"cuda"``."""
+    if device is None:
+        return "cpu"
+    name = str(device).split(":")[0].lower()
+    if name not in ("cpu", "cuda"):
+        raise DeviceError(f"expected device 'cpu' or 'cuda', found {device!r}")
+    return name
+
+
+def get_array_module(device: str) -> ModuleType:
+    """The array module for a device name: ``numpy`` for cpu, ``cupy`` for cuda."""
+    if normalize_device(device) == "cpu":
+        return np
+    cp = _load_cupy()
+    if cp is None:
+        raise DeviceError(
+            "device='cuda' needs CuPy and an NVIDIA GPU; "
+            f"found none ({_cupy_error}). Install with: pip install 'sparkgrad[gpu]'"
+        )
+    return cp
+
+
+def array_module(*arrays: Any) -> ModuleType:
+    """The module that owns these arrays (``cupy`` if any of them is a CuPy array)."""
+    if _cupy is not None:
+        for a in arrays:
+            if isinstance(a, _cupy.ndarray):
+                return _cupy
+    return np
+
+
+def device_of(array: Any) -> str:
+    """``"cuda"`` for a CuPy array, ``"cpu"`` otherwise."""
+    return "cuda" if _cupy is not None and isinstance(array, _cupy.ndarray) else "cpu"
+
+
+def to_device(array: Any, device: str) -> Any:
+    """Move an array to ``device`` (a no-op when it is already there)."""
+    device = normalize_device(device)
+    if device_of(array) == device:
+        return array
+    if device == "cpu":
+        return array.get()
+    return get_array_module("cuda").asarray(array)
+
+
+def to_numpy(array: Any) -> np.ndarray:
+    """A NumPy view or copy of any backend array."""
+    return array.get() if device_of(array) == "cuda" else np.asarray(array)
+
+
+def is_floating(dtype: Any) -> bool:
+    """True for float16/32/64 dtypes (the only ones that can require gradients)."""
+    return np.dtype(dtype).kind == "f"

@@ -1,0 +1,1 @@
+"""Layers and losses (to be filled)."""

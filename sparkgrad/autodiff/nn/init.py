@@ -1,0 +1,1 @@
+"""Initialisers (to be filled)."""

@@ -1,0 +1,1 @@
+"""Gradient utilities (to be filled)."""

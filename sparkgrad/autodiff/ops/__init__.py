@@ -1,0 +1,9 @@
+"""Differentiable ops, each a :class:`~sparkgrad.autodiff.function.Function` with its
+forward and backward side by side and the derivative in a one-line docstring.
+
+- :mod:`.arithmetic`: ``+ - * / ** @`` and negation
+- :mod:`.pointwise`: exp, log, sqrt, tanh, sigmoid, relu, gelu, abs, clamp, maximum, where
+- :mod:`.reduction`: sum, mean, max/min, var
+- :mod:`.shape`: reshape, permute, expand, indexing, cat, stack, casts and device moves
+- :mod:`.neural`: linear, softmax, log_softmax, losses, dropout, layer_norm, embedding
+"""

@@ -1,0 +1,310 @@
+"""The ops of neural networks, fused where fusing is both faster and more stable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sparkgrad.autodiff.backend import array_module
+from sparkgrad.autodiff.function import Context, Function
+from sparkgrad.autodiff.random import default_generator
+from sparkgrad.autodiff.backend import to_device, device_of
+from sparkgrad.errors import ShapeError
+
+
+class Linear(Function):
+    """z = x @ Wᵀ + b;  dL/dx = g @ W, dL/dW = gᵀ @ x, dL/db = Σ g over the batch"""
+
+    @staticmethod
+    def forward(ctx: Context, x: Any, weight: Any, bias: Any = None) -> Any:
+        if x.shape[-1] != weight.shape[1]:
+            raise ShapeError(
+                f"linear: input of shape {tuple(x.shape)} has {x.shape[-1]} features, "
+                f"weight of shape {tuple(weight.shape)} expects {weight.shape[1]}"
+            )
+        ctx.save_for_backward(x, weight)
+        out = x @ weight.T
+        if bias is not None:
+            out += bias  # out is fresh, so adding in place saves one temporary
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, grad: Any) -> Any:
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = (ctx.needs_input_grad + (False,))[:3]
+        g2 = grad.reshape(-1, grad.shape[-1])
+        gx = grad @ weight if need_x else None
+        gw = g2.T @ x.reshape(-1, x.shape[-1]) if need_w else None
+        gb = g2.sum(axis=0) if need_b else None
+        return gx, gw, gb
+
+
+def _log_softmax(a: Any, axis: int) -> Any:
+    xp = array_module(a)
+    shifted = a - a.max(axis=axis, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """z = a - log Σ eᵃ (max subtracted first, so no overflow);  dL/da = g - softmax(a)·Σ g"""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, axis: int = -1) -> Any:
+        out = _log_softmax(a, axis)
+        ctx.save_for_backward(out)
+        ctx.axis = axis
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, grad: Any) -> Any:
+        (out,) = ctx.saved_tensors
+        xp = array_module(out)
+        return grad - xp.exp(out) * grad.sum(axis=ctx.axis, keepdims=True)
+
+
+class Softmax(Function):
+    """z = eᵃ / Σ eᵃ;  dL/da = z·(g - Σ g·z)"""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, axis: int = -1) -> Any:
+        xp = array_module(a)
+        e = xp.exp(a - a.max(axis=axis, keepdims=True))
+        out = e / e.sum(axis=axis, keepdims=True)
+        ctx.save_for_backward(out)
+        ctx.axis = axis
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, grad: Any) -> Any:
+        (out,) = ctx.saved_tensors
+        return out * (grad - (grad * out).sum(axis=ctx.axis, keepdims=True))
+
+
+def _classes_last(logits: Any, target: Any) -> tuple[Any, Any]:
+    """(N, C, d1, ...) logits and (N, d1, ...) targets -> (M, C) and (M,), as PyTorch accepts."""
+    if logits.ndim == 1:
+        return logits[None, :], target.reshape(1)
+    if logits.ndim > 2:
+        xp = array_module(logits)
+        logits = xp.moveaxis(logits, 1, -1).reshape(-1, logits.shape[1])
+    return logits, target.reshape(-1)
+
+
+def _check_targets(logits: Any, target: Any, ignore_index: int) -> Any:
+    expected = (logits.shape[0],) + tuple(logits.shape[2:]) if logits.ndim > 1 else ()
+    if tuple(target.shape) != expected:
+        raise ShapeError(
+            f"cross_entropy: targets of shape {tuple(target.shape)} do not match logits of shape "
+            f"{tuple(logits.shape)} (expected targets of shape {expected})"
+        )
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"class targets must be integers, found dtype {target.dtype}")
+    n_classes = logits.shape[1] if logits.ndim > 1 else logits.shape[0]
+    bad = (target != ignore_index) & ((target < 0) | (target >= n_classes))
+    if bad.any():
+        raise IndexError(f"target {int(target[bad].reshape(-1)[0])} is out of bounds for {n_classes} classes")
+
+
+class CrossEntropy(Function):
+    """L = -Σ q·log_softmax(a) with q = (1-ε)·onehot + ε/C;  dL/da = softmax(a) - q (per row)
+
+    Fused with log_softmax: one pass computes the loss, the backward needs no extra exp of
+    the logits' raw values, and nothing overflows for large logits.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Context,
+        logits: Any,
+        target: Any,
+        reduction: str = "mean",
+        ignore_index: int = -100,
+        label_smoothing: float = 0.0,
+    ) -> Any:
+        _check_targets(logits, target, ignore_index)
+        xp = array_module(logits)
+        shape_in, target_shape = logits.shape, target.shape
+        flat, tgt = _classes_last(logits, target)
+        logp = _log_softmax(flat, axis=1)
+        valid = tgt != ignore_index
+        safe = xp.where(valid, tgt, 0)
+        rows = xp.arange(flat.shape[0])
+        eps, n_classes = float(label_smoothing), flat.shape[1]
+        loss = -logp[rows, safe]
+        if eps:
+            loss = (1 - eps) * loss - (eps / n_classes) * logp.sum(axis=1)
+        loss = loss * valid
+        count = valid.sum()
+        ctx.save_for_backward(logp, safe, valid)
+        ctx.meta = (reduction, eps, shape_in, target_shape, count)
+        if reduction == "none":
+            return loss.reshape(target_shape)
+        if reduction == "sum":
+            return loss.sum()
+        if reduction == "mean":
+            return loss.sum() / count.astype(loss.dtype)
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', found {reduction!r}")
+
+    @staticmethod
+    def backward(ctx: Context, grad: Any) -> Any:
+        logp, safe, valid = ctx.saved_tensors
+        reduction, eps, shape_in, _, count = ctx.meta
+        xp = array_module(logp)
+        d = xp.exp(logp)  # softmax
+        rows = xp.arange(d.shape[0])
+        d[rows, safe] -= 1 - eps
+        if eps:
+            d -= eps / d.shape[1]
+        if reduction == "none":
+            scale = grad.reshape(-1, 1) * valid[:, None]
+        else:
+            scale = valid[:, None] * (grad / count.astype(d.dtype) if reduction == "mean" else grad)
+        d *= scale
+        if len(shape_in) == 1:
+            d = d.reshape(shape_in)
+        elif len(shape_in) > 2:
+            moved = (shape_in[0],) + tuple(shape_in[2:]) + (shape_in[1],)
+            d = xp.moveaxis(d.reshape(moved), -1, 1)
+        return d, None
+
+
+class NLLLoss(Function):
+    """L = -logp[target] averaged;  dL/dlogp = -1/n at each target, 0 elsewhere"""
+
+    @staticmethod
+    def forward(
+        ctx: Context, logp: Any, target: Any, reduction: str = "mean", ignore_index: int = -100
+    ) -> Any:
+        _check_targets(logp, target, ignore_index)
+        xp = array_module(logp)
+        flat, tgt = _classes_last(logp, target)
+        valid = tgt != ignore_index
+        safe = xp.where(valid, tgt, 0)
+        loss = -flat[xp.arange(flat.shape[0]), safe] * valid
+        count = valid.sum()
+        ctx.save_for_backward(safe, valid)
+        ctx.meta = (reduction, logp.shape, flat.shape, count)
+        if reduction == "none":
+            return loss.reshape(target.shape)
+        if reduction == "sum":
+            return loss.sum()
+        if reduction == "mean":
+            return loss.sum() / count.astype(loss.dtype)
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', found {reduction!r}")
+
+    @staticmethod
+    def backward(ctx: Context, grad: Any) -> Any:
+        safe, valid = ctx.saved_tensors
+        reduction, shape_in, flat_shape, count = ctx.meta
+        xp = array_module(grad)
+        d = xp.zeros(flat_shape, dtype=grad.dtype)
+        if reduction == "none":
+            per_row = grad.reshape(-1)
+        else:
+            per_row = grad / count.astype(grad.dtype) if reduction == "mean" else grad
+        d[xp.arange(flat_shape[0]), safe] = -per_row * valid
+        if len(shape_in) == 1:
+            d = d.reshape(shape_in)
+        elif len(shape_in) > 2:
+            moved = (shape_in[0],) + tuple(shape_in[2:]) + (shape_in[1],)
+            d = xp.moveaxis(d.reshape(moved), -1, 1)
+        return d, None
+
+
+class MSELoss(Function):
+    """L = mean((a - b)²);  dL/da = 2(a - b)/n, dL/db = -2(a - b)/n"""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, b: Any, reduction: str = "mean") -> Any:
+        xp = array_module(a, b)
+        if tuple(xp.broadcast_shapes(a.shape, b.shape)) != tuple(a.shape):
+            raise ShapeError(f"mse_loss: input shape {tuple(a.shape)} and target shape {tuple(b.shape)} differ")
+        diff = a - b
+        ctx.save_for_backward(diff)
+        ctx.reduction = reduction
+        sq = diff * diff
+        if reduction == "none":
+            return sq
+        if reduction == "sum":
+            return sq.sum()
+        if reduction == "mean":
+            return sq.mean()
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', found {reduction!r}")
+
+    @staticmethod
+    def backward(ctx: Context, grad: Any) -> Any:
+        (diff,) = ctx.saved_tensors
+        scale = 2 / diff.size if ctx.reduction == "mean" else 2
+        ga = grad * diff * scale
+        return ga, (-ga if ctx.needs_input_grad[1] else None)
+
+
+class Dropout(Function):
+    """z = a·m/(1-p) with m ~ Bernoulli(1-p);  dL/da = g·m/(1-p)"""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, p: float = 0.5) -> Any:
+        keep = default_generator().random(a.shape) >= p
+        mask = to_device(keep.astype(a.dtype) / (1 - p), device_of(a))
+        ctx.save_for_backward(mask)
+        return a * mask
+
+    @staticmethod
+    def backward(ctx: Context, grad: Any) -> Any:
+        (mask,) = ctx.saved_tensors
+        return grad * mask
+
+
+class LayerNorm(Function):
+    """z = (a - μ)/σ · w + b over the last dims;  dL/da = (g·w - mean(g·w) - x̂·mean(g·w·x̂))/σ"""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, weight: Any, bias: Any, n_dims: int, eps: float) -> Any:
+        xp = array_module(a)
+        axes = tuple(range(a.ndim - n_dims, a.ndim))
+        mean = a.mean(axis=axes, keepdims=True)
+        centered = a - mean
+        inv_std = 1 / xp.sqrt((centered * centered).mean(axis=axes, keepdims=True) + eps)
+        xhat = centered * inv_std
+        ctx.save_for_backward(xhat, inv_std, weight)
+        ctx.axes = axes
+        out = xhat * weight if weight is not None else xhat
+        return out + bias if bias is not None else out
+
+    @staticmethod
+    def backward(ctx: Context, grad: Any) -> Any:
+        xhat, inv_std, weight = ctx.saved_tensors
+        axes = ctx.axes
+        gxhat = grad * weight if weight is not None else grad
+        gx = inv_std * (
+            gxhat
+            - gxhat.mean(axis=axes, keepdims=True)
+            - xhat * (gxhat * xhat).mean(axis=axes, keepdims=True)
+        )
+        lead = tuple(range(grad.ndim - len(axes)))
+        gw = (grad * xhat).sum(axis=lead) if weight is not None else None
+        gb = grad.sum(axis=lead) if ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+class Embedding(Function):
+    """z = W[idx];  dL/dW = g added into the rows named by idx (0 for padding_idx)"""
+
+    @staticmethod
+    def forward(ctx: Context, weight: Any, indices: Any, padding_idx: int | None = None) -> Any:
+        if indices.dtype.kind not in "iu":
+            raise TypeError(f"embedding indices must be integers, found dtype {indices.dtype}")
+        if indices.size and (indices.min() < 0 or indices.max() >= weight.shape[0]):
+            raise IndexError(f"embedding index out of range for {weight.shape[0]} rows")
+        ctx.save_for_backward(indices)
+        ctx.shape, ctx.padding_idx = weight.shape, padding_idx
+        return weight[indices]
+
+    @staticmethod
+    def backward(ctx: Context, grad: Any) -> Any:
+        (indices,) = ctx.saved_tensors
+        xp = array_module(grad)
+        gw = xp.zeros(ctx.shape, dtype=grad.dtype)
+        xp.add.at(gw, indices.reshape(-1), grad.reshape(-1, ctx.shape[1]))
+        if ctx.padding_idx is not None:
+            gw[ctx.padding_idx] = 0
+        return gw, None

@@ -1,0 +1,1 @@
+"""MNIST readers (IDX, CSV), sources (embedded, path, Hadoop URI), DataLoader and samplers."""

@@ -1,0 +1,1 @@
+"""Trainer, SparkRunner (barrier-mode launcher), checkpoints and run configuration."""

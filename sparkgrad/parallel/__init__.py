@@ -1,0 +1,1 @@
+"""Parallel strategies: DataParallel, ModelParallel, PipelineParallel, TensorParallel, ZeRO."""
