@@ -1,1 +1,28 @@
-"""Layers and losses (to be filled)."""
+"""``sparkgrad.nn``'s layers: ``Module``, ``Parameter``, ``DenseLayer``/``Linear``, containers,
+activations, dropout, normalisation, embeddings and losses, as in ``torch.nn``.
+
+Read ``parameter`` → ``module`` (the tree) → ``state_dict`` → ``linear`` → the rest;
+``init`` holds the initialisers and ``utils`` gradient clipping.
+"""
+
+from sparkgrad.autodiff.nn import init, utils
+from sparkgrad.autodiff.nn.activation import GELU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from sparkgrad.autodiff.nn.containers import ModuleDict, ModuleList, Sequential
+from sparkgrad.autodiff.nn.dropout import Dropout
+from sparkgrad.autodiff.nn.embedding import Embedding
+from sparkgrad.autodiff.nn.flatten import Flatten
+from sparkgrad.autodiff.nn.linear import DenseLayer, Identity, Linear
+from sparkgrad.autodiff.nn.loss import CrossEntropyLoss, MSELoss, NLLLoss
+from sparkgrad.autodiff.nn.module import Module
+from sparkgrad.autodiff.nn.normalization import LayerNorm
+from sparkgrad.autodiff.nn.parameter import Parameter
+from sparkgrad.autodiff.nn.state_dict import IncompatibleKeys
+
+__all__ = [
+    "Module", "Parameter", "IncompatibleKeys",
+    "DenseLayer", "Linear", "Identity",
+    "Sequential", "ModuleList", "ModuleDict",
+    "ReLU", "GELU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax",
+    "Dropout", "LayerNorm", "Embedding", "Flatten",
+    "CrossEntropyLoss", "NLLLoss", "MSELoss",
+]  # fmt: skip

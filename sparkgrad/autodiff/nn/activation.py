@@ -1,0 +1,101 @@
+"""Activation layers: thin modules around the functional ops, with PyTorch's reprs.
+
+Each holds no parameters; it exists so an activation can sit in a ``Sequential`` and show
+up in ``print(model)``. The maths (forward and backward) lives in
+:mod:`sparkgrad.autodiff.ops`.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from sparkgrad.autodiff import functional as F
+from sparkgrad.autodiff.nn.module import Module
+from sparkgrad.autodiff.tensor import Tensor
+from sparkgrad.errors import ConfigError
+
+__all__ = ["ReLU", "GELU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax"]
+
+
+class ReLU(Module):
+    """max(x, 0). ``inplace`` is accepted for PyTorch compatibility; a new tensor is returned."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(x)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class GELU(Module):
+    """x·Φ(x) (``approximate='none'``) or its tanh approximation (``'tanh'``)."""
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ConfigError(f"approximate must be 'none' or 'tanh', found {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.gelu(x, approximate=self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+class Tanh(Module):
+    """tanh(x)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.tanh(x)
+
+
+class Sigmoid(Module):
+    """1 / (1 + e⁻ˣ)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.sigmoid(x)
+
+
+def _softmax_dim(dim: int | None, name: str, ndim: int) -> int:
+    """PyTorch's legacy rule when no ``dim`` was given (with its deprecation warning)."""
+    if dim is not None:
+        return dim
+    warnings.warn(
+        f"Implicit dimension choice for {name} has been deprecated. "
+        "Change the call to include dim=X as an argument.",
+        stacklevel=3,
+    )
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+class Softmax(Module):
+    """exp(x) / Σ exp(x) along ``dim`` (each slice along ``dim`` sums to 1)."""
+
+    def __init__(self, dim: int | None = None) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.softmax(x, dim=_softmax_dim(self.dim, "softmax", x.ndim))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Module):
+    """log(softmax(x)) along ``dim``, computed stably in one op."""
+
+    def __init__(self, dim: int | None = None) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.log_softmax(x, dim=_softmax_dim(self.dim, "log_softmax", x.ndim))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"

@@ -1,0 +1,125 @@
+"""``Trainer``: the epoch loop every strategy shares — train, evaluate, measure, report.
+
+One epoch = iterate the training loader (forward, loss, backward, optimizer step), then
+evaluate on the test loader without gradients. Per epoch it records train loss, test loss,
+test accuracy and throughput (samples per second), shows a progress bar, and calls the
+callbacks, so a notebook can plot live and a checkpointer can save.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import sparkgrad as sg
+from sparkgrad.autodiff.nn import Module
+
+
+@dataclass
+class EpochMetrics:
+    """What one epoch measured."""
+
+    epoch: int
+    train_loss: float
+    test_loss: float
+    test_accuracy: float
+    samples_per_second: float
+    seconds: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def evaluate(model: Module, loss_fn: Callable, loader: Iterable) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` over ``loader`` (eval mode, no gradients)."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    with sg.no_grad():
+        for x, y in loader:
+            logits = model(x)
+            n = len(y)
+            total_loss += float(loss_fn(logits, y).item()) * n
+            correct += int((logits.argmax(axis=1) == y).sum().item())
+            count += n
+    model.train(was_training)
+    return total_loss / max(count, 1), correct / max(count, 1)
+
+
+class Trainer:
+    """Train ``model`` for ``epochs`` with ``optimizer`` on ``train_loader``.
+
+    ``callbacks`` are called as ``callback(trainer, metrics)`` after every epoch;
+    ``step_callbacks`` as ``callback(trainer, step, loss)`` after every optimizer step.
+    """
+
+    def __init__(
+        self,
+        model: Module,
+        optimizer: Any,
+        loss_fn: Callable,
+        train_loader: Iterable,
+        test_loader: Iterable | None = None,
+        epochs: int = 1,
+        scheduler: Any = None,
+        callbacks: Iterable[Callable] = (),
+        step_callbacks: Iterable[Callable] = (),
+        progress: bool = True,
+    ) -> None:
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.train_loader, self.test_loader = train_loader, test_loader
+        self.epochs, self.scheduler = epochs, scheduler
+        self.callbacks, self.step_callbacks = list(callbacks), list(step_callbacks)
+        self.progress = progress
+        self.history: list[EpochMetrics] = []
+        self.global_step = 0
+
+    def train_epoch(self, epoch: int) -> tuple[float, int]:
+        """One pass over the training data; returns (mean loss, samples seen)."""
+        self.model.train()
+        total, seen = 0.0, 0
+        batches = self.train_loader
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, unit="batch")
+            batches = bar
+        for x, y in batches:
+            self.optimizer.zero_grad()
+            loss = self.loss_fn(self.model(x), y)
+            loss.backward()
+            self.optimizer.step()
+            value = float(loss.item())
+            total += value * len(y)
+            seen += len(y)
+            self.global_step += 1
+            for cb in self.step_callbacks:
+                cb(self, self.global_step, value)
+            if bar is not None:
+                bar.set_postfix(loss=f"{value:.4f}")
+        if bar is not None:
+            bar.close()
+        return total / max(seen, 1), seen
+
+    def fit(self) -> list[EpochMetrics]:
+        """Run every epoch; returns the per-epoch metrics (also kept in ``history``)."""
+        for epoch in range(1, self.epochs + 1):
+            set_epoch = getattr(getattr(self.train_loader, "sampler", None), "set_epoch", None)
+            if set_epoch is not None:
+                set_epoch(epoch - 1)  # PyTorch counts epochs from 0
+            start = time.perf_counter()
+            train_loss, seen = self.train_epoch(epoch)
+            seconds = time.perf_counter() - start
+            test_loss, accuracy = (float("nan"), float("nan"))
+            if self.test_loader is not None:
+                test_loss, accuracy = evaluate(self.model, self.loss_fn, self.test_loader)
+            if self.scheduler is not None:
+                self.scheduler.step()
+            metrics = EpochMetrics(epoch, train_loss, test_loss, accuracy, seen / seconds, seconds)
+            self.history.append(metrics)
+            for cb in self.callbacks:
+                cb(self, metrics)
+        return self.history
