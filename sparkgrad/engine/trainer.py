@@ -107,7 +107,10 @@ class Trainer:
     def fit(self) -> list[EpochMetrics]:
         """Run every epoch; returns the per-epoch metrics (also kept in ``history``)."""
         for epoch in range(1, self.epochs + 1):
-            set_epoch = getattr(getattr(self.train_loader, "sampler", None), "set_epoch", None)
+            # a new shuffle per epoch: the loader (or its DistributedSampler) reseeds with it
+            set_epoch = getattr(self.train_loader, "set_epoch", None) or getattr(
+                getattr(self.train_loader, "sampler", None), "set_epoch", None
+            )
             if set_epoch is not None:
                 set_epoch(epoch - 1)  # PyTorch counts epochs from 0
             start = time.perf_counter()
