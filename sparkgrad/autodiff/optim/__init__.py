@@ -1,1 +1,12 @@
-"""Optimizers (to be filled)."""
+"""Optimizers and learning-rate schedules, shaped like ``torch.optim``.
+
+Read ``optimizer`` (groups, state, state dicts) → ``sgd`` → ``adam`` → ``lr_scheduler``.
+Every update follows PyTorch's maths and order of operations, in place on the raw arrays.
+"""
+
+from sparkgrad.autodiff.optim import lr_scheduler
+from sparkgrad.autodiff.optim.adam import Adam, AdamW
+from sparkgrad.autodiff.optim.optimizer import Optimizer
+from sparkgrad.autodiff.optim.sgd import SGD
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "lr_scheduler"]
