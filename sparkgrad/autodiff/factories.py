@@ -51,8 +51,11 @@ def full(size: Any, fill_value: float, dtype: Any = None, device: str = "cpu",
          requires_grad: bool = False) -> Tensor:
     xp = get_array_module(device)
     size = (size,) if isinstance(size, int) else tuple(size)
-    if dtype is None:
-        dtype = np.int64 if isinstance(fill_value, (bool, int)) and not isinstance(fill_value, float) else DEFAULT_DTYPE
+    if dtype is None:  # as torch.full: bool -> bool, int -> int64, float -> float32
+        if isinstance(fill_value, bool):
+            dtype = np.bool_
+        else:
+            dtype = np.int64 if isinstance(fill_value, int) else DEFAULT_DTYPE
     return Tensor(xp.full(size, fill_value, dtype=dtype), requires_grad=requires_grad)
 
 

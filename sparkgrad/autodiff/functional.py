@@ -20,6 +20,7 @@ from sparkgrad.autodiff.ops import neural as nn_ops
 from sparkgrad.autodiff.ops import pointwise as pw
 from sparkgrad.autodiff.ops import reduction as red
 from sparkgrad.autodiff.ops import shape as sh
+from sparkgrad.autodiff.ops.promotion import floating, promote
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import ShapeError
 
@@ -41,6 +42,7 @@ def _axis(axis: Any) -> Any:
 
 def _binary(fn: type, a: Operand, b: Operand, symbol: str) -> Tensor:
     """Apply a broadcasting binary op, turning NumPy's broadcast error into a ShapeError."""
+    a, b = promote(a, b, true_div=fn is ar.Div)
     try:
         return fn.apply(a, b)
     except ValueError as exc:
@@ -82,23 +84,23 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
 
 # ---- element-wise -------------------------------------------------------------------
 def exp(x: Tensor) -> Tensor:
-    return pw.Exp.apply(x)
+    return pw.Exp.apply(floating(x))
 
 
 def log(x: Tensor) -> Tensor:
-    return pw.Log.apply(x)
+    return pw.Log.apply(floating(x))
 
 
 def sqrt(x: Tensor) -> Tensor:
-    return pw.Sqrt.apply(x)
+    return pw.Sqrt.apply(floating(x))
 
 
 def tanh(x: Tensor) -> Tensor:
-    return pw.Tanh.apply(x)
+    return pw.Tanh.apply(floating(x))
 
 
 def sigmoid(x: Tensor) -> Tensor:
-    return pw.Sigmoid.apply(x)
+    return pw.Sigmoid.apply(floating(x))
 
 
 def relu(x: Tensor) -> Tensor:

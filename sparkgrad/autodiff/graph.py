@@ -113,8 +113,11 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
             if node is None:
                 _accumulate_leaf(tensor, g, owned)
                 continue
-            if tensor._retains_grad:
-                tensor.grad = Tensor._wrap(g.copy())
+            if tensor._retains_grad:  # accumulates like a leaf's grad, as in PyTorch
+                if tensor.grad is None:
+                    tensor.grad = Tensor._wrap(g.copy())
+                else:
+                    tensor.grad.data = tensor.grad.data + g
             if node.inputs is None:
                 raise GradError("Trying to backward through the graph a second time (freed node)")
             input_grads = node.fn.backward(node.ctx, g)
@@ -125,6 +128,8 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
                 if parent is None or pg is None:
                     continue
                 reduced = sum_to_shape(pg, parent.shape)
+                if reduced.dtype != parent.dtype:  # a grad has its tensor's dtype (PyTorch)
+                    reduced = reduced.astype(parent.dtype)
                 # "fresh" = nothing else can hold this array: not the incoming grad, not a
                 # view, not an array this backward already gave to another input
                 fresh = (

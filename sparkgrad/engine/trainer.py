@@ -75,10 +75,17 @@ class Trainer:
         self.progress = progress
         self.history: list[EpochMetrics] = []
         self.global_step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
 
-    def train_epoch(self, epoch: int) -> tuple[float, int]:
-        """One pass over the training data; returns (mean loss, samples seen)."""
+    def train_epoch(self, epoch: int, skip_batches: int = 0) -> tuple[float, int]:
+        """One pass over the training data; returns (mean loss, samples seen).
+
+        ``skip_batches`` skips the first batches of the pass (resuming mid-epoch from a
+        checkpoint: the loader yields the same batches in the same order, we just drop them).
+        """
         self.model.train()
+        self.epoch = epoch
         total, seen = 0.0, 0
         batches = self.train_loader
         bar = None
@@ -87,7 +94,9 @@ class Trainer:
 
             bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, unit="batch")
             batches = bar
-        for x, y in batches:
+        for self.batch_in_epoch, (x, y) in enumerate(batches, start=1):
+            if self.batch_in_epoch <= skip_batches:
+                continue
             self.optimizer.zero_grad()
             loss = self.loss_fn(self.model(x), y)
             loss.backward()
@@ -104,9 +113,12 @@ class Trainer:
             bar.close()
         return total / max(seen, 1), seen
 
-    def fit(self) -> list[EpochMetrics]:
-        """Run every epoch; returns the per-epoch metrics (also kept in ``history``)."""
-        for epoch in range(1, self.epochs + 1):
+    def fit(self, start_epoch: int = 1, skip_batches: int = 0) -> list[EpochMetrics]:
+        """Run the epochs from ``start_epoch`` on; returns the per-epoch metrics (``history``).
+
+        ``skip_batches`` applies to ``start_epoch`` only (see :meth:`train_epoch`).
+        """
+        for epoch in range(start_epoch, self.epochs + 1):
             # a new shuffle per epoch: the loader (or its DistributedSampler) reseeds with it
             set_epoch = getattr(self.train_loader, "set_epoch", None) or getattr(
                 getattr(self.train_loader, "sampler", None), "set_epoch", None
@@ -114,7 +126,7 @@ class Trainer:
             if set_epoch is not None:
                 set_epoch(epoch - 1)  # PyTorch counts epochs from 0
             start = time.perf_counter()
-            train_loss, seen = self.train_epoch(epoch)
+            train_loss, seen = self.train_epoch(epoch, skip_batches if epoch == start_epoch else 0)
             seconds = time.perf_counter() - start
             test_loss, accuracy = (float("nan"), float("nan"))
             if self.test_loader is not None:

@@ -6,4 +6,5 @@ forward and backward side by side and the derivative in a one-line docstring.
 - :mod:`.reduction`: sum, mean, max/min, var
 - :mod:`.shape`: reshape, permute, expand, indexing, cat, stack, casts and device moves
 - :mod:`.neural`: linear, softmax, log_softmax, losses, dropout, layer_norm, embedding
+- :mod:`.promotion`: which dtype a binary op computes in (PyTorch's rules, not NumPy's)
 """

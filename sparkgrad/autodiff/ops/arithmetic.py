@@ -86,8 +86,9 @@ class Pow(Function):
         gb = None
         if need_b:
             xp = array_module(out)
-            safe_a = xp.where(a > 0, a, 1)  # d/db is 0 where a == 0 (as PyTorch)
-            gb = grad * out * xp.log(safe_a)
+            # ln a, but 0 where a == 0 and NaN where a < 0 (as PyTorch), without log warnings
+            log_a = xp.where(a < 0, xp.nan, xp.log(xp.where(a > 0, a, 1)))
+            gb = grad * out * log_a.astype(out.dtype)  # a may be a Python int
         return ga, gb
 
 
@@ -118,7 +119,13 @@ class MatMul(Function):
                 f"({k_a} != {k_b})"
             )
         ctx.save_for_backward(a, b)
-        return a @ b
+        try:
+            return a @ b
+        except ValueError:  # batch dims that do not broadcast
+            raise ShapeError(
+                f"matmul: batch dims of shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be "
+                "broadcast"
+            ) from None
 
     @staticmethod
     def backward(ctx: Context, grad: Any) -> Any:
@@ -127,10 +134,10 @@ class MatMul(Function):
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = grad
+        if b.ndim == 1:  # first, so that 1-D @ 1-D (a 0-d grad) becomes (1, 1)
+            g2 = g2[..., None]
         if a.ndim == 1:
             g2 = xp.expand_dims(g2, -2)
-        if b.ndim == 1:
-            g2 = g2[..., None]
         ga = gb = None
         if ctx.needs_input_grad[0]:
             ga = g2 @ xp.swapaxes(b2, -1, -2)

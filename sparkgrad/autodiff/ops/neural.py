@@ -216,8 +216,14 @@ class MSELoss(Function):
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any, reduction: str = "mean") -> Any:
         xp = array_module(a, b)
-        if tuple(xp.broadcast_shapes(a.shape, b.shape)) != tuple(a.shape):
-            raise ShapeError(f"mse_loss: input shape {tuple(a.shape)} and target shape {tuple(b.shape)} differ")
+        try:
+            fits = tuple(xp.broadcast_shapes(a.shape, b.shape)) == tuple(a.shape)
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ShapeError(
+                f"mse_loss: input shape {tuple(a.shape)} and target shape {tuple(b.shape)} differ"
+            )
         diff = a - b
         ctx.save_for_backward(diff)
         ctx.reduction = reduction

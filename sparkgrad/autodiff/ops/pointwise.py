@@ -83,7 +83,8 @@ class Sigmoid(Function):
     @staticmethod
     def forward(ctx: Context, a: Any) -> Any:
         xp = array_module(a)
-        out = 0.5 * (1 + xp.tanh(0.5 * a))  # the same value, without overflow for large |a|
+        e = xp.exp(-xp.abs(a))  # in (0, 1]: never overflows, keeps precision for a << 0
+        out = xp.where(a >= 0, 1 / (1 + e), e / (1 + e))
         ctx.save_for_backward(out)
         return out
 

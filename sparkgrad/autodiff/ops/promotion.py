@@ -1,0 +1,55 @@
+"""Type promotion: the dtype a binary op computes in, following PyTorch where NumPy differs.
+
+NumPy 2 treats NumPy scalars and integer arrays "strongly": ``int64 * 0.5`` and
+``float32 * np.float64(2)`` give float64. PyTorch gives float32, and PyTorch is the spec,
+so :mod:`sparkgrad.autodiff.functional` passes the operands of every binary op (and the
+input of float-valued functions such as ``exp``) through here first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sparkgrad.autodiff.backend import DEFAULT_DTYPE
+from sparkgrad.autodiff.tensor import Tensor
+
+
+def _kind(v: Any) -> str:
+    """'f' for floating operands, 'i' for integers and booleans (tensors, arrays, scalars)."""
+    dtype = getattr(v, "dtype", None)
+    if dtype is not None:
+        return "f" if np.dtype(dtype).kind in "fc" else "i"
+    return "f" if isinstance(v, float) else "i"
+
+
+def _as_float(v: Any, dtype: Any) -> Any:
+    """An integer operand converted to ``dtype`` (Python numbers are left alone: they're weak)."""
+    if isinstance(v, Tensor):
+        return Tensor._wrap(v.data.astype(dtype))
+    return v.astype(dtype) if hasattr(v, "astype") else v
+
+
+def promote(a: Any, b: Any, true_div: bool = False) -> tuple[Any, Any]:
+    """PyTorch's type promotion where NumPy's differs.
+
+    NumPy scalars are weak like Python ones (``x * np.float64(2)`` stays float32), an
+    integer tensor meeting a float becomes that float's dtype (float32 for a Python float),
+    and ``/`` between integers gives float32.
+    """
+    a = a.item() if isinstance(a, np.generic) else a
+    b = b.item() if isinstance(b, np.generic) else b
+    ka, kb = _kind(a), _kind(b)
+    if ka == "i" and kb == "f":
+        a = _as_float(a, getattr(b, "dtype", DEFAULT_DTYPE))
+    elif ka == "f" and kb == "i":
+        b = _as_float(b, getattr(a, "dtype", DEFAULT_DTYPE))
+    elif true_div and ka == kb == "i":
+        a, b = _as_float(a, DEFAULT_DTYPE), _as_float(b, DEFAULT_DTYPE)
+    return a, b
+
+
+def floating(x: Tensor) -> Tensor:
+    """Integer input to a float-valued function (exp, log ...) is taken as float32, as torch."""
+    return x if x.data.dtype.kind in "fc" else Tensor._wrap(x.data.astype(DEFAULT_DTYPE))

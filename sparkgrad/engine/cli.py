@@ -1,0 +1,123 @@
+"""The command line of ``main.py``: parse arguments into a RunConfig, run it, report.
+
+Errors that are the user's to fix (bad arguments, unusable data, a world size the cluster
+cannot host) end as ONE line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from sparkgrad.engine.config import OPTIMIZERS, STRATEGIES, RunConfig
+from sparkgrad.errors import SparkgradError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (argparse prints the usage block too)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths like 256,256, found {text!r}") from None
+    if not widths:
+        raise argparse.ArgumentTypeError("expected at least one hidden width, e.g. 256,256")
+    return widths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="main.py",
+        description="Train an MLP on MNIST with sparkgrad, in one process or across Spark tasks.",
+        epilog="Examples: spark-submit main.py --strategy data --world-size 2 | "
+        "python main.py --strategy single --data synthetic:20000",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="data",
+        help="single: one process, no collectives; data: DataParallel on Spark tasks",
+    )
+    p.add_argument("--world-size", type=int, default=2, help="number of ranks (Spark tasks)")
+    p.add_argument("--epochs", type=int, default=3, help="passes over the training data")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        help="GLOBAL batch of one step, split evenly across the data-parallel ranks",
+    )
+    p.add_argument("--lr", type=float, default=0.05, help="learning rate")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="optimizer (torch maths)")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    p.add_argument("--hidden", type=_hidden, default=(256, 256), help="hidden widths, e.g. 256,256")
+    p.add_argument(
+        "--data",
+        default="mnist-5k",
+        help="mnist-5k (embedded, default) | DIR with IDX/CSV files | file://, hdfs://, "
+        "s3a:// URI | synthetic:N",
+    )
+    p.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="cpu (NumPy) or cuda (CuPy)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and dropout")
+    p.add_argument("--export", metavar="PATH", help="write the trained model as safetensors here")
+    p.add_argument("--checkpoint-dir", metavar="DIR", help="write checkpoints here (path or URI)")
+    p.add_argument(
+        "--checkpoint-every", type=int, default=20, metavar="K", help="steps between checkpoints"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the newest valid checkpoint"
+    )
+    p.add_argument("--metrics-out", metavar="PATH", help="write per-epoch metrics as JSON here")
+    p.add_argument(
+        "--sim-topology",
+        default="2x8-h100",
+        help="modelled cluster for the predicted time, e.g. 1x8-h100, 2x8-h100",
+    )
+    p.add_argument(
+        "--fail-at-step", type=int, metavar="K", help="(teaching/tests) crash a rank at step K"
+    )
+    p.add_argument(
+        "--fail-rank", type=int, default=0, metavar="R", help="which rank --fail-at-step crashes"
+    )
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    return p
+
+
+def parse_config(argv: list[str] | None = None) -> RunConfig:
+    """Arguments → validated RunConfig (exits 2 with one line on a usage error)."""
+    args = vars(build_parser().parse_args(argv))
+    return RunConfig(**args).validate()
+
+
+def _write_json(path: str, payload: dict) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``main.py`` and of the ``sparkgrad-train`` console script."""
+    from sparkgrad.engine.run import run
+
+    try:
+        config = parse_config(argv)
+        result = run(config)
+        if config.metrics_out:
+            _write_json(config.metrics_out, result.to_dict())
+    except SparkgradError as exc:
+        print(f"main.py: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("main.py: interrupted", file=sys.stderr)
+        return 130
+    print(result.summary_line())
+    return 0
