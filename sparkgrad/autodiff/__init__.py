@@ -6,6 +6,7 @@ Read in this order: ``backend`` (NumPy or CuPy) → ``tensor`` (the data) → ``
 """
 
 from sparkgrad.autodiff.backend import cuda_is_available
+from sparkgrad.autodiff.draw_graph import draw_graph, graph_nodes
 from sparkgrad.autodiff.factories import (
     arange,
     empty,
@@ -20,7 +21,7 @@ from sparkgrad.autodiff.factories import (
     zeros_like,
 )
 from sparkgrad.autodiff.function import Context, Function
-from sparkgrad.autodiff.gradcheck import GradcheckError, gradcheck
 from sparkgrad.autodiff.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from sparkgrad.autodiff.gradcheck import GradcheckError, gradcheck
 from sparkgrad.autodiff.random import get_rng_state, manual_seed, set_rng_state
 from sparkgrad.autodiff.tensor import Tensor

@@ -11,7 +11,9 @@ from sparkgrad.autodiff.random import default_generator
 from sparkgrad.autodiff.tensor import Tensor
 
 
-def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, device: str | None = "cpu") -> Tensor:
+def tensor(
+    data: Any, requires_grad: bool = False, dtype: Any = None, device: str | None = "cpu"
+) -> Tensor:
     """A new tensor from a list, scalar or array (copied, as ``torch.tensor`` does)."""
     if isinstance(data, Tensor):
         data = data.data
@@ -35,7 +37,9 @@ def _filled(kind: str, size: tuple, dtype: Any, device: str, requires_grad: bool
     return Tensor(array, requires_grad=requires_grad)
 
 
-def zeros(*size: Any, dtype: Any = None, device: str = "cpu", requires_grad: bool = False) -> Tensor:
+def zeros(
+    *size: Any, dtype: Any = None, device: str = "cpu", requires_grad: bool = False
+) -> Tensor:
     return _filled("zeros", size, dtype, device, requires_grad)
 
 
@@ -43,12 +47,19 @@ def ones(*size: Any, dtype: Any = None, device: str = "cpu", requires_grad: bool
     return _filled("ones", size, dtype, device, requires_grad)
 
 
-def empty(*size: Any, dtype: Any = None, device: str = "cpu", requires_grad: bool = False) -> Tensor:
+def empty(
+    *size: Any, dtype: Any = None, device: str = "cpu", requires_grad: bool = False
+) -> Tensor:
     return _filled("empty", size, dtype, device, requires_grad)
 
 
-def full(size: Any, fill_value: float, dtype: Any = None, device: str = "cpu",
-         requires_grad: bool = False) -> Tensor:
+def full(
+    size: Any,
+    fill_value: float,
+    dtype: Any = None,
+    device: str = "cpu",
+    requires_grad: bool = False,
+) -> Tensor:
     xp = get_array_module(device)
     size = (size,) if isinstance(size, int) else tuple(size)
     if dtype is None:  # as torch.full: bool -> bool, int -> int64, float -> float32
@@ -67,8 +78,14 @@ def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tens
     return ones(t.shape, dtype=dtype or t.dtype, device=t.device, requires_grad=requires_grad)
 
 
-def arange(start: float, end: float | None = None, step: float = 1, dtype: Any = None,
-           device: str = "cpu", requires_grad: bool = False) -> Tensor:
+def arange(
+    start: float,
+    end: float | None = None,
+    step: float = 1,
+    dtype: Any = None,
+    device: str = "cpu",
+    requires_grad: bool = False,
+) -> Tensor:
     """``arange(5)`` or ``arange(2, 10, 2)``; integers give int64, floats float32 (PyTorch)."""
     if end is None:
         start, end = 0, start
@@ -85,7 +102,9 @@ def _drawn(array: np.ndarray, dtype: Any, device: str, requires_grad: bool) -> T
     return Tensor(data, requires_grad=requires_grad)
 
 
-def randn(*size: Any, dtype: Any = None, device: str = "cpu", requires_grad: bool = False) -> Tensor:
+def randn(
+    *size: Any, dtype: Any = None, device: str = "cpu", requires_grad: bool = False
+) -> Tensor:
     """Standard normal samples from the generator seeded by ``manual_seed``."""
     return _drawn(default_generator().standard_normal(_shape(size)), dtype, device, requires_grad)
 

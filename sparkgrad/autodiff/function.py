@@ -82,13 +82,9 @@ class Function:
         """Run the op on tensors (or plain values) and record it for backward."""
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
         ctx = Context()
-        record = is_grad_enabled() and any(
-            isinstance(a, Tensor) and a.requires_grad for a in args
-        )
+        record = is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args)
         if record:
-            ctx.needs_input_grad = tuple(
-                isinstance(a, Tensor) and a.requires_grad for a in args
-            )
+            ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         out = Tensor._wrap(cls.forward(ctx, *raw, **kwargs))
         if record:
             out.requires_grad = True

@@ -14,30 +14,18 @@ from typing import Any
 import numpy as np
 
 from sparkgrad.autodiff.backend import array_module
+from sparkgrad.autodiff.functional_nn import *  # noqa: F403 - linear, softmax, losses ...
 from sparkgrad.autodiff.grad_mode import is_grad_enabled
 from sparkgrad.autodiff.ops import arithmetic as ar
-from sparkgrad.autodiff.ops import neural as nn_ops
 from sparkgrad.autodiff.ops import pointwise as pw
 from sparkgrad.autodiff.ops import reduction as red
 from sparkgrad.autodiff.ops import shape as sh
 from sparkgrad.autodiff.ops.promotion import floating, promote
+from sparkgrad.autodiff.spelling import axis_arg, pick
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import ShapeError
 
 Operand = Tensor | float | int | Any
-
-
-def _pick(numpy_name: Any, torch_name: Any, default: Any) -> Any:
-    """Return whichever of the two spellings was given (``axis``/``dim``, ``keepdims``/``keepdim``)."""
-    if numpy_name is not None and torch_name is not None and numpy_name != torch_name:
-        raise TypeError(f"got both {numpy_name!r} and {torch_name!r} for the same argument")
-    if numpy_name is not None:
-        return numpy_name
-    return default if torch_name is None else torch_name
-
-
-def _axis(axis: Any) -> Any:
-    return tuple(axis) if isinstance(axis, list) else axis
 
 
 def _binary(fn: type, a: Operand, b: Operand, symbol: str) -> Tensor:
@@ -50,7 +38,9 @@ def _binary(fn: type, a: Operand, b: Operand, symbol: str) -> Tensor:
             raise
         sa = a.shape if hasattr(a, "shape") else ()
         sb = b.shape if hasattr(b, "shape") else ()
-        raise ShapeError(f"shapes {tuple(sa)} and {tuple(sb)} cannot be broadcast for '{symbol}'") from None
+        raise ShapeError(
+            f"shapes {tuple(sa)} and {tuple(sb)} cannot be broadcast for '{symbol}'"
+        ) from None
 
 
 # ---- arithmetic ---------------------------------------------------------------------
@@ -139,30 +129,54 @@ def where(condition: Any, a: Operand, b: Operand) -> Tensor:
 
 # ---- reductions ---------------------------------------------------------------------
 def sum(  # noqa: A001 - PyTorch's name
-    x: Tensor, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: bool | None = None
+    x: Tensor,
+    axis: Any = None,
+    keepdims: bool | None = None,
+    *,
+    dim: Any = None,
+    keepdim: bool | None = None,
 ) -> Tensor:
-    return red.Sum.apply(x, axis=_axis(_pick(axis, dim, None)), keepdims=_pick(keepdims, keepdim, False))
+    return red.Sum.apply(
+        x, axis=axis_arg(pick(axis, dim, None)), keepdims=pick(keepdims, keepdim, False)
+    )
 
 
 def mean(
-    x: Tensor, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: bool | None = None
+    x: Tensor,
+    axis: Any = None,
+    keepdims: bool | None = None,
+    *,
+    dim: Any = None,
+    keepdim: bool | None = None,
 ) -> Tensor:
-    return red.Mean.apply(x, axis=_axis(_pick(axis, dim, None)), keepdims=_pick(keepdims, keepdim, False))
+    return red.Mean.apply(
+        x, axis=axis_arg(pick(axis, dim, None)), keepdims=pick(keepdims, keepdim, False)
+    )
 
 
 def max(  # noqa: A001 - PyTorch's name
-    x: Tensor, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: bool | None = None
+    x: Tensor,
+    axis: Any = None,
+    keepdims: bool | None = None,
+    *,
+    dim: Any = None,
+    keepdim: bool | None = None,
 ) -> Tensor:
     """Largest values over ``axis`` (all axes by default). Indices come from :func:`argmax`."""
-    axis, keep = _axis(_pick(axis, dim, None)), _pick(keepdims, keepdim, False)
+    axis, keep = axis_arg(pick(axis, dim, None)), pick(keepdims, keepdim, False)
     return red.Extremum.apply(x, axis=axis, keepdims=keep, mode="max")
 
 
 def min(  # noqa: A001 - PyTorch's name
-    x: Tensor, axis: Any = None, keepdims: bool | None = None, *, dim: Any = None, keepdim: bool | None = None
+    x: Tensor,
+    axis: Any = None,
+    keepdims: bool | None = None,
+    *,
+    dim: Any = None,
+    keepdim: bool | None = None,
 ) -> Tensor:
     """Smallest values over ``axis`` (all axes by default). Indices come from :func:`argmin`."""
-    axis, keep = _axis(_pick(axis, dim, None)), _pick(keepdims, keepdim, False)
+    axis, keep = axis_arg(pick(axis, dim, None)), pick(keepdims, keepdim, False)
     return red.Extremum.apply(x, axis=axis, keepdims=keep, mode="min")
 
 
@@ -179,7 +193,7 @@ def var(
     """Variance with Bessel's correction by default (``correction=1``), as ``torch.var``."""
     if unbiased is not None:
         correction = 1 if unbiased else 0
-    axis, keep = _axis(_pick(axis, dim, None)), _pick(keepdims, keepdim, False)
+    axis, keep = axis_arg(pick(axis, dim, None)), pick(keepdims, keepdim, False)
     return red.Var.apply(x, axis=axis, correction=correction, keepdims=keep)
 
 
@@ -206,17 +220,25 @@ def _arg(x: Tensor, axis: Any, keepdims: bool, fn: str) -> Tensor:
 
 
 def argmax(
-    x: Tensor, axis: int | None = None, keepdims: bool | None = None, *, dim: int | None = None,
+    x: Tensor,
+    axis: int | None = None,
+    keepdims: bool | None = None,
+    *,
+    dim: int | None = None,
     keepdim: bool | None = None,
 ) -> Tensor:
-    return _arg(x, _pick(axis, dim, None), _pick(keepdims, keepdim, False), "argmax")
+    return _arg(x, pick(axis, dim, None), pick(keepdims, keepdim, False), "argmax")
 
 
 def argmin(
-    x: Tensor, axis: int | None = None, keepdims: bool | None = None, *, dim: int | None = None,
+    x: Tensor,
+    axis: int | None = None,
+    keepdims: bool | None = None,
+    *,
+    dim: int | None = None,
     keepdim: bool | None = None,
 ) -> Tensor:
-    return _arg(x, _pick(axis, dim, None), _pick(keepdims, keepdim, False), "argmin")
+    return _arg(x, pick(axis, dim, None), pick(keepdims, keepdim, False), "argmin")
 
 
 # ---- shapes -------------------------------------------------------------------------
@@ -251,7 +273,7 @@ def transpose(x: Tensor, dim0: int = -2, dim1: int = -1) -> Tensor:
 
 
 def squeeze(x: Tensor, axis: int | None = None, *, dim: int | None = None) -> Tensor:
-    axis = _pick(axis, dim, None)
+    axis = pick(axis, dim, None)
     if axis is None:
         return reshape(x, tuple(n for n in x.shape if n != 1))
     axis %= x.ndim
@@ -261,7 +283,7 @@ def squeeze(x: Tensor, axis: int | None = None, *, dim: int | None = None) -> Te
 
 
 def unsqueeze(x: Tensor, axis: int | None = None, *, dim: int | None = None) -> Tensor:
-    axis = _pick(axis, dim, None)
+    axis = pick(axis, dim, None)
     axis = axis % (x.ndim + 1)
     return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
 
@@ -292,22 +314,25 @@ def getitem(x: Tensor, index: Any) -> Tensor:
 
 
 def cat(tensors: Sequence[Tensor], axis: int | None = None, *, dim: int | None = None) -> Tensor:
-    return sh.Cat.apply(*tensors, axis=_pick(axis, dim, 0))
+    return sh.Cat.apply(*tensors, axis=pick(axis, dim, 0))
 
 
 concatenate = cat
 
 
 def stack(tensors: Sequence[Tensor], axis: int | None = None, *, dim: int | None = None) -> Tensor:
-    return sh.Stack.apply(*tensors, axis=_pick(axis, dim, 0))
+    return sh.Stack.apply(*tensors, axis=pick(axis, dim, 0))
 
 
 def split(
-    x: Tensor, split_size_or_sections: int | Sequence[int], axis: int | None = None, *,
+    x: Tensor,
+    split_size_or_sections: int | Sequence[int],
+    axis: int | None = None,
+    *,
     dim: int | None = None,
 ) -> tuple[Tensor, ...]:
-    """Pieces of ``x`` along ``axis``: equal chunks of a size, or the listed sizes (``torch.split``)."""
-    axis = _pick(axis, dim, 0) % x.ndim
+    """Pieces of ``x`` along ``axis``: chunks of one size, or the listed sizes (``torch.split``)."""
+    axis = pick(axis, dim, 0) % x.ndim
     n = x.shape[axis]
     if isinstance(split_size_or_sections, int):
         step = split_size_or_sections
@@ -324,8 +349,10 @@ def split(
     return tuple(pieces)
 
 
-def chunk(x: Tensor, chunks: int, axis: int | None = None, *, dim: int | None = None) -> tuple[Tensor, ...]:
-    axis = _pick(axis, dim, 0)
+def chunk(
+    x: Tensor, chunks: int, axis: int | None = None, *, dim: int | None = None
+) -> tuple[Tensor, ...]:
+    axis = pick(axis, dim, 0)
     n = x.shape[axis]
     return split(x, -(-n // chunks), axis)
 
@@ -344,77 +371,3 @@ def move(x: Tensor, device: str) -> Tensor:
 
 def clone(x: Tensor) -> Tensor:
     return sh.Clone.apply(x)
-
-
-# ---- neural-network functions -------------------------------------------------------
-def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``x @ weight.T + bias`` as one fused op (weight of shape ``(out, in)``)."""
-    return nn_ops.Linear.apply(x, weight, bias)
-
-
-def softmax(x: Tensor, axis: int | None = None, *, dim: int | None = None) -> Tensor:
-    return nn_ops.Softmax.apply(x, axis=_pick(axis, dim, -1))
-
-
-def log_softmax(x: Tensor, axis: int | None = None, *, dim: int | None = None) -> Tensor:
-    return nn_ops.LogSoftmax.apply(x, axis=_pick(axis, dim, -1))
-
-
-def cross_entropy(
-    input: Tensor,  # noqa: A002 - PyTorch's name
-    target: Tensor,
-    reduction: str = "mean",
-    ignore_index: int = -100,
-    label_smoothing: float = 0.0,
-) -> Tensor:
-    """Cross-entropy of logits against integer class targets, fused with log_softmax."""
-    return nn_ops.CrossEntropy.apply(
-        input, _raw(target), reduction=reduction, ignore_index=ignore_index,
-        label_smoothing=label_smoothing,
-    )
-
-
-def nll_loss(
-    input: Tensor,  # noqa: A002 - PyTorch's name
-    target: Tensor,
-    reduction: str = "mean",
-    ignore_index: int = -100,
-) -> Tensor:
-    return nn_ops.NLLLoss.apply(input, _raw(target), reduction=reduction, ignore_index=ignore_index)
-
-
-def mse_loss(input: Tensor, target: Operand, reduction: str = "mean") -> Tensor:  # noqa: A002
-    return nn_ops.MSELoss.apply(input, target, reduction=reduction)
-
-
-def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
-    """Zero each element with probability ``p`` and scale the rest by 1/(1-p); identity in eval."""
-    if not 0 <= p <= 1:
-        raise ValueError(f"dropout probability has to be between 0 and 1, found {p}")
-    if not training or p == 0:
-        return x
-    if p == 1:
-        return mul(x, 0.0)
-    return nn_ops.Dropout.apply(x, p=p)
-
-
-def layer_norm(
-    x: Tensor,
-    normalized_shape: int | Sequence[int],
-    weight: Tensor | None = None,
-    bias: Tensor | None = None,
-    eps: float = 1e-5,
-) -> Tensor:
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if x.shape[-len(shape) :] != shape:
-        raise ShapeError(f"layer_norm over {shape} needs an input ending in it, found {x.shape}")
-    return nn_ops.LayerNorm.apply(x, weight, bias, n_dims=len(shape), eps=eps)
-
-
-def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:  # noqa: A002
-    return nn_ops.Embedding.apply(weight, _raw(input), padding_idx=padding_idx)
-
-
-def _raw(x: Any) -> Any:
-    return x.data if isinstance(x, Tensor) else np.asarray(x)
-

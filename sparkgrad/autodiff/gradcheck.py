@@ -81,7 +81,8 @@ def gradcheck(
             k = int(err.argmax())
             idx = np.unravel_index(k, t.shape)
             msg = (
-                f"gradcheck failed for input {i} (shape {t.shape}) at element {tuple(map(int, idx))}: "
+                f"gradcheck failed for input {i} (shape {t.shape}) "
+                f"at element {tuple(map(int, idx))}: "
                 f"analytic {analytic.reshape(-1)[k]:.8g} vs numeric {numeric.reshape(-1)[k]:.8g} "
                 f"(atol={atol}, rtol={rtol}); worst |diff| overall "
                 f"{np.abs(analytic - numeric).max():.3g}"

@@ -53,7 +53,10 @@ def topological_order(root: Tensor) -> list[Tensor]:
         stack.append((tensor, True))
         node = tensor._node
         if node is not None and node.inputs is not None:
-            for parent in node.inputs:
+            # reversed: the first input (the data path) is explored first, so a weight
+            # lands right after its op in the order and its .grad is final early (DDP
+            # starts reducing it while backward still runs)
+            for parent in reversed(node.inputs):
                 if parent is not None and id(parent) not in visited:
                     stack.append((parent, False))
     order.reverse()
@@ -95,7 +98,9 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
     else:
         grad = grad.data if isinstance(grad, Tensor) else grad
         if tuple(grad.shape) != root.shape:
-            raise ShapeError(f"gradient shape {tuple(grad.shape)} does not match output {root.shape}")
+            raise ShapeError(
+                f"gradient shape {tuple(grad.shape)} does not match output {root.shape}"
+            )
     if root._node is not None and root._node.inputs is None:
         raise GradError(
             "Trying to backward through the graph a second time: its saved values were freed. "

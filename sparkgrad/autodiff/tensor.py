@@ -48,8 +48,15 @@ class Tensor:
     """An n-dimensional array that can record the ops applied to it for backward."""
 
     __slots__ = (
-        "data", "requires_grad", "grad", "_node", "_hooks", "_post_hooks", "_retains_grad",
-        "__weakref__", "__dict__",
+        "data",
+        "requires_grad",
+        "grad",
+        "_node",
+        "_hooks",
+        "_post_hooks",
+        "_retains_grad",
+        "__weakref__",
+        "__dict__",
     )
     __array_priority__ = 1000  # ndarray (op) Tensor -> Tensor's reflected operator
 
@@ -126,7 +133,9 @@ class Tensor:
     def numpy(self) -> np.ndarray:
         """The values as a NumPy array (copied from the GPU if needed)."""
         if self.requires_grad and is_grad_enabled():
-            raise GradError("Can't call numpy() on a Tensor that requires grad. Use .detach().numpy()")
+            raise GradError(
+                "Can't call numpy() on a Tensor that requires grad. Use .detach().numpy()"
+            )
         return to_numpy(self.data)
 
     def item(self) -> float | int | bool:
@@ -234,8 +243,11 @@ class Tensor:
 
     def copy_(self, src: Any) -> Tensor:
         self._check_inplace()
-        self.data[...] = to_device(self._value(src), self.device) if hasattr(
-            self._value(src), "shape") else self._value(src)
+        self.data[...] = (
+            to_device(self._value(src), self.device)
+            if hasattr(self._value(src), "shape")
+            else self._value(src)
+        )
         return self
 
     def zero_(self) -> Tensor:

@@ -58,18 +58,23 @@ def save_safetensors(
 
     ``metadata`` values that are not strings are stored as JSON text.
     """
+    from safetensors import SafetensorError
     from safetensors.numpy import save
 
     arrays = _as_arrays(model_or_state_dict)
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
     meta[DIGEST_KEY] = tensor_digest(arrays)
+    try:
+        payload = save(arrays, metadata=meta)
+    except SafetensorError as exc:
+        raise CheckpointError(f"cannot export to {os.fspath(path)!r}: {exc}") from None
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
-            f.write(save(arrays, metadata=meta))
+            f.write(payload)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

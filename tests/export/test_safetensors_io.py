@@ -20,9 +20,7 @@ from sparkgrad.export import load_safetensors, save_safetensors
 
 def _torch_mlp(seed: int) -> torch.nn.Sequential:
     torch.manual_seed(seed)
-    return torch.nn.Sequential(
-        torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)
-    )
+    return torch.nn.Sequential(torch.nn.Linear(784, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
 
 
 def _state(model: torch.nn.Module) -> dict[str, np.ndarray]:
@@ -84,7 +82,7 @@ def test_failed_save_leaves_the_previous_file_and_no_temporary(tmp_path):
     path = tmp_path / "m.safetensors"
     save_safetensors({"w": np.ones(3, np.float32)}, path)
     before = path.read_bytes()
-    with pytest.raises(Exception):
+    with pytest.raises(CheckpointError, match="cannot export"):
         save_safetensors({"w": np.ones(3, np.float32)[::2].astype(object)}, path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["m.safetensors"]

@@ -105,12 +105,14 @@ class Neg(Function):
 
 
 class MatMul(Function):
-    """z = a @ b;  dL/da = g @ bᵀ, dL/db = aᵀ @ g (1-D operands are promoted, batch dims broadcast)"""
+    """z = a @ b;  dL/da = g @ bᵀ, dL/db = aᵀ @ g (1-D operands promoted, batch dims broadcast)"""
 
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> Any:
         if a.ndim == 0 or b.ndim == 0:
-            raise ShapeError(f"matmul needs at least 1-D operands, found shapes {a.shape} and {b.shape}")
+            raise ShapeError(
+                f"matmul needs at least 1-D operands, found shapes {a.shape} and {b.shape}"
+            )
         k_a = a.shape[-1]
         k_b = b.shape[0] if b.ndim == 1 else b.shape[-2]
         if k_a != k_b:

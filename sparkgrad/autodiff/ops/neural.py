@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sparkgrad.autodiff.backend import array_module
+from sparkgrad.autodiff.backend import array_module, device_of, to_device
 from sparkgrad.autodiff.function import Context, Function
 from sparkgrad.autodiff.random import default_generator
-from sparkgrad.autodiff.backend import to_device, device_of
 from sparkgrad.errors import ShapeError
 
 
@@ -101,7 +100,9 @@ def _check_targets(logits: Any, target: Any, ignore_index: int) -> Any:
     n_classes = logits.shape[1] if logits.ndim > 1 else logits.shape[0]
     bad = (target != ignore_index) & ((target < 0) | (target >= n_classes))
     if bad.any():
-        raise IndexError(f"target {int(target[bad].reshape(-1)[0])} is out of bounds for {n_classes} classes")
+        raise IndexError(
+            f"target {int(target[bad].reshape(-1)[0])} is out of bounds for {n_classes} classes"
+        )
 
 
 class CrossEntropy(Function):

@@ -59,7 +59,9 @@ class Extremum(Function):
     """z = max (or min) of a over axes;  dz/da = 1 at the extreme elements (ties share evenly)"""
 
     @staticmethod
-    def forward(ctx: Context, a: Any, axis: Any = None, keepdims: bool = False, mode: str = "max") -> Any:
+    def forward(
+        ctx: Context, a: Any, axis: Any = None, keepdims: bool = False, mode: str = "max"
+    ) -> Any:
         if a.size == 0:
             raise ValueError(f"{mode}() of an empty tensor (shape {a.shape}) has no value")
         axes = _axes(a.ndim, axis)

@@ -75,7 +75,9 @@ class GetItem(Function):
         try:
             return a[index]
         except IndexError as exc:
-            raise IndexError(f"index {index!r} does not fit a tensor of shape {tuple(a.shape)}: {exc}") from None
+            raise IndexError(
+                f"index {index!r} does not fit a tensor of shape {tuple(a.shape)}: {exc}"
+            ) from None
 
     @staticmethod
     def backward(ctx: Context, grad: Any) -> Any:
@@ -99,7 +101,9 @@ class Cat(Function):
             return xp.concatenate(arrays, axis=axis)
         except ValueError:
             shapes = ", ".join(str(tuple(a.shape)) for a in arrays)
-            raise ShapeError(f"cat along axis {axis}: shapes {shapes} differ off that axis") from None
+            raise ShapeError(
+                f"cat along axis {axis}: shapes {shapes} differ off that axis"
+            ) from None
 
     @staticmethod
     def backward(ctx: Context, grad: Any) -> Any:

@@ -1,0 +1,104 @@
+"""The neural-network part of the functional API: linear, softmax, losses, dropout, norms.
+
+Re-exported by :mod:`sparkgrad.autodiff.functional` (``sparkgrad.nn.functional`` / ``F``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from sparkgrad.autodiff.ops import arithmetic as ar
+from sparkgrad.autodiff.ops import neural as nn_ops
+from sparkgrad.autodiff.spelling import pick
+from sparkgrad.autodiff.tensor import Tensor
+from sparkgrad.errors import ShapeError
+
+__all__ = [
+    "cross_entropy",
+    "dropout",
+    "embedding",
+    "layer_norm",
+    "linear",
+    "log_softmax",
+    "mse_loss",
+    "nll_loss",
+    "softmax",
+]
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x @ weight.T + bias`` as one fused op (weight of shape ``(out, in)``)."""
+    return nn_ops.Linear.apply(x, weight, bias)
+
+
+def softmax(x: Tensor, axis: int | None = None, *, dim: int | None = None) -> Tensor:
+    return nn_ops.Softmax.apply(x, axis=pick(axis, dim, -1))
+
+
+def log_softmax(x: Tensor, axis: int | None = None, *, dim: int | None = None) -> Tensor:
+    return nn_ops.LogSoftmax.apply(x, axis=pick(axis, dim, -1))
+
+
+def cross_entropy(
+    input: Tensor,  # noqa: A002 - PyTorch's name
+    target: Tensor,
+    reduction: str = "mean",
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Cross-entropy of logits against integer class targets, fused with log_softmax."""
+    return nn_ops.CrossEntropy.apply(
+        input,
+        _raw(target),
+        reduction=reduction,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+    )
+
+
+def nll_loss(
+    input: Tensor,  # noqa: A002 - PyTorch's name
+    target: Tensor,
+    reduction: str = "mean",
+    ignore_index: int = -100,
+) -> Tensor:
+    return nn_ops.NLLLoss.apply(input, _raw(target), reduction=reduction, ignore_index=ignore_index)
+
+
+def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:  # noqa: A002
+    return nn_ops.MSELoss.apply(input, target, reduction=reduction)
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zero each element with probability ``p`` and scale the rest by 1/(1-p); identity in eval."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout probability has to be between 0 and 1, found {p}")
+    if not training or p == 0:
+        return x
+    if p == 1:
+        return ar.Mul.apply(x, 0.0)
+    return nn_ops.Dropout.apply(x, p=p)
+
+
+def layer_norm(
+    x: Tensor,
+    normalized_shape: int | Sequence[int],
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if x.shape[-len(shape) :] != shape:
+        raise ShapeError(f"layer_norm over {shape} needs an input ending in it, found {x.shape}")
+    return nn_ops.LayerNorm.apply(x, weight, bias, n_dims=len(shape), eps=eps)
+
+
+def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:  # noqa: A002
+    return nn_ops.Embedding.apply(weight, _raw(input), padding_idx=padding_idx)
+
+
+def _raw(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else np.asarray(x)
