@@ -21,12 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sparkgrad.autodiff.backend import to_numpy
 from sparkgrad.autodiff.tensor import Tensor
+
+if TYPE_CHECKING:  # matplotlib is imported only when a graph is drawn
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 MAX_SHOWN = 6  # tensors with at most this many elements show their values
 
@@ -184,11 +188,11 @@ def _color(n: GraphNode, output_id: str) -> str:
 
 def draw_graph(
     tensor: Tensor,
-    ax: Any = None,
+    ax: Axes | None = None,
     show_values: bool = True,
     show_grads: bool = True,
     names: Mapping[str, Tensor] | None = None,
-) -> Any:
+) -> Figure:
     """Draw the graph that produced ``tensor`` and return the matplotlib ``Figure``.
 
     Boxes are tensors (shape, values when small, ``.grad`` when set), ellipses are ops.
@@ -196,6 +200,8 @@ def draw_graph(
     the green one ``tensor`` itself. Pass ``ax`` to draw into your own axes; otherwise a
     new figure is made *outside* pyplot: in Jupyter it shows when it is the cell's value
     (or with ``display(fig)``), in a script save it with ``fig.savefig("graph.png")``.
+    Our own figure is sized to fit the boxes; text keeps its size in points, so an ``ax``
+    you pass needs room (about 2 inches per column) or the boxes overlap.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
