@@ -77,6 +77,13 @@ class Trainer:
         self.global_step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
+        self.running: tuple[float, int] = (0.0, 0)  # (loss sum, samples) of this epoch so far
+
+    def restore(self, history: list[dict], running: Any = None) -> None:
+        """Take back the metrics of a checkpoint: finished epochs and the current epoch's sums."""
+        self.history = [EpochMetrics(**m) for m in history]
+        if running is not None:
+            self.running = (float(running[0]), int(running[1]))
 
     def train_epoch(self, epoch: int, skip_batches: int = 0) -> tuple[float, int]:
         """One pass over the training data; returns (mean loss, samples seen).
@@ -86,7 +93,7 @@ class Trainer:
         """
         self.model.train()
         self.epoch = epoch
-        total, seen = 0.0, 0
+        total, seen = self.running if skip_batches else (0.0, 0)
         batches = self.train_loader
         bar = None
         if self.progress:
@@ -104,6 +111,7 @@ class Trainer:
             value = float(loss.item())
             total += value * len(y)
             seen += len(y)
+            self.running = (total, seen)
             self.global_step += 1
             for cb in self.step_callbacks:
                 cb(self, self.global_step, value)

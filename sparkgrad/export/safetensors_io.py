@@ -37,7 +37,7 @@ def _as_arrays(model_or_state_dict: Any) -> dict[str, np.ndarray]:
     arrays = {}
     for name, value in state.items():
         data = value.data if hasattr(value, "data") and not isinstance(value, np.ndarray) else value
-        arrays[str(name)] = np.ascontiguousarray(to_numpy(data))
+        arrays[str(name)] = np.asarray(to_numpy(data), order="C")  # keeps 0-d shapes
     return arrays
 
 

@@ -1,0 +1,164 @@
+"""One rank's training run: the function every strategy runs, once per rank.
+
+``--strategy single`` calls :func:`train_rank` in the driver process with no ``ctx``;
+``--strategy data`` has :class:`~sparkgrad.engine.spark_runner.SparkRunner` call it on
+every Spark task with a :class:`~sparkgrad.engine.spark_runner.RankContext`. The steps:
+
+1. Build the MLP from the seed (identical on every rank) and wrap it in DataParallel when
+   there is more than one rank.
+2. Each rank reads its shard of the training data through ``DistributedSampler``: rank
+   ``r`` of ``n`` takes every ``n``-th sample of the epoch's permutation, in batches of
+   ``batch_size / n``. Step ``i`` over all ranks therefore sees exactly the samples one
+   process would see in its step ``i`` with the full batch: the same maths.
+3. Resume from the newest checkpoint when asked (``--resume``) or when Spark reruns a
+   failed stage (``ctx.attempt > 0``), then train with :class:`Trainer`.
+4. Rank 0 writes checkpoints, evaluates on the test set, and returns the trained weights
+   and the metrics (the runner carries them to the driver without pickle).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sparkgrad as sg
+from sparkgrad.autodiff.backend import to_numpy
+from sparkgrad.dataset import DataLoader, DistributedSampler, TensorDataset, load_mnist
+from sparkgrad.engine.checkpoint import load_latest_checkpoint, save_checkpoint
+from sparkgrad.engine.config import RunConfig
+from sparkgrad.engine.model import build_mlp, build_optimizer
+from sparkgrad.engine.trainer import Trainer
+
+PROGRESS_TAG = "sparkgrad-progress"
+
+
+class InjectedFailure(RuntimeError):
+    """The crash asked for with ``--fail-at-step`` (teaching and tests)."""
+
+
+def _config(value: RunConfig | dict) -> RunConfig:
+    if isinstance(value, RunConfig):
+        return value
+    fields = dict(value)
+    fields["hidden"] = tuple(fields["hidden"])
+    return RunConfig(**fields)
+
+
+def _loaders(config: RunConfig, rank: int, world_size: int) -> tuple[DataLoader, DataLoader | None]:
+    images, labels = load_mnist(config.data, "train", seed=config.seed)
+    train = TensorDataset(images, labels)
+    sampler = DistributedSampler(
+        train, world_size, rank, shuffle=True, seed=config.seed, drop_last=True
+    )
+    train_loader = DataLoader(
+        train, config.per_rank_batch, sampler=sampler, drop_last=True, device=config.device
+    )
+    test_loader = None
+    if rank == 0:
+        test = TensorDataset(*load_mnist(config.data, "test", seed=config.seed))
+        test_loader = DataLoader(test, batch_size=1000, device=config.device)
+    return train_loader, test_loader
+
+
+def train_rank(ctx: Any, config: RunConfig | dict) -> dict | None:
+    """Train on this rank; rank 0 returns ``{"state_dict", "history", "comms", ...}``."""
+    config = _config(config)
+    rank, world = (ctx.rank, ctx.world_size) if ctx is not None else (0, 1)
+    attempt = ctx.attempt if ctx is not None else 0
+    say = ctx.log.info if ctx is not None else (lambda *a: None)
+
+    model = build_mlp(config.hidden, config.seed).to(config.device)
+    if world > 1:
+        from sparkgrad.parallel import DataParallel
+
+        model = DataParallel(model)
+    optimizer = build_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum)
+    train_loader, test_loader = _loaders(config, rank, world)
+    total_steps = len(train_loader) * config.epochs
+    trainer = Trainer(
+        model,
+        optimizer,
+        sg.nn.CrossEntropyLoss(),
+        train_loader,
+        test_loader,
+        config.epochs,
+        progress=config.progress and ctx is None,
+    )
+
+    start_epoch, skip, resumed_from = 1, 0, None
+    if config.checkpoint_dir and (config.resume or attempt > 0):
+        ckpt = load_latest_checkpoint(config.checkpoint_dir)
+        if ckpt is not None:
+            model.load_state_dict(ckpt.model_state)
+            optimizer.load_state_dict(ckpt.optimizer_state)
+            trainer.global_step = resumed_from = ckpt.step
+            start_epoch, skip = ckpt.meta["sampler"]["epoch"], ckpt.meta["sampler"]["batch"]
+            trainer.restore(ckpt.meta.get("history", []), ckpt.meta["sampler"].get("running"))
+            say(f"resumed from checkpoint step {ckpt.step} (epoch {start_epoch}, batch {skip})")
+        elif attempt > 0:
+            say("no checkpoint yet: starting again from step 0")
+
+    def on_step(tr: Trainer, step: int, loss: float) -> None:
+        if rank == 0 and config.checkpoint_dir and step % config.checkpoint_every == 0:
+            save_checkpoint(
+                config.checkpoint_dir,
+                step,
+                model.state_dict(),
+                optimizer.state_dict(),
+                meta={
+                    "epoch": tr.epoch,
+                    "sampler": {
+                        "epoch": tr.epoch,
+                        "batch": tr.batch_in_epoch,
+                        "running": list(tr.running),
+                    },
+                    "config": config.to_dict(),
+                    "history": [m.as_dict() for m in tr.history],
+                },
+            )
+        if rank == 0 and ctx is not None:
+            say(f"{PROGRESS_TAG} step={step} total={total_steps} loss={loss:.4f}")
+        if config.fail_at_step == step and rank == config.fail_rank and attempt == 0:
+            raise InjectedFailure(
+                f"injected failure at step {step} on rank {rank} (--fail-at-step); "
+                "Spark reruns the stage and the ranks resume from the last checkpoint"
+            )
+
+    def on_epoch(tr: Trainer, m: Any) -> None:
+        if rank == 0:
+            say(
+                f"epoch {m.epoch}: train loss {m.train_loss:.4f}, test loss {m.test_loss:.4f}, "
+                f"test accuracy {m.test_accuracy:.2%}, {m.samples_per_second * world:.0f} samples/s"
+            )
+
+    trainer.step_callbacks.append(on_step)
+    trainer.callbacks.append(on_epoch)
+    start = time.perf_counter()
+    history = trainer.fit(start_epoch, skip)
+    seconds = time.perf_counter() - start
+    if rank != 0:
+        return None
+    comms = _comms_summary(ctx)
+    return {
+        "state_dict": {k: to_numpy(v.data) for k, v in model.state_dict().items()},
+        "history": [m.as_dict() for m in history],
+        "train_seconds": seconds,
+        "steps": trainer.global_step,
+        "comms": comms,
+        "attempt": attempt,
+        "resumed_from": resumed_from,
+    }
+
+
+def _comms_summary(ctx: Any) -> dict:
+    """Measured and predicted (simulated clock) seconds of rank 0's collectives."""
+    if ctx is None:
+        return {"calls": 0, "bytes": 0, "measured_s": 0.0, "predicted_s": 0.0}
+    pg = ctx.pg
+    calls = pg.history
+    return {
+        "calls": len(calls),
+        "bytes": int(sum(c["nbytes"] for c in calls)),
+        "measured_s": float(sum(c["measured"] for c in calls)),
+        "predicted_s": float(pg.clock.now),
+    }

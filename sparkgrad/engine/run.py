@@ -1,0 +1,149 @@
+"""``run(config)``: the whole job behind ``main.py`` — launch, train, export, report.
+
+``single`` trains in this process. ``data`` starts (or reuses) a SparkSession and lets
+:class:`~sparkgrad.engine.spark_runner.SparkRunner` run
+:func:`~sparkgrad.engine.job.train_rank` on ``world_size`` barrier tasks; the ranks' log
+lines stream to the driver, where a progress bar follows rank 0's steps.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+
+from sparkgrad.engine.config import RunConfig
+from sparkgrad.engine.job import PROGRESS_TAG, train_rank
+from sparkgrad.engine.model import architecture
+
+_PROGRESS = re.compile(rf"{PROGRESS_TAG} step=(\d+) total=(\d+) loss=([-+0-9.eEnaif]+)")
+
+
+@dataclass
+class RunResult:
+    """What a run measured; ``to_dict()`` is what ``--metrics-out`` writes."""
+
+    config: RunConfig
+    history: list[dict]
+    wall_seconds: float
+    comms: dict
+    export_path: str | None = None
+    attempt: int = 0  # how often Spark reran the stage before it succeeded
+    resumed_from: int | None = None  # the checkpoint step the last attempt started from
+    state_dict: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def test_accuracy(self) -> float:
+        return self.history[-1]["test_accuracy"] if self.history else float("nan")
+
+    def summary_line(self) -> str:
+        c = self.config
+        return (
+            f"done: strategy={c.strategy} world_size={c.world_size} epochs={c.epochs} "
+            f"test_accuracy={self.test_accuracy:.2%} wall={self.wall_seconds:.1f}s "
+            f"comm_measured={self.comms['measured_s']:.3f}s "
+            f"comm_predicted[{c.sim_topology}]={self.comms['predicted_s'] * 1e3:.3f}ms"
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "epochs": self.history,
+            "test_accuracy": self.test_accuracy,
+            "wall_seconds": self.wall_seconds,
+            "comms": self.comms,
+            "export": self.export_path,
+            "attempt": self.attempt,
+            "resumed_from": self.resumed_from,
+        }
+
+
+class DriverProgress:
+    """Log sink on the driver: a tqdm bar for rank 0's steps, other lines printed above it."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled, self.bar = enabled, None
+
+    def __call__(self, rank: int, line: str) -> None:
+        match = _PROGRESS.search(line)
+        if match is None:
+            self._write(f"[rank {rank}] {line}")
+            return
+        if not self.enabled:
+            return
+        step, total, loss = int(match[1]), int(match[2]), match[3]
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, unit="step", desc="training", file=sys.stderr)
+        self.bar.update(step - self.bar.n)
+        self.bar.set_postfix(loss=loss)
+
+    def _write(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _check_data(config: RunConfig) -> None:
+    """Fail fast, on the driver, with the data error a task would hit later."""
+    from sparkgrad.dataset import load_mnist, parse_source
+
+    if parse_source(config.data).kind != "uri":
+        load_mnist(config.data, "test", seed=config.seed)
+
+
+def _spark_run(config: RunConfig) -> dict:
+    from sparkgrad.engine.spark_runner import SparkRunner
+    from sparkgrad.engine.spark_session import local_session
+
+    retries = 2 if config.checkpoint_dir else 1  # a failed stage reruns only when it can resume
+    spark = local_session(f"local[{config.world_size},{retries}]", app_name="sparkgrad-train")
+    progress = DriverProgress(config.progress)
+    try:
+        runner = SparkRunner(
+            spark, config.world_size, sim_topology=config.sim_topology, log_sink=progress
+        )
+        return runner.run(train_rank, config.to_dict())
+    finally:
+        progress.close()
+
+
+def run(config: RunConfig) -> RunResult:
+    """Train as ``config`` says, export if asked, and return the measurements."""
+    config.validate()
+    _check_data(config)
+    start = time.perf_counter()
+    out = train_rank(None, config) if config.strategy == "single" else _spark_run(config)
+    result = RunResult(
+        config,
+        out["history"],
+        time.perf_counter() - start,
+        out["comms"],
+        attempt=out["attempt"],
+        resumed_from=out["resumed_from"],
+        state_dict=out["state_dict"],
+    )
+    if config.export:
+        from sparkgrad import __version__
+        from sparkgrad.export import save_safetensors
+
+        result.export_path = save_safetensors(
+            out["state_dict"],
+            config.export,
+            {
+                "architecture": architecture(config.hidden),
+                "strategy": config.strategy,
+                "world_size": str(config.world_size),
+                "epochs": str(config.epochs),
+                "test_accuracy": f"{result.test_accuracy:.6f}",
+                "sparkgrad_version": __version__,
+            },
+        )
+    return result
