@@ -16,6 +16,11 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # loopback only, for every Spark test
+# Tests run many small matrices, often several processes at once (ranks, Spark workers) on
+# 2 cores: one BLAS/OpenMP thread each avoids oversubscription (10-40x slowdowns seen).
+# Benchmarks set their own thread counts; no test measures time.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 from collections.abc import Callable, Sequence  # noqa: E402
 from typing import Any  # noqa: E402
@@ -24,6 +29,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import sparkgrad.autodiff as ad  # noqa: E402
+
+try:  # numpy may be imported already (by a plugin): limit its BLAS pool in place as well
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+except ImportError:  # pragma: no cover - threadpoolctl comes with the test extras
+    pass
 
 _NEEDS_CUDA = pytest.mark.skipif(
     not ad.cuda_is_available(), reason="no CUDA GPU/CuPy on this machine"

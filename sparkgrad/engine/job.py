@@ -23,7 +23,14 @@ from typing import Any
 
 import sparkgrad as sg
 from sparkgrad.autodiff.backend import to_numpy
-from sparkgrad.dataset import DataLoader, DistributedSampler, TensorDataset, load_mnist
+from sparkgrad.dataset import (
+    DataLoader,
+    DistributedSampler,
+    TensorDataset,
+    load_mnist,
+    records_to_arrays,
+)
+from sparkgrad.dataset.sources import to_float
 from sparkgrad.engine.checkpoint import load_latest_checkpoint, save_checkpoint
 from sparkgrad.engine.config import RunConfig
 from sparkgrad.engine.model import build_mlp, build_optimizer
@@ -44,24 +51,39 @@ def _config(value: RunConfig | dict) -> RunConfig:
     return RunConfig(**fields)
 
 
-def _loaders(config: RunConfig, rank: int, world_size: int) -> tuple[DataLoader, DataLoader | None]:
-    images, labels = load_mnist(config.data, "train", seed=config.seed)
-    train = TensorDataset(images, labels)
+def _loaders(
+    config: RunConfig, rank: int, world_size: int, shard: list | None, test_set: tuple | None
+) -> tuple[DataLoader, DataLoader | None]:
+    """This rank's training batches (and the test set on rank 0).
+
+    Normally every rank opens the source and its DistributedSampler picks the rank's
+    samples. With a Hadoop URI the driver has already cut the shards (``shard``: this
+    rank's records, read by Spark where the data lives) and the rank shuffles within it.
+    """
+    if shard is None:
+        train = TensorDataset(*load_mnist(config.data, "train", seed=config.seed))
+        replicas, position = world_size, rank
+    else:
+        images, labels = records_to_arrays(shard)
+        train, replicas, position = TensorDataset(to_float(images), labels), 1, 0
     sampler = DistributedSampler(
-        train, world_size, rank, shuffle=True, seed=config.seed, drop_last=True
+        train, replicas, position, shuffle=True, seed=config.seed, drop_last=True
     )
     train_loader = DataLoader(
         train, config.per_rank_batch, sampler=sampler, drop_last=True, device=config.device
     )
     test_loader = None
     if rank == 0:
-        test = TensorDataset(*load_mnist(config.data, "test", seed=config.seed))
-        test_loader = DataLoader(test, batch_size=1000, device=config.device)
+        test = test_set or load_mnist(config.data, "test", seed=config.seed)
+        test_loader = DataLoader(TensorDataset(*test), batch_size=1000, device=config.device)
     return train_loader, test_loader
 
 
-def train_rank(ctx: Any, config: RunConfig | dict) -> dict | None:
-    """Train on this rank; rank 0 returns ``{"state_dict", "history", "comms", ...}``."""
+def train_rank(ctx: Any, config: RunConfig | dict, test_set: tuple | None = None) -> dict | None:
+    """Train on this rank; rank 0 returns ``{"state_dict", "history", "comms", ...}``.
+
+    ``test_set``: ``(images, labels)`` read by the driver, for sources a task cannot open.
+    """
     config = _config(config)
     rank, world = (ctx.rank, ctx.world_size) if ctx is not None else (0, 1)
     attempt = ctx.attempt if ctx is not None else 0
@@ -73,7 +95,8 @@ def train_rank(ctx: Any, config: RunConfig | dict) -> dict | None:
 
         model = DataParallel(model)
     optimizer = build_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum)
-    train_loader, test_loader = _loaders(config, rank, world)
+    shard = ctx.records if ctx is not None else None
+    train_loader, test_loader = _loaders(config, rank, world, shard, test_set)
     total_steps = len(train_loader) * config.epochs
     trainer = Trainer(
         model,

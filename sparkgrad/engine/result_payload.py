@@ -70,7 +70,7 @@ def _flatten(value: Any, arrays: dict[str, np.ndarray], path: str) -> Any:
                 f"{array.dtype}"
             )
         key = f"a{len(arrays)}"
-        arrays[key] = np.ascontiguousarray(array)
+        arrays[key] = array if array.flags.c_contiguous else array.copy(order="C")  # keeps 0-d
         return {ARRAY_TAG: key}
     if isinstance(value, tuple):
         return {TUPLE_TAG: [_flatten(v, arrays, f"{path}[{i}]") for i, v in enumerate(value)]}

@@ -91,11 +91,18 @@ class DriverProgress:
             self.bar.close()
 
 
+def _is_uri(data: str) -> bool:
+    """``file://``, ``hdfs://``, ``s3a://`` ...: read through Spark, where the data lives."""
+    from sparkgrad.dataset import parse_source
+
+    return parse_source(data).kind == "uri"
+
+
 def _check_data(config: RunConfig) -> None:
     """Fail fast, on the driver, with the data error a task would hit later."""
-    from sparkgrad.dataset import load_mnist, parse_source
+    from sparkgrad.dataset import load_mnist
 
-    if parse_source(config.data).kind != "uri":
+    if not _is_uri(config.data):
         load_mnist(config.data, "test", seed=config.seed)
 
 
@@ -110,7 +117,14 @@ def _spark_run(config: RunConfig) -> dict:
         runner = SparkRunner(
             spark, config.world_size, sim_topology=config.sim_topology, log_sink=progress
         )
-        return runner.run(train_rank, config.to_dict())
+        if not _is_uri(config.data):
+            return runner.run(train_rank, config.to_dict())
+        # Spark reads the files where they live; task r receives only rank r's shard
+        from sparkgrad.dataset import load_mnist, shard_uri
+
+        shards = shard_uri(spark, config.data, config.world_size, "train", drop_last=True)
+        test_set = load_mnist(config.data, "test", spark=spark)
+        return runner.run(train_rank, config.to_dict(), test_set, inputs=shards)
     finally:
         progress.close()
 
@@ -120,7 +134,14 @@ def run(config: RunConfig) -> RunResult:
     config.validate()
     _check_data(config)
     start = time.perf_counter()
-    out = train_rank(None, config) if config.strategy == "single" else _spark_run(config)
+    if config.strategy == "single":
+        if _is_uri(config.data):  # load_mnist reads URIs through the active SparkSession
+            from sparkgrad.engine.spark_session import local_session
+
+            local_session("local[1]", app_name="sparkgrad-train")
+        out = train_rank(None, config)
+    else:
+        out = _spark_run(config)
     result = RunResult(
         config,
         out["history"],

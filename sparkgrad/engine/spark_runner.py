@@ -76,6 +76,7 @@ from sparkgrad.errors import SparkgradError
 
 FAILURE_MARK = "sparkgrad-rank-failure "
 ATTEMPT_TAG = 0x7FFF0000  # communicator tag of the attempt agreement, far from new_group's
+CONSEQUENCES = {"CollectiveTimeout", "CommError", "PeerLost"}  # of another rank's failure
 log = logging.getLogger("sparkgrad.engine")
 
 
@@ -88,10 +89,10 @@ class RankContext:
     """What a rank function receives as ``ctx``.
 
     ``group`` is the default ``sparkgrad.distributed`` group (so ``dist.all_reduce(t)``
-    works without a ``group=``), ``pg`` its :class:`~sparkgrad.comms.process_group.
-    ProcessGroup` for array collectives (``ctx.pg.all_reduce(arr)``), ``log`` a logger whose
-    lines appear on the driver, ``attempt`` how many times the stage ran before (0, then
-    1, ... after a failed stage was rerun; the same on every rank).
+    works without a ``group=``), ``pg`` its comms ``ProcessGroup`` for array collectives
+    (``ctx.pg.all_reduce(arr)``), ``log`` a logger whose lines appear on the driver,
+    ``attempt`` how many times the stage ran before (0, then 1, ... after a failed stage
+    was rerun; the same on every rank).
     """
 
     rank: int
@@ -99,6 +100,7 @@ class RankContext:
     attempt: int
     group: Any
     log: logging.Logger
+    records: list | None = None  # this rank's partition of ``run(..., inputs=rdd)``
 
     @property
     def pg(self) -> Any:
@@ -123,6 +125,7 @@ class _Job:
     log_address: tuple[str, int]
     chunk_bytes: int
     secret: bytes = field(repr=False)
+    has_inputs: bool = False
 
 
 class _RankFailed(RuntimeError):
@@ -142,21 +145,28 @@ def _failure(rank: int, attempt: int, exc: BaseException) -> _RankFailed:
     return _RankFailed(FAILURE_MARK + json.dumps(info))
 
 
-def _run_rank(job: _Job, _partition: Iterator[Any]) -> Iterator[tuple]:
+def _run_rank(job: _Job, partition: Iterator[Any]) -> Iterator[tuple]:
     """The body of one barrier task: rendezvous, run ``fn``, yield rank 0's result."""
     from pyspark import BarrierTaskContext
 
+    records = list(partition) if job.has_inputs else None
     context = BarrierTaskContext.get()
     rank = context.partitionId()
     sender = LineSender(job.log_address, job.secret, rank, job.world_size)
     attempt = sender.attempt if sender.attempt is not None else context.attemptNumber()
     logger, payload = None, None
     try:
+        tasks = len(context.getTaskInfos())
+        if tasks != job.world_size:
+            raise errors.CommError(
+                f"the barrier stage runs {tasks} tasks, expected {job.world_size}: Spark "
+                "reran only part of a failed stage (a rank had already finished)"
+            )
         transport = spark_rendezvous(context, job.secret, job.timeout)
         attempt = _agreed_attempt(transport, attempt, job.timeout)
         group = dist.init_from_transport(transport, job.timeout, job.sim_topology)
         logger = rank_logger(sender, attempt)
-        ctx = RankContext(rank, job.world_size, attempt, group, logger)
+        ctx = RankContext(rank, job.world_size, attempt, group, logger, records)
         writer = LineWriter(sender)
         with contextlib.redirect_stdout(writer):
             value = job.fn(ctx, *job.args)
@@ -171,6 +181,10 @@ def _run_rank(job: _Job, _partition: Iterator[Any]) -> Iterator[tuple]:
         if logger is not None:
             release_logger(logger)
         sender.close()
+    # Nobody finishes before everybody has: when a barrier stage fails after one task has
+    # finished, Spark keeps that task's output and reruns only the others, which then can
+    # never meet all their peers. Waiting here makes a failure kill every rank instead.
+    context.barrier()
     if payload is not None:
         yield from result_payload.split(payload, job.chunk_bytes)
 
@@ -186,23 +200,38 @@ def _agreed_attempt(transport: Any, attempt: int, timeout: float) -> int:
     return int(counts[0])
 
 
-def driver_error(exc: BaseException) -> SparkgradError:
-    """The short error to raise on the driver for a failed Spark job ``exc``."""
-    text = str(exc)
-    start = text.find(FAILURE_MARK)
-    if start >= 0:
+def _failures(text: str) -> list[dict]:
+    """Every rank-failure record inside Spark's error text, in order."""
+    found, decoder = [], json.JSONDecoder()
+    for match in re.finditer(re.escape(FAILURE_MARK), text):
         try:
-            info, _ = json.JSONDecoder().raw_decode(text, start + len(FAILURE_MARK))
-            cls = getattr(errors, str(info["type"]), None)
-            if not (isinstance(cls, type) and issubclass(cls, SparkgradError)):
-                cls = RankError
-            where = f" (at {info['where']})" if info.get("where") else ""
-            return cls(
-                f"rank {info['rank']} failed on attempt {info['attempt']} with "
-                f"{info['type']}: {info['message']}{where}"
-            )
-        except (ValueError, KeyError, TypeError):
-            pass
+            info, _ = decoder.raw_decode(text, match.end())
+            if {"rank", "attempt", "type", "message"} <= set(info):
+                found.append(info)
+        except (ValueError, TypeError):
+            continue
+    return found
+
+
+def driver_error(exc: BaseException) -> SparkgradError:
+    """The short error to raise on the driver for a failed Spark job ``exc``.
+
+    When several ranks failed, a rank's own error wins over a peer's timeout or lost
+    connection, which are usually its consequence.
+    """
+    text = str(exc)
+    found = _failures(text)
+    if found:
+        causes = [f for f in found if f["type"] not in CONSEQUENCES] or found
+        info = causes[0]
+        cls = getattr(errors, str(info["type"]), None)
+        if not (isinstance(cls, type) and issubclass(cls, SparkgradError)):
+            cls = RankError
+        where = f" (at {info['where']})" if info.get("where") else ""
+        return cls(
+            f"rank {info['rank']} failed on attempt {info['attempt']} with "
+            f"{info['type']}: {info['message']}{where}"
+        )
     # Not raised by the rank function: e.g. the worker could not start or import.
     python = re.findall(r"^(\w+(?:Error|Exception)): (.+)$", text, re.MULTILINE)
     stage = re.search(r"(Job aborted due to stage failure: [^\n]{0,300})", text)
@@ -239,8 +268,18 @@ class SparkRunner:
         self.world_size, self.timeout = world_size, float(timeout)
         self.sim_topology, self.log_sink, self.chunk_bytes = sim_topology, log_sink, chunk_bytes
 
-    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn(ctx, *args)`` on every rank; return rank 0's return value."""
+    def run(self, fn: Callable[..., Any], *args: Any, inputs: Any = None) -> Any:
+        """Run ``fn(ctx, *args)`` on every rank; return rank 0's return value.
+
+        ``inputs``: an RDD with ``world_size`` partitions (e.g. the per-rank shards of
+        :func:`sparkgrad.dataset.shard_uri`); rank ``r`` finds partition ``r`` in
+        ``ctx.records``, so a task reads only its own shard.
+        """
+        if inputs is not None and inputs.getNumPartitions() != self.world_size:
+            raise errors.ConfigError(
+                f"inputs has {inputs.getNumPartitions()} partitions, expected one per rank "
+                f"({self.world_size})"
+            )
         check_barrier_capacity(self.spark, self.world_size)
         sc = self.spark.sparkContext
         conf = sc.getConf()
@@ -258,8 +297,9 @@ class SparkRunner:
                 (driver_host, logs.address[1]),
                 self.chunk_bytes,
                 secret,
+                has_inputs=inputs is not None,
             )
-            rdd = sc.parallelize(range(self.world_size), self.world_size)
+            rdd = inputs or sc.parallelize(range(self.world_size), self.world_size)
             ranks = rdd.barrier().mapPartitions(functools.partial(_run_rank, job))
             # Spark reruns a failed barrier stage only if it is a map stage (it never
             # reruns a result stage), so the records cross one small shuffle.

@@ -114,6 +114,7 @@ class LineSender:
         self.lock = threading.Lock()
         self.sock: socket.socket | None = None
         self.attempt: int | None = None  # from the driver; None when it was unreachable
+        sock = None
         try:
             sock = socket.create_connection(address, timeout=10.0)
             client_handshake(sock, secret, rank, world_size)
@@ -121,6 +122,8 @@ class LineSender:
             sock.settimeout(None)
             self.sock = sock
         except (OSError, CommError) as exc:
+            if sock is not None:
+                sock.close()
             log.warning("rank %d: driver log server unreachable (%s); logging locally", rank, exc)
 
     def send(self, line: str) -> None:
@@ -197,6 +200,9 @@ class LineWriter:
         for line in lines:
             self.sender.send(line)
         return len(text)
+
+    def isatty(self) -> bool:
+        return False
 
     def flush(self) -> None:
         if self.buffer:

@@ -188,3 +188,16 @@ def test_a_crash_resumes_from_the_checkpoint_with_exactly_the_same_weights(spark
     assert [m["train_loss"] for m in crashed.history] == pytest.approx(
         [m["train_loss"] for m in clean.history], rel=1e-6
     )
+
+
+@pytest.mark.slow
+def test_data_from_a_uri_is_read_by_spark_and_sharded_per_rank(spark_local, tmp_path):
+    """``--data file://DIR``: Spark reads the IDX files; each task gets only its shard."""
+    from sparkgrad.dataset import make_synthetic, write_idx
+
+    for split, prefix, n in (("train", "train", 1024), ("test", "t10k", 1024)):
+        images, labels = make_synthetic(n, split, seed=3)  # same class templates, new samples
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", labels.astype(np.uint8))
+    result = run(_config(data=tmp_path.as_uri(), epochs=3, batch_size=32))
+    assert result.history[-1]["test_accuracy"] > 0.5  # 10 classes: chance is 0.1
