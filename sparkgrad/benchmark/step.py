@@ -26,6 +26,8 @@ import numpy as np
 import sparkgrad as sg
 from sparkgrad.autodiff.backend import get_array_module, to_device
 
+PAUSE_S = 0.3
+
 
 @dataclass
 class StepResult:
@@ -131,6 +133,11 @@ def _matmul_floor(weights: list[Any], x: Any, batch: int) -> Callable[[], None]:
 
 
 def _time(fn: Callable[[], None], sync: Callable[[], None], steps: int) -> float:
+    """Milliseconds per call of ``fn``, after a pause that lets the *other* engine's idle
+    worker threads go to sleep (OpenBLAS and OpenMP pools spin for a while after their last
+    task; on a 2-core machine a spinning pool would steal the cores of the engine we time).
+    """
+    time.sleep(PAUSE_S)
     sync()
     start = time.perf_counter()
     for _ in range(steps):
