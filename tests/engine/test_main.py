@@ -8,6 +8,7 @@ checkpoint must end with exactly its weights).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -147,6 +148,10 @@ def test_main_trains_on_spark_and_pytorch_loads_the_export(tmp_path):
         logits = _torch_mlp(load_file(str(export)))(torch.from_numpy(images))
     torch_accuracy = (logits.argmax(1).numpy() == labels).mean()
     assert abs(torch_accuracy - reported) < 1e-3
+    written = json.loads(metrics.read_text())
+    assert [e["epoch"] for e in written["epochs"]] == [1, 2, 3]
+    assert written["test_accuracy"] == pytest.approx(reported, abs=1e-4)
+    assert written["comms"]["calls"] > 0 and written["comms"]["predicted_s"] > 0
     _, meta = load_safetensors(export)
     assert meta["strategy"] == "data" and meta["world_size"] == "2"
     assert meta["architecture"] == "mlp-784-256-256-10"

@@ -1,0 +1,269 @@
+"""nccl-tests for sparkgrad: ``python -m sparkgrad.benchmark.collectives``.
+
+Measures all_reduce (float32, SUM) over sparkgrad's TCP transport and over PyTorch's gloo
+backend, side by side, for every world size and message size, as real processes on
+127.0.0.1, and prints a table shaped like nccl-tests' ``all_reduce_perf``::
+
+    size  count  type  redop  time(us)  algbw(GB/s)  busbw(GB/s)  #wrong  pred(us)  ...
+
+- ``time`` is rank 0's median over ``--iters`` back-to-back calls; ``algbw = size / time``;
+  ``busbw = algbw * 2(n-1)/n``, the bytes each link really carries per second,
+  comparable across world sizes (nccl-tests' PERFORMANCE.md).
+- ``#wrong`` counts elements that differ from the exact sum (inputs are small integers).
+- ``pred(us)`` is the cost model's prediction on the loopback link *fitted* by
+  :func:`sparkgrad.comms.calibrate.calibrate` (alpha, beta, gamma) on a separate
+  calibration pass at the first world size: 5 back-to-back all_reduce calls per size
+  and local NumPy reductions. Other world sizes are predicted out of sample;
+  ``err`` = (pred - time) / time, target within 15%.
+- ``ratio`` = sparkgrad busbw / gloo busbw (target >= 1.0 for messages >= 1 MiB).
+
+Quick run: ``python -m sparkgrad.benchmark.collectives --max-size 1M --world-sizes 2 --iters 5``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sparkgrad.benchmark.collectives_table import MiB, format_report
+from sparkgrad.comms.calibrate import CalibrationResult, Measurement, calibrate
+from sparkgrad.comms.cost_model import (
+    Topology,
+    bus_bandwidth_factor,
+    predict,
+    select_algorithm,
+)
+from sparkgrad.errors import CommError, ConfigError
+
+
+def parse_size(text: str) -> int:
+    """``"64M"`` -> 67108864; accepts a plain byte count or a K/M/G suffix (powers of 1024)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        return int(t[:-1]) * units[t[-1]] if t and t[-1] in units else int(t)
+    except ValueError:
+        raise ConfigError(f"size {text!r}: expected bytes like 8, 64K or 64M") from None
+
+
+def message_sizes(min_size: int, max_size: int, factor: int = 4) -> list[int]:
+    """``min_size, min_size*factor, ...`` up to ``max_size``, which is always included."""
+    if not 4 <= min_size <= max_size:
+        raise ConfigError(f"expected 4 <= min size <= max size, found {min_size}, {max_size}")
+    sizes = [min_size]
+    while sizes[-1] * factor <= max_size:
+        sizes.append(sizes[-1] * factor)
+    return sizes if sizes[-1] == max_size else [*sizes, max_size]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_backend(
+    backend: str,
+    world_size: int,
+    sizes: Sequence[int],
+    iters: int,
+    warmup: int = 2,
+    timeout: float = 300.0,
+    calibrate_link: bool = False,
+    algo: str | None = None,
+) -> dict[str, Any]:
+    """Start ``world_size`` worker processes on 127.0.0.1 and return rank 0's JSON result."""
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "OMP_NUM_THREADS": "1"}
+    env["SPARKGRAD_SECRET"] = secrets.token_hex(16)  # a fresh per-job secret for sparkgrad's TCP
+    if algo is not None:
+        env["NCCL_ALGO"] = algo
+    with tempfile.TemporaryDirectory(prefix="sg-bench-") as tmp:
+        out = os.path.join(tmp, "rank0.json")
+        common = ["--backend", backend, "--world-size", str(world_size), "--port"]
+        common += [str(_free_port()), "--sizes", ",".join(map(str, sizes)), "--iters", str(iters)]
+        common += ["--warmup", str(warmup), "--timeout", str(min(timeout, 120.0)), "--out", out]
+        common += ["--calibrate"] if calibrate_link else []
+        procs, logs = [], []
+        for rank in range(world_size):
+            log = open(os.path.join(tmp, f"rank{rank}.log"), "w+", encoding="utf-8")  # noqa: SIM115
+            cmd = [sys.executable, "-m", "sparkgrad.benchmark.collective_worker", "--rank"]
+            procs.append(
+                subprocess.Popen([*cmd, str(rank), *common], env=env, stdout=log, stderr=log)
+            )
+            logs.append(log)
+        deadline = time.monotonic() + timeout
+        try:
+            for p in procs:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        failed = [r for r, p in enumerate(procs) if p.returncode != 0]
+        tails = []
+        for rank, log in enumerate(logs):
+            log.seek(0)
+            if rank in failed:
+                tails.append(f"rank {rank}: " + log.read()[-600:].strip())
+            log.close()
+        if failed or not os.path.exists(out):
+            raise CommError(
+                f"{backend} benchmark with {world_size} ranks failed (ranks {failed} exited "
+                f"non-zero or timed out after {timeout:.0f} s):\n" + "\n".join(tails)
+            )
+        with open(out, encoding="utf-8") as f:
+            return json.load(f)
+
+
+def fit_loopback(result: dict[str, Any], algo: str | None) -> CalibrationResult:
+    """calibrate() on a sparkgrad run's calibration pass: all_reduce times + local additions.
+
+    Local reductions below 64 KiB are left out: there NumPy's fixed call overhead, not the
+    per-byte cost gamma, decides their time. The fitted link is shared by the machine's
+    cores (``concurrency``): 4 ranks on 2 cores each copy bytes at half the speed.
+    """
+    n = result["world_size"]
+    points = [
+        Measurement.of("all_reduce", algo or _default_algo(n, int(s)), int(s), n, t)
+        for s, t in result["calibration"]
+    ]
+    points += [
+        Measurement.local_reduction(int(s), t)
+        for s, t in result["local_reduction"]
+        if s >= 64 * 1024
+    ]
+    return calibrate(points, concurrency=_cores())
+
+
+def _cores() -> int:
+    """CPU cores this process may use: on loopback they, not a wire, copy every byte."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def run_benchmark(
+    world_sizes: Sequence[int] = (2, 4),
+    sizes: Sequence[int] = tuple(message_sizes(8, 64 * MiB)),
+    iters: int = 10,
+    backends: Sequence[str] = ("sparkgrad", "gloo"),
+    algo: str | None = "ring",
+    timeout: float = 600.0,
+) -> dict[str, Any]:
+    """Measure every backend at every world size; return rows ready for :func:`format_report`."""
+    report: dict[str, Any] = {"sizes": list(sizes), "algo": algo, "tables": [], "errors": []}
+    calibration = None
+    for n in world_sizes:
+        results: dict[str, dict[str, Any]] = {}
+        for backend in backends:
+            wants_fit = backend == "sparkgrad" and calibration is None and n >= 2
+            try:
+                results[backend] = run_backend(
+                    backend, n, sizes, iters, timeout=timeout, calibrate_link=wants_fit, algo=algo
+                )
+            except (CommError, OSError) as err:
+                report["errors"].append(str(err))
+                continue
+            if wants_fit and "calibration" in results[backend]:
+                calibration = fit_loopback(results[backend], algo)
+        report["tables"].append(_merge(n, sizes, results, calibration, algo))
+    if calibration is not None:
+        report["calibration"] = {
+            "alpha_s": calibration.alpha,
+            "beta_Bps": calibration.beta,
+            "gamma_s_per_B": calibration.gamma,
+            "points": calibration.rows(),
+            "text": calibration.report(),
+        }
+    h100 = Topology.parse("1x8-h100")
+    seconds = predict("all_reduce", "ring", 1 << 30, 8, h100)
+    report["h100_ring_busbw_GBps"] = (
+        (1 << 30) / seconds * bus_bandwidth_factor("all_reduce", 8) / 1e9
+    )
+    return report
+
+
+def _default_algo(n: int, nbytes: int) -> str:
+    """What the communicator picks on its own (its default loopback topology)."""
+    return select_algorithm("all_reduce", nbytes, n, Topology.local(n))
+
+
+def _merge(
+    n: int, sizes: Sequence[int], results: dict, fit: CalibrationResult | None, algo: str | None
+) -> dict[str, Any]:
+    """One table: per size, each backend's time/algbw/busbw/#wrong, the prediction, the ratio."""
+    factor = bus_bandwidth_factor("all_reduce", n)
+    rows = []
+    for i, _ in enumerate(sizes):
+        row: dict[str, Any] = {}
+        for backend, result in results.items():
+            r = result["rows"][i]
+            row.update(nbytes=r["nbytes"], count=r["count"])
+            algbw = r["nbytes"] / r["seconds"] / 1e9
+            row[backend] = {"time_us": r["seconds"] * 1e6, "algbw": algbw, "busbw": algbw * factor}
+            row[backend]["wrong"] = r["wrong"]
+        mine = row.get("sparkgrad")
+        if mine is not None and fit is not None:
+            topo = Topology.local(n, link=fit.link())
+            name = algo or _default_algo(n, row["nbytes"])
+            mine["pred_us"] = predict("all_reduce", name, row["nbytes"], n, topo) * 1e6
+            mine["pred_err"] = (mine["pred_us"] - mine["time_us"]) / mine["time_us"]
+        if "sparkgrad" in row and "gloo" in row:
+            row["ratio"] = row["sparkgrad"]["busbw"] / row["gloo"]["busbw"]
+        if row:
+            rows.append(row)
+    return {"world_size": n, "rows": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: see ``python -m sparkgrad.benchmark.collectives --help``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--min-size", default="8", help="smallest message (default 8)")
+    parser.add_argument("--max-size", default="64M", help="largest message (default 64M)")
+    parser.add_argument("--world-sizes", default="2,4", help="comma-separated (default 2,4)")
+    parser.add_argument("--iters", type=int, default=10, help="timed calls per size")
+    parser.add_argument("--backends", default="sparkgrad,gloo", help="sparkgrad,gloo")
+    parser.add_argument("--algo", default="ring", help="sparkgrad's algorithm, or 'auto'")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
+    parser.add_argument("--json", dest="json_path", help="also write the results here")
+    args = parser.parse_args(argv)
+    try:
+        sizes = message_sizes(parse_size(args.min_size), parse_size(args.max_size))
+        world_sizes = [int(w) for w in args.world_sizes.split(",")]
+        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+        if not set(backends) <= {"sparkgrad", "gloo"} or not backends:
+            raise ConfigError(f"--backends: expected sparkgrad and/or gloo, found {args.backends}")
+        if any(not 2 <= w <= 8 for w in world_sizes):
+            raise ConfigError(f"--world-sizes: expected values in 2..8, found {args.world_sizes}")
+        report = run_benchmark(
+            world_sizes,
+            sizes,
+            max(1, args.iters),
+            backends,
+            None if args.algo == "auto" else args.algo,
+            args.timeout,
+        )
+    except (ConfigError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    if args.json_path:
+        with open(args.json_path, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+    return 1 if report["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""A channel: one rank's end of one collective call, as the algorithms see it.
+
+The communicator makes a fresh channel for every call, carrying the call's sequence
+number, its *fingerprint* (``all_reduce(shape=(1024,), dtype=float32, op=SUM,
+algo=ring)``) and its deadline. Every frame sent carries both; every frame received is
+checked against them, which is how a rank notices that a peer called something else.
+Ranks are *group* ranks (0..size-1 of this communicator), mapped here to transport ranks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sparkgrad.comms.framing import DATA, Frame
+from sparkgrad.comms.reduce_ops import ReduceOp, combine
+from sparkgrad.errors import CommError
+
+
+class Channel:
+    """``send`` / ``recv_into`` / ``recv_reduce`` / ``segments`` for one call (see algorithms)."""
+
+    def __init__(self, comm: Any, seq: int, fingerprint: str, deadline: float, tag: int) -> None:
+        self.comm, self.seq, self.fingerprint = comm, seq, fingerprint
+        self.deadline, self.tag = deadline, tag
+        self.rank, self.size = comm.rank, comm.size
+        self.waiting_on: int | None = None  # the group rank a recv is blocked on, for errors
+
+    def segments(self, view: Any) -> list[Any]:
+        """``view`` cut into pieces of at most ``segment_bytes`` (at least one piece)."""
+        step = max(1, self.comm.segment_bytes // max(1, view.itemsize))
+        if view.size <= step:
+            return [view]
+        return [view[i : i + step] for i in range(0, view.size, step)]
+
+    def send(self, peer: int, view: Any) -> None:
+        """Send ``view`` to group rank ``peer``, as frames of at most ``max_frame_bytes``."""
+        comm = self.comm
+        dst = comm.ranks[peer]
+        step = max(1, comm.max_frame_bytes // max(1, view.itemsize))
+        for i in range(0, max(view.size, 1), step):
+            if comm.faults is not None:
+                comm.sleep_for_fault(dst)
+            frame = Frame(
+                DATA, comm.transport.rank, self.tag, self.seq, self.fingerprint, view[i : i + step]
+            )
+            comm.transport.send(dst, frame)
+
+    def _frames(self, peer: int, out: Any, post: bool) -> Any:
+        """Yield ``(offset, array, direct)`` for the frames from ``peer`` that fill ``out``.
+
+        With ``post``, the rest of ``out`` is offered to the transport first, so a TCP frame
+        can land in it directly (``direct``: nothing left to copy).
+        """
+        comm, src, pos = self.comm, self.comm.ranks[peer], 0
+        mailbox = comm.transport.mailbox
+        while True:
+            self.waiting_on = peer
+            if post and out.size:
+                mailbox.post(self.tag, src, out[pos:])
+            try:
+                frame = comm.recv_checked(peer, self)
+            finally:
+                if post and out.size:
+                    mailbox.unpost(self.tag, src)
+            self.waiting_on = None
+            arr = frame.array.reshape(-1)
+            if arr.dtype != out.dtype or pos + arr.size > out.size:
+                raise CommError(
+                    f"rank {self.rank} expected {out.size - pos} more {out.dtype} elements from "
+                    f"rank {peer} in {self.fingerprint}, found a frame of {arr.size} {arr.dtype}"
+                )
+            yield pos, arr, frame.direct
+            if not frame.direct:
+                comm.transport.recycle(frame.array)  # its bytes are consumed now
+            pos += arr.size
+            if pos >= out.size:
+                return
+
+    def recv_into(self, peer: int, out: Any) -> None:
+        """Receive exactly ``out.size`` elements from ``peer`` into ``out``."""
+        for pos, arr, direct in self._frames(peer, out, post=True):
+            if not direct:
+                out[pos : pos + arr.size] = arr
+
+    def recv_reduce(self, peer: int, acc: Any, op: ReduceOp) -> None:
+        """Receive ``acc.size`` elements from ``peer`` and combine: ``acc = acc op incoming``."""
+        for pos, arr, _ in self._frames(peer, acc, post=False):
+            combine(op, acc[pos : pos + arr.size], arr)
