@@ -242,12 +242,10 @@ class Tensor:
         return other.data if isinstance(other, Tensor) else other
 
     def copy_(self, src: Any) -> Tensor:
+        """Overwrite the values with ``src`` (a tensor, array or number), across devices."""
         self._check_inplace()
-        self.data[...] = (
-            to_device(self._value(src), self.device)
-            if hasattr(self._value(src), "shape")
-            else self._value(src)
-        )
+        value = self._value(src)
+        self.data[...] = to_device(value, self.device) if hasattr(value, "shape") else value
         return self
 
     def zero_(self) -> Tensor:
