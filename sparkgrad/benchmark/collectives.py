@@ -11,10 +11,10 @@ backend, side by side, for every world size and message size, as real processes 
   comparable across world sizes (nccl-tests' PERFORMANCE.md).
 - ``#wrong`` counts elements that differ from the exact sum (inputs are small integers).
 - ``pred(us)`` is the cost model's prediction on the loopback link *fitted* by
-  :func:`sparkgrad.comms.calibrate.calibrate` (alpha, beta, gamma) on a separate
-  calibration pass at the first world size: 5 back-to-back all_reduce calls per size
-  and local NumPy reductions. Other world sizes are predicted out of sample;
-  ``err`` = (pred - time) / time, target within 15%.
+  :func:`sparkgrad.comms.calibrate.calibrate` (alpha, beta, gamma, and the turn_*
+  terms of ranks sharing cores) on a separate calibration pass at every world size:
+  9 back-to-back all_reduce calls per size (median) and local NumPy reductions; one
+  fit for all world sizes. ``err`` = (pred - time) / time, target within 15%.
 - ``ratio`` = sparkgrad busbw / gloo busbw (target >= 1.0 for messages >= 1 MiB).
 
 Quick run: ``python -m sparkgrad.benchmark.collectives --max-size 1M --world-sizes 2 --iters 5``.
@@ -126,23 +126,27 @@ def run_backend(
             return json.load(f)
 
 
-def fit_loopback(result: dict[str, Any], algo: str | None) -> CalibrationResult:
-    """calibrate() on a sparkgrad run's calibration pass: all_reduce times + local additions.
+def fit_loopback(results: Sequence[dict[str, Any]], algo: str | None) -> CalibrationResult:
+    """calibrate() on sparkgrad runs' calibration passes: all_reduce times + local additions.
 
-    Local reductions below 64 KiB are left out: there NumPy's fixed call overhead, not the
-    per-byte cost gamma, decides their time. The fitted link is shared by the machine's
-    cores (``concurrency``): 4 ranks on 2 cores each copy bytes at half the speed.
+    One fit over the passes of every world size. Local reductions below 64 KiB are left
+    out: there NumPy's fixed call overhead, not the per-byte cost gamma, decides their
+    time. The fitted link is shared by the machine's cores (``concurrency``): 4 ranks on
+    2 cores each copy bytes at half the speed and wait for their turn on a core (the
+    ``turn_*`` terms, fitted only when some world size has more ranks than cores).
     """
-    n = result["world_size"]
-    points = [
-        Measurement.of("all_reduce", algo or _default_algo(n, int(s)), int(s), n, t)
-        for s, t in result["calibration"]
-    ]
-    points += [
-        Measurement.local_reduction(int(s), t)
-        for s, t in result["local_reduction"]
-        if s >= 64 * 1024
-    ]
+    points = []
+    for result in results:
+        n = result["world_size"]
+        points += [
+            Measurement.of("all_reduce", algo or _default_algo(n, int(s)), int(s), n, t)
+            for s, t in result["calibration"]
+        ]
+        points += [
+            Measurement.local_reduction(int(s), t)
+            for s, t in result.get("local_reduction", [])
+            if s >= 64 * 1024
+        ]
     return calibrate(points, concurrency=_cores())
 
 
@@ -164,11 +168,11 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Measure every backend at every world size; return rows ready for :func:`format_report`."""
     report: dict[str, Any] = {"sizes": list(sizes), "algo": algo, "tables": [], "errors": []}
-    calibration = None
+    runs: list[tuple[int, dict[str, dict[str, Any]]]] = []
     for n in world_sizes:
         results: dict[str, dict[str, Any]] = {}
         for backend in backends:
-            wants_fit = backend == "sparkgrad" and calibration is None and n >= 2
+            wants_fit = backend == "sparkgrad" and n >= 2
             try:
                 results[backend] = run_backend(
                     backend, n, sizes, iters, timeout=timeout, calibrate_link=wants_fit, algo=algo
@@ -176,14 +180,18 @@ def run_benchmark(
             except (CommError, OSError) as err:
                 report["errors"].append(str(err))
                 continue
-            if wants_fit and "calibration" in results[backend]:
-                calibration = fit_loopback(results[backend], algo)
+        runs.append((n, results))
+    passes = [r["sparkgrad"] for _, r in runs if "calibration" in r.get("sparkgrad", {})]
+    calibration = fit_loopback(passes, algo) if passes else None
+    for n, results in runs:
         report["tables"].append(_merge(n, sizes, results, calibration, algo))
     if calibration is not None:
         report["calibration"] = {
             "alpha_s": calibration.alpha,
             "beta_Bps": calibration.beta,
             "gamma_s_per_B": calibration.gamma,
+            "turn_alpha_s": calibration.turn_alpha,
+            "turn_beta_inv_s_per_B": calibration.turn_beta_inv,
             "points": calibration.rows(),
             "text": calibration.report(),
         }

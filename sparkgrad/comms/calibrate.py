@@ -1,8 +1,9 @@
 """calibrate(): measure the local link's alpha, beta and gamma by a least-squares fit.
 
-Every cost in :mod:`sparkgrad.comms.costs` is linear in three unknowns,
+Every cost in :mod:`sparkgrad.comms.costs` is linear in its unknowns,
 
-    seconds = steps * alpha + wire_bytes * (1 / bandwidth) + reduce_bytes * gamma,
+    seconds = steps * alpha + wire_bytes * (1 / bandwidth) + reduce_bytes * gamma
+              + turn_steps * turn_alpha + turn_bytes * turn_beta_inv,
 
 so measured ``(size, seconds)`` points of known calls give an overdetermined linear
 system ``A x = t`` with one row ``(steps, wire_bytes, reduce_bytes)`` per point. We
@@ -12,7 +13,11 @@ send (``(nbytes, seconds)`` tuples) pin alpha and beta; gamma needs points where
 are reduced but not sent, e.g. from :func:`time_local_reduction`. An unknown that the
 points cannot separate (gamma without reduction points) keeps its given value. With a
 ``concurrency`` (loopback: the CPU cores), a call on ``n`` ranks has its byte counts
-stretched by ``max(1, n / concurrency)`` before the fit, as ``predict`` does.
+stretched by ``s = max(1, n / concurrency)`` before the fit, as ``predict`` does, and
+``turn_steps = (s-1) * steps``, ``turn_bytes = (s-1) * wire_bytes`` price what a rank
+waits for its turn on a shared core (:class:`~sparkgrad.comms.links.Link`); those two
+unknowns are fitted only when some points have more ranks than cores (e.g. 4 ranks on
+2 cores next to 2-rank points), otherwise they stay 0.
 
     >>> result = calibrate([(1024, 3.0e-5), (1 << 20, 4.4e-4), (16 << 20, 6.7e-3)])
     >>> link = result.link()          # a Link("loopback", alpha, beta, 1.0, gamma)
@@ -67,17 +72,29 @@ class Measurement:
 
 @dataclass(frozen=True)
 class CalibrationResult:
-    """Fitted ``alpha`` (s), ``beta`` (bytes/s, achievable) and ``gamma`` (s/byte)."""
+    """Fitted ``alpha`` (s), ``beta`` (bytes/s, achievable), ``gamma`` (s/byte) and, for
+    ranks sharing cores, ``turn_alpha`` (s/step) and ``turn_beta_inv`` (s/byte)."""
 
     alpha: float
     beta: float
     gamma: float
     measurements: tuple[Measurement, ...]
     concurrency: int = 0
+    turn_alpha: float = 0.0
+    turn_beta_inv: float = 0.0
 
     def link(self, name: str = "loopback") -> Link:
         """The fitted link (efficiency 1: ``beta`` is already what was achieved)."""
-        return Link(name, self.alpha, self.beta, 1.0, self.gamma, self.concurrency)
+        return Link(
+            name,
+            self.alpha,
+            self.beta,
+            1.0,
+            self.gamma,
+            self.concurrency,
+            self.turn_alpha,
+            self.turn_beta_inv,
+        )
 
     def predicted(self, m: Measurement) -> float:
         """Seconds the fitted link predicts for the call measured in ``m``."""
@@ -108,7 +125,9 @@ class CalibrationResult:
         """A readable table of the fit: measured vs predicted per message size."""
         lines = [
             f"# calibrated: alpha {self.alpha * 1e6:.2f} us, beta {self.beta / 1e9:.3f} GB/s, "
-            f"gamma {self.gamma * 1e9:.3f} ns/B",
+            f"gamma {self.gamma * 1e9:.3f} ns/B; sharing cores: turn_alpha "
+            f"{self.turn_alpha * 1e6:.2f} us/step, "
+            f"turn_beta_inv {self.turn_beta_inv * 1e9:.3f} ns/B",
             f"# {'label':>22} {'size(B)':>10} {'measured(us)':>13} {'predicted(us)':>14} "
             f"{'error':>7}",
         ]
@@ -133,7 +152,7 @@ def _as_measurement(point: Measurement | Sequence[float]) -> Measurement:
 def _fit(rows: np.ndarray, seconds: np.ndarray, free: list[int], fixed: np.ndarray) -> np.ndarray:
     """Relative least squares over the ``free`` unknowns, the others held at ``fixed``."""
     x = fixed.copy()
-    held = [i for i in range(3) if i not in free]
+    held = [i for i in range(len(fixed)) if i not in free]
     target = seconds - rows[:, held] @ fixed[held]
     weights = 1.0 / seconds
     solution, *_ = np.linalg.lstsq(rows[:, free] * weights[:, None], target * weights, rcond=None)
@@ -175,12 +194,15 @@ def calibrate(
         raise ConfigError("calibrate: expected every measured time to be > 0 seconds")
     shared = Link("fit", 0.0, 1.0, concurrency=concurrency)
     scaled = [p.terms.scaled(shared.slowdown(p.flows)) for p in points]
-    rows = np.array([[t.steps, t.wire_bytes, t.reduce_bytes] for t in scaled])
+    rows = np.array(
+        [[t.steps, t.wire_bytes, t.reduce_bytes, t.turn_steps, t.turn_bytes] for t in scaled]
+    )
     seconds = np.array([p.seconds for p in points])
-    fixed = np.array([0.0, 0.0, gamma])
-    free = [i for i in range(3) if rows[:, i].any()]
-    if np.linalg.matrix_rank(rows[:, free]) < len(free) and 2 in free:
-        free.remove(2)  # reduction and wire bytes move together: gamma cannot be told apart
+    fixed = np.array([0.0, 0.0, gamma, 0.0, 0.0])
+    free = [i for i in range(5) if rows[:, i].any()]
+    for i in (4, 3, 2):  # unknowns the points cannot tell apart keep their given value
+        if i in free and np.linalg.matrix_rank(rows[:, free]) < len(free):
+            free.remove(i)  # e.g. reduction and wire bytes move together: no gamma
     x = _fit(rows, seconds, free, fixed)
     while any(x[i] < 0 for i in free):  # noise can push a tiny unknown below zero: pin it at 0
         free = [i for i in free if x[i] > 0]
@@ -188,7 +210,9 @@ def calibrate(
         x = _fit(rows, seconds, free, fixed) if free else fixed
     inv_bandwidth = x[1] if x[1] > 0 else 1e-18
     beta = float(1.0 / inv_bandwidth)
-    return CalibrationResult(float(x[0]), beta, float(x[2]), tuple(points), concurrency)
+    return CalibrationResult(
+        float(x[0]), beta, float(x[2]), tuple(points), concurrency, float(x[3]), float(x[4])
+    )
 
 
 def time_local_reduction(nbytes: int, dtype: str = "float32") -> float:

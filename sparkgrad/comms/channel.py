@@ -24,6 +24,7 @@ class Channel:
         self.deadline, self.tag = deadline, tag
         self.rank, self.size = comm.rank, comm.size
         self.waiting_on: int | None = None  # the group rank a recv is blocked on, for errors
+        self._ahead: list[tuple[int, int | None]] = []  # (source, index) posted by post_ahead
 
     def segments(self, view: Any) -> list[Any]:
         """``view`` cut into pieces of at most ``segment_bytes`` (at least one piece)."""
@@ -45,6 +46,25 @@ class Channel:
             )
             comm.transport.send(dst, frame)
 
+    def post_ahead(self, peer: int, views: list[Any]) -> None:
+        """Offer ``views`` as the landing places of the next ``len(views)`` frames from ``peer``.
+
+        For a known sequence of receives (the all-gather half of a ring): each frame is read
+        by the transport straight into its place, even if it arrives before this rank asks
+        for it, instead of into a spare buffer and copied. The caller promises not to read
+        or write ``views`` until it receives them. :meth:`close` withdraws what is left.
+        """
+        src, mailbox = self.comm.ranks[peer], self.comm.transport.mailbox
+        for k, view in enumerate(views):
+            self._ahead.append((src, mailbox.post(self.tag, src, view, ahead=k)))
+
+    def close(self) -> None:
+        """Withdraw every offer of :meth:`post_ahead` that no frame took (end of the call)."""
+        mailbox = self.comm.transport.mailbox
+        for src, index in self._ahead:
+            mailbox.unpost(self.tag, src, index)
+        self._ahead.clear()
+
     def _frames(self, peer: int, out: Any, post: bool) -> Any:
         """Yield ``(offset, array, direct)`` for the frames from ``peer`` that fill ``out``.
 
@@ -55,13 +75,11 @@ class Channel:
         mailbox = comm.transport.mailbox
         while True:
             self.waiting_on = peer
-            if post and out.size:
-                mailbox.post(self.tag, src, out[pos:])
+            index = mailbox.post(self.tag, src, out[pos:]) if post and out.size else None
             try:
                 frame = comm.recv_checked(peer, self)
             finally:
-                if post and out.size:
-                    mailbox.unpost(self.tag, src)
+                mailbox.unpost(self.tag, src, index)
             self.waiting_on = None
             arr = frame.array.reshape(-1)
             if arr.dtype != out.dtype or pos + arr.size > out.size:
@@ -69,7 +87,9 @@ class Channel:
                     f"rank {self.rank} expected {out.size - pos} more {out.dtype} elements from "
                     f"rank {peer} in {self.fingerprint}, found a frame of {arr.size} {arr.dtype}"
                 )
-            yield pos, arr, frame.direct
+            # direct: the bytes are already in place (checked: it is this very slice of out)
+            direct = frame.direct and arr.ctypes.data == out[pos:].ctypes.data
+            yield pos, arr, direct
             if not frame.direct:
                 comm.transport.recycle(frame.array)  # its bytes are consumed now
             pos += arr.size

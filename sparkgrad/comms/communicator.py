@@ -226,6 +226,8 @@ class Communicator:
             body(ch, algo)
         except (ControlArrived, PeerLost, WaitTimeout) as exc:
             self._fail(ch, exc)
+        finally:
+            ch.close()
         self._account(collective, algo, nbytes, detail, t0)
         return algo
 

@@ -62,23 +62,44 @@ ceil(S / PIPELINE_CHUNK_BYTES) segments, so the chain's n-2 extra hops cost only
 
 @dataclass(frozen=True)
 class Terms:
-    """The counts of one call: time = steps*alpha + wire_bytes/bandwidth + reduce_bytes*gamma."""
+    """The counts of one call: time = steps*alpha + wire_bytes/bandwidth + reduce_bytes*gamma.
+
+    On a link shared by more ranks than it serves at once (loopback: ranks > cores),
+    :meth:`scaled` also fills ``turn_steps`` and ``turn_bytes``: steps and sent bytes times
+    the extra ranks per core, charged at the link's ``turn_alpha`` and ``turn_beta_inv``.
+    """
 
     steps: float
     wire_bytes: float
     reduce_bytes: float = 0.0
+    turn_steps: float = 0.0
+    turn_bytes: float = 0.0
 
     def latency(self, link: Link) -> float:
-        """The alpha part: ``steps * alpha``."""
-        return self.steps * link.alpha
+        """The alpha part: ``steps * alpha + turn_steps * turn_alpha``."""
+        return self.steps * link.alpha + self.turn_steps * link.turn_alpha
 
     def bandwidth_time(self, link: Link) -> float:
-        """The size-dependent part: ``wire_bytes / (beta * efficiency) + reduce_bytes * gamma``."""
-        return self.wire_bytes / link.bandwidth + self.reduce_bytes * link.gamma
+        """The size-dependent part: ``wire_bytes / (beta * efficiency) + reduce_bytes * gamma
+        + turn_bytes * turn_beta_inv``."""
+        return (
+            self.wire_bytes / link.bandwidth
+            + self.reduce_bytes * link.gamma
+            + self.turn_bytes * link.turn_beta_inv
+        )
 
     def scaled(self, slowdown: float) -> Terms:
-        """The same call with its byte counts stretched by ``slowdown`` (a shared link)."""
-        return Terms(self.steps, self.wire_bytes * slowdown, self.reduce_bytes * slowdown)
+        """The same call on a shared link: bytes stretched by ``slowdown``, and with
+        ``e = slowdown - 1`` extra ranks per core, ``turn_steps = e * steps`` and
+        ``turn_bytes = e * wire_bytes``."""
+        extra = slowdown - 1.0
+        return Terms(
+            self.steps,
+            self.wire_bytes * slowdown,
+            self.reduce_bytes * slowdown,
+            self.turn_steps + extra * self.steps,
+            self.turn_bytes + extra * self.wire_bytes,
+        )
 
     def time(self, link: Link) -> float:
         """Seconds on ``link``: latency plus bandwidth time."""

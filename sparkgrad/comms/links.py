@@ -18,6 +18,11 @@ bytes over a link costs
                   ranks has its own wire, as with NVLink through NVSwitch). Loopback
                   TCP has no wire: the CPU cores copy every byte, so ``n`` ranks sending
                   at once on ``c < n`` cores each get ``c/n`` of the speed.
+- ``turn_alpha``, ``turn_beta_inv``  (loopback only, fitted by ``calibrate``) what ranks
+                  sharing a core pay on top of that: with ``e = n/c - 1`` extra ranks per
+                  core, a rank also waits ``e * turn_alpha`` per step for its turn on a core
+                  (the scheduler, its caches refilled) and ``e * turn_beta_inv`` per byte it
+                  sends (bytes that wait in the kernel while it is off the core).
 
 Presets (numbers from public specifications; each line says where it comes from):
 
@@ -57,6 +62,8 @@ class Link:
         efficiency: achievable fraction of ``beta`` (0 < efficiency <= 1).
         gamma: seconds per byte to reduce received data locally (default 0).
         concurrency: transfers that run at full speed at once (default 0: no sharing).
+        turn_alpha: extra seconds per step per extra rank per core (default 0).
+        turn_beta_inv: extra seconds per sent byte per extra rank per core (default 0).
     """
 
     name: str
@@ -65,6 +72,8 @@ class Link:
     efficiency: float = 1.0
     gamma: float = 0.0
     concurrency: int = 0
+    turn_alpha: float = 0.0
+    turn_beta_inv: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.alpha >= 0.0:
@@ -77,6 +86,11 @@ class Link:
             )
         if not self.gamma >= 0.0:
             raise ConfigError(f"Link {self.name!r}: expected gamma >= 0 s/byte, found {self.gamma}")
+        if not (self.turn_alpha >= 0.0 and self.turn_beta_inv >= 0.0):
+            raise ConfigError(
+                f"Link {self.name!r}: expected turn_alpha, turn_beta_inv >= 0, found "
+                f"{self.turn_alpha}, {self.turn_beta_inv}"
+            )
         if self.concurrency < 0:
             raise ConfigError(
                 f"Link {self.name!r}: expected concurrency >= 0, found {self.concurrency}"

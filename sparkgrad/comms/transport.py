@@ -56,7 +56,9 @@ class Mailbox:
         self._queues: dict[tuple[int, int], deque[Frame]] = defaultdict(deque)
         self._control: dict[int, list[Frame]] = defaultdict(list)
         self._lost: dict[int, str] = {}
-        self._posted: dict[tuple[int, int], Any] = {}
+        self._posted: dict[tuple[int, int, int], Any] = {}  # (tag, src, frame index) -> view
+        self._taken: dict[tuple[int, int], int] = defaultdict(int)  # frames handed out by get
+        self._announced: dict[tuple[int, int], int] = defaultdict(int)  # frames claimed
 
     def put(self, frame: Frame) -> None:
         """Deliver one frame (called by the transport's receiving side)."""
@@ -67,29 +69,38 @@ class Mailbox:
                 self._control[frame.tag].append(frame)
             self._cond.notify_all()
 
-    def post(self, tag: int, src: int, view: Any) -> None:
-        """Offer ``view`` as the landing place of the next DATA frame from ``src`` (zero copy).
+    def post(self, tag: int, src: int, view: Any, ahead: int = 0) -> int | None:
+        """Offer ``view`` as the landing place of a coming DATA frame from ``src`` (zero copy).
 
-        Only when nothing from ``src`` is queued: a queued frame comes first and is copied.
+        Frames from one source arrive in order, so they are counted: ``ahead=0`` means the
+        next frame that :meth:`get` will hand out, ``ahead=k`` the one ``k`` frames later.
+        Returns the frame's index (to :meth:`unpost` it), or None when that frame already
+        arrived (it is queued, or being read: it will be copied instead).
         """
+        key = (tag, src)
         with self._cond:
-            if not self._queues.get((tag, src)):
-                self._posted[(tag, src)] = view
+            index = self._taken[key] + ahead
+            if index < self._announced[key]:
+                return None
+            self._posted[(tag, src, index)] = view
+            return index
 
-    def unpost(self, tag: int, src: int) -> None:
-        """Withdraw an offer made by :meth:`post` (no-op when it was taken)."""
-        with self._cond:
-            self._posted.pop((tag, src), None)
+    def unpost(self, tag: int, src: int, index: int | None) -> None:
+        """Withdraw an offer made by :meth:`post` (no-op when it was taken or never made)."""
+        if index is not None:
+            with self._cond:
+                self._posted.pop((tag, src, index), None)
 
     def claim(self, tag: int, src: int, dtype: Any, count: int) -> Any:
-        """For the receiving side: the posted view for this frame, if it fits, else None."""
+        """For the receiving side, once per arriving DATA frame, in arrival order: the view
+        posted for this frame if it fits (``count`` elements of ``dtype``), else None."""
+        key = (tag, src)
         with self._cond:
-            view = self._posted.get((tag, src))
-            if view is None or self._queues.get((tag, src)):
+            index = self._announced[key]
+            self._announced[key] = index + 1
+            view = self._posted.pop((tag, src, index), None)
+            if view is None or view.dtype != dtype or view.size < count:
                 return None
-            if view.dtype != dtype or view.size < count:
-                return None
-            del self._posted[(tag, src)]
             return view[:count]
 
     def mark_lost(self, peer: int, reason: str) -> None:
@@ -116,6 +127,7 @@ class Mailbox:
             while True:
                 queue = self._queues.get(key)
                 if queue:  # data first: a notice about a *later* call must not spoil this one
+                    self._taken[key] += 1
                     return queue.popleft()
                 if self._control[tag]:
                     raise ControlArrived(self._control[tag][0])

@@ -15,6 +15,10 @@ step ``s``. So blocks are cut into segments and each segment is forwarded as soo
 ready: the steps overlap like a pipeline, and a large message never waits at a step
 boundary. Block ``b`` is always reduced in ring order starting from its first sender, a
 fixed order: the sums are bit-identical from run to run and on every rank.
+
+Once the reducing steps are over, every block still to come is only copied into place,
+so the receiving side is told all of their destinations at once (``ch.post_ahead``): a
+segment that arrives early lands where it belongs instead of in a spare buffer.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ def ring_pipeline(
     for seg in ch.segments(buf[lo:hi]):
         ch.send(right, seg)
     for s in range(steps):
+        if s == reduce_steps:  # all reduced blocks are sent: the rest only lands in place
+            later = [bounds[(first_send - t - 1) % n] for t in range(s, steps)]
+            ch.post_ahead(left, [g for lo, hi in later for g in ch.segments(buf[lo:hi])])
         lo, hi = bounds[(first_send - s - 1) % n]
         for seg in ch.segments(buf[lo:hi]):
             if s < reduce_steps:
