@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from sparkgrad.engine.config import OPTIMIZERS, STRATEGIES, RunConfig
+from sparkgrad.engine.config import OPTIMIZERS, SCHEDULES, STRATEGIES, RunConfig
 from sparkgrad.errors import SparkgradError
 
 
@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--strategy",
         choices=STRATEGIES,
         default="data",
-        help="single: one process, no collectives; data: DataParallel on Spark tasks",
+        help="single: one process; data: DataParallel (DDP); model: layers split over ranks; "
+        "pipeline: micro-batched stages; tensor: Megatron column/row layers; zero1/zero2/zero3: "
+        "sharded optimizer state / +gradients / +weights; hybrid: a --mesh of data x tensor",
     )
     p.add_argument("--world-size", type=int, default=2, help="number of ranks (Spark tasks)")
     p.add_argument("--epochs", type=int, default=3, help="passes over the training data")
@@ -87,6 +89,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fail-rank", type=int, default=0, metavar="R", help="which rank --fail-at-step crashes"
     )
+    p.add_argument(
+        "--micro-batches", type=int, default=4, metavar="M", help="pipeline: micro-batches per step"
+    )
+    p.add_argument("--schedule", choices=SCHEDULES, default="1f1b", help="pipeline schedule")
+    p.add_argument(
+        "--split",
+        type=_hidden,
+        default=None,
+        metavar="N,N",
+        help="model/pipeline: Linear layers per rank, e.g. 2,1 (default: balanced by parameters)",
+    )
+    p.add_argument(
+        "--mesh",
+        default="dp=2,tp=2",
+        help="hybrid: ranks per axis, e.g. dp=2,tp=2 (product = world)",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     return p
 
@@ -119,5 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("main.py: interrupted", file=sys.stderr)
         return 130
+    for line in result.rank_lines():
+        print(line)
     print(result.summary_line())
     return 0

@@ -4,6 +4,10 @@ The command line (:mod:`sparkgrad.engine.cli`) fills it; notebooks can build one
 ``batch_size`` is the *global* batch of one optimizer step: under data parallelism each of
 the ``world_size`` ranks takes ``batch_size / world_size`` samples, so the same config does
 the same maths under every strategy and world size.
+
+Strategy-specific knobs (``micro_batches`` and ``schedule`` for the pipeline, ``split`` for
+model and pipeline parallelism, ``mesh`` for hybrid) are checked here too, on the driver,
+so a bad combination fails in a second instead of inside every Spark task.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from sparkgrad.errors import ConfigError
+from sparkgrad.parallel.registry import STRATEGIES
 
-STRATEGIES = ("single", "data")
 OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("1f1b", "gpipe")
+DATA_SPLIT = ("data", "zero1", "zero2", "zero3")  # strategies that cut the batch over all ranks
 
 
 @dataclass
@@ -40,6 +46,10 @@ class RunConfig:
     sim_topology: str = "2x8-h100"
     fail_at_step: int | None = None
     fail_rank: int = 0
+    micro_batches: int = 4
+    schedule: str = "1f1b"
+    split: tuple[int, ...] | None = None
+    mesh: str = "dp=2,tp=2"
     progress: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -60,11 +70,13 @@ class RunConfig:
                 )
         if self.strategy == "single" and self.world_size != 1:
             self.world_size = 1
-        if self.batch_size % self.world_size:
+        if self.batch_size % self.data_parallel_size:
             raise ConfigError(
                 f"--batch-size {self.batch_size} is the global batch and must divide evenly over "
-                f"--world-size {self.world_size} ranks"
+                f"{self.data_parallel_size} data-parallel ranks (--world-size {self.world_size}, "
+                f"--strategy {self.strategy})"
             )
+        self._validate_strategy()
         if self.lr <= 0:
             raise ConfigError(f"--lr must be positive, found {self.lr}")
         if not self.hidden or min(self.hidden) < 1:
@@ -81,12 +93,74 @@ class RunConfig:
             )
         return self
 
+    def _validate_strategy(self) -> None:
+        layers = len(self.hidden) + 1  # Linear layers of the MLP
+        if self.micro_batches < 1:
+            raise ConfigError(f"--micro-batches must be >= 1, found {self.micro_batches}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"--schedule must be one of {', '.join(SCHEDULES)}, found {self.schedule!r}"
+            )
+        if self.strategy in ("model", "pipeline") and self.world_size > layers:
+            raise ConfigError(
+                f"--strategy {self.strategy} puts at least one Linear layer on each of the "
+                f"{self.world_size} ranks, but the MLP has only {layers}: use --world-size <= "
+                f"{layers} or more --hidden layers"
+            )
+        if self.strategy in ("model", "pipeline") and self.split is not None:
+            if len(self.split) != self.world_size or sum(self.split) != layers:
+                raise ConfigError(
+                    f"--split needs {self.world_size} positive counts of Linear layers summing "
+                    f"to {layers}, found {','.join(map(str, self.split))}"
+                )
+        if self.strategy == "pipeline" and self.batch_size % self.micro_batches:
+            raise ConfigError(
+                f"--micro-batches {self.micro_batches} must divide --batch-size "
+                f"{self.batch_size} (each micro-batch gets the same number of samples)"
+            )
+        tensor_ways = self.world_size if self.strategy == "tensor" else 1
+        if self.strategy == "hybrid":
+            from sparkgrad.parallel.mesh import parse_mesh
+
+            sizes = parse_mesh(self.mesh, self.world_size)
+            tensor_ways = sizes["tp"]
+        bad = [w for w in self.hidden if w % tensor_ways]
+        if bad:
+            raise ConfigError(
+                f"tensor parallelism over {tensor_ways} ranks splits every hidden width "
+                f"{tensor_ways} ways: {bad} in --hidden {','.join(map(str, self.hidden))} "
+                f"do not divide"
+            )
+
+    @property
+    def data_parallel_size(self) -> int:
+        """How many ways the global batch is split (1 for model, pipeline, tensor)."""
+        if self.strategy in DATA_SPLIT:
+            return self.world_size
+        if self.strategy == "hybrid":
+            from sparkgrad.parallel.mesh import parse_mesh
+
+            return parse_mesh(self.mesh, self.world_size)["dp"]
+        return 1
+
     @property
     def per_rank_batch(self) -> int:
-        return self.batch_size // self.world_size
+        return self.batch_size // self.data_parallel_size
+
+    def strategy_options(self) -> dict:
+        """The keyword arguments ``make_strategy`` passes to this strategy's class."""
+        options: dict = {}
+        if self.strategy == "pipeline":
+            options.update(micro_batches=self.micro_batches, schedule=self.schedule)
+        if self.strategy in ("model", "pipeline") and self.split is not None:
+            options["split"] = list(self.split)
+        if self.strategy == "hybrid":
+            options["mesh"] = self.mesh
+        return options
 
     def to_dict(self) -> dict:
         """A JSON-friendly copy (stored in checkpoints and metrics files)."""
         d = dataclasses.asdict(self)
         d["hidden"] = list(self.hidden)
+        d["split"] = list(self.split) if self.split is not None else None
         return d

@@ -4,22 +4,30 @@
 ``--strategy data`` has :class:`~sparkgrad.engine.spark_runner.SparkRunner` call it on
 every Spark task with a :class:`~sparkgrad.engine.spark_runner.RankContext`. The steps:
 
-1. Build the MLP from the seed (identical on every rank) and wrap it in DataParallel when
-   there is more than one rank.
-2. Each rank reads its shard of the training data through ``DistributedSampler``: rank
-   ``r`` of ``n`` takes every ``n``-th sample of the epoch's permutation, in batches of
-   ``batch_size / n``. Step ``i`` over all ranks therefore sees exactly the samples one
-   process would see in its step ``i`` with the full batch: the same maths.
+1. Build the MLP from the seed (identical on every rank) and hand it to the strategy
+   (``--strategy``: :func:`~sparkgrad.parallel.registry.make_strategy`), which keeps this
+   rank's share of it: a full copy (data), some layers (model, pipeline), slices of every
+   layer (tensor), a shard of the optimizer state, gradients or weights (ZeRO).
+2. Each rank reads its piece of the training data through ``DistributedSampler``: with
+   ``d`` data-parallel ranks, piece ``r`` takes every ``d``-th sample of the epoch's
+   permutation, in batches of ``batch_size / d`` (``d = 1`` for model, pipeline and
+   tensor parallelism: every rank sees the whole batch). Step ``i`` over all ranks
+   therefore sees exactly the samples one process would see in its step ``i``.
 3. Resume from the newest checkpoint when asked (``--resume``) or when Spark reruns a
    failed stage (``ctx.attempt > 0``), then train with :class:`Trainer`.
-4. Rank 0 writes checkpoints, evaluates on the test set, and returns the trained weights
-   and the metrics (the runner carries them to the driver without pickle).
+4. Checkpoints hold the *full* model and optimizer state (gathered from the shards by
+   every rank, written by rank 0), so they load under any strategy and world size. Rank 0
+   evaluates on the test set (every rank joins when the strategy's ``predict`` is a
+   collective) and returns the trained weights, the metrics and every rank's time split
+   (the runner carries them to the driver without pickle).
 """
 
 from __future__ import annotations
 
 import time
 from typing import Any
+
+import numpy as np
 
 import sparkgrad as sg
 from sparkgrad.autodiff.backend import to_numpy
@@ -35,6 +43,8 @@ from sparkgrad.engine.checkpoint import load_latest_checkpoint, save_checkpoint
 from sparkgrad.engine.config import RunConfig
 from sparkgrad.engine.model import build_mlp, build_optimizer
 from sparkgrad.engine.trainer import Trainer
+from sparkgrad.parallel.registry import make_strategy
+from sparkgrad.parallel.strategy import Strategy
 
 PROGRESS_TAG = "sparkgrad-progress"
 
@@ -48,11 +58,13 @@ def _config(value: RunConfig | dict) -> RunConfig:
         return value
     fields = dict(value)
     fields["hidden"] = tuple(fields["hidden"])
+    if fields.get("split") is not None:
+        fields["split"] = tuple(fields["split"])
     return RunConfig(**fields)
 
 
 def _loaders(
-    config: RunConfig, rank: int, world_size: int, shard: list | None, test_set: tuple | None
+    config: RunConfig, strategy: Strategy, shard: list | None, test_set: tuple | None
 ) -> tuple[DataLoader, DataLoader | None]:
     """This rank's training batches (and the test set on rank 0).
 
@@ -62,18 +74,19 @@ def _loaders(
     """
     if shard is None:
         train = TensorDataset(*load_mnist(config.data, "train", seed=config.seed))
-        replicas, position = world_size, rank
+        replicas, position = strategy.data_parallel_size, strategy.data_parallel_rank
     else:
         images, labels = records_to_arrays(shard)
         train, replicas, position = TensorDataset(to_float(images), labels), 1, 0
     sampler = DistributedSampler(
         train, replicas, position, shuffle=True, seed=config.seed, drop_last=True
     )
+    per_rank_batch = config.batch_size // strategy.data_parallel_size
     train_loader = DataLoader(
-        train, config.per_rank_batch, sampler=sampler, drop_last=True, device=config.device
+        train, per_rank_batch, sampler=sampler, drop_last=True, device=config.device
     )
     test_loader = None
-    if rank == 0:
+    if strategy.rank == 0 or strategy.predict_is_collective:
         test = test_set or load_mnist(config.data, "test", seed=config.seed)
         test_loader = DataLoader(TensorDataset(*test), batch_size=1000, device=config.device)
     return train_loader, test_loader
@@ -90,17 +103,18 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: tuple | None = None
     say = ctx.log.info if ctx is not None else (lambda *a: None)
 
     model = build_mlp(config.hidden, config.seed).to(config.device)
-    if world > 1:
-        from sparkgrad.parallel import DataParallel
-
-        model = DataParallel(model)
-    optimizer = build_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum)
+    strategy = make_strategy(
+        config.strategy if world > 1 else "single",
+        model,
+        lambda params: build_optimizer(config.optimizer, params, config.lr, config.momentum),
+        sg.nn.CrossEntropyLoss(),
+        **config.strategy_options(),
+    )
     shard = ctx.records if ctx is not None else None
-    train_loader, test_loader = _loaders(config, rank, world, shard, test_set)
+    train_loader, test_loader = _loaders(config, strategy, shard, test_set)
     total_steps = len(train_loader) * config.epochs
     trainer = Trainer(
-        model,
-        optimizer,
+        strategy,
         sg.nn.CrossEntropyLoss(),
         train_loader,
         test_loader,
@@ -112,8 +126,7 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: tuple | None = None
     if config.checkpoint_dir and (config.resume or attempt > 0):
         ckpt = load_latest_checkpoint(config.checkpoint_dir)
         if ckpt is not None:
-            model.load_state_dict(ckpt.model_state)
-            optimizer.load_state_dict(ckpt.optimizer_state)
+            strategy.load_full_state(ckpt.model_state, ckpt.optimizer_state)
             trainer.global_step = resumed_from = ckpt.step
             start_epoch, skip = ckpt.meta["sampler"]["epoch"], ckpt.meta["sampler"]["batch"]
             trainer.restore(ckpt.meta.get("history", []), ckpt.meta["sampler"].get("running"))
@@ -122,12 +135,15 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: tuple | None = None
             say("no checkpoint yet: starting again from step 0")
 
     def on_step(tr: Trainer, step: int, loss: float) -> None:
+        if config.checkpoint_dir and step % config.checkpoint_every == 0:
+            full_model = strategy.full_state_dict()  # a collective: every rank takes part
+            full_optimizer = strategy.full_optimizer_state_dict()
         if rank == 0 and config.checkpoint_dir and step % config.checkpoint_every == 0:
             save_checkpoint(
                 config.checkpoint_dir,
                 step,
-                model.state_dict(),
-                optimizer.state_dict(),
+                full_model,
+                full_optimizer,
                 meta={
                     "epoch": tr.epoch,
                     "sampler": {
@@ -149,9 +165,10 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: tuple | None = None
 
     def on_epoch(tr: Trainer, m: Any) -> None:
         if rank == 0:
+            rate = m.samples_per_second * strategy.data_parallel_size
             say(
                 f"epoch {m.epoch}: train loss {m.train_loss:.4f}, test loss {m.test_loss:.4f}, "
-                f"test accuracy {m.test_accuracy:.2%}, {m.samples_per_second * world:.0f} samples/s"
+                f"test accuracy {m.test_accuracy:.2%}, {rate:.0f} samples/s"
             )
 
     trainer.step_callbacks.append(on_step)
@@ -159,11 +176,14 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: tuple | None = None
     start = time.perf_counter()
     history = trainer.fit(start_epoch, skip)
     seconds = time.perf_counter() - start
+    state_dict = strategy.full_state_dict()  # a collective: every rank takes part
+    ranks = gather_reports(ctx, strategy)
     if rank != 0:
         return None
     comms = _comms_summary(ctx)
     return {
-        "state_dict": {k: to_numpy(v.data) for k, v in model.state_dict().items()},
+        "state_dict": {k: to_numpy(v) for k, v in state_dict.items()},
+        "ranks": ranks,
         "history": [m.as_dict() for m in history],
         "train_seconds": seconds,
         "steps": trainer.global_step,
@@ -171,6 +191,23 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: tuple | None = None
         "attempt": attempt,
         "resumed_from": resumed_from,
     }
+
+
+REPORT_FIELDS = ("compute_s", "comm_s", "idle_s", "bytes_sent", "predicted_comm_s")
+
+
+def gather_reports(ctx: Any, strategy: Strategy) -> list[dict]:
+    """Every rank's time split (compute, communication, idle), bytes sent and the
+    communication time the simulated clock predicts on the modelled cluster, on every rank."""
+    mine = dict(strategy.report())
+    mine["predicted_comm_s"] = float(ctx.pg.clock.now) if ctx is not None else 0.0
+    if ctx is None:
+        return [{k: mine[k] for k in ("rank", *REPORT_FIELDS)}]
+    row = np.array([float(mine[k]) for k in REPORT_FIELDS])
+    table = ctx.pg.all_gather(row).reshape(ctx.world_size, len(REPORT_FIELDS))
+    return [
+        {"rank": r, **dict(zip(REPORT_FIELDS, map(float, table[r])))} for r in range(len(table))
+    ]
 
 
 def _comms_summary(ctx: Any) -> dict:

@@ -1,9 +1,10 @@
 """``run(config)``: the whole job behind ``main.py`` — launch, train, export, report.
 
-``single`` trains in this process. ``data`` starts (or reuses) a SparkSession and lets
-:class:`~sparkgrad.engine.spark_runner.SparkRunner` run
+``single`` trains in this process. Every other strategy starts (or reuses) a SparkSession
+and lets :class:`~sparkgrad.engine.spark_runner.SparkRunner` run
 :func:`~sparkgrad.engine.job.train_rank` on ``world_size`` barrier tasks; the ranks' log
-lines stream to the driver, where a progress bar follows rank 0's steps.
+lines stream to the driver, where a progress bar follows rank 0's steps. At the end every
+rank's time split (compute, communication, idle) is printed, one line per rank.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from sparkgrad.engine.config import RunConfig
 from sparkgrad.engine.job import PROGRESS_TAG, train_rank
 from sparkgrad.engine.model import architecture
+from sparkgrad.errors import ConfigError
 
 _PROGRESS = re.compile(rf"{PROGRESS_TAG} step=(\d+) total=(\d+) loss=([-+0-9.eEnaif]+)")
 
@@ -32,6 +34,7 @@ class RunResult:
     attempt: int = 0  # how often Spark reran the stage before it succeeded
     resumed_from: int | None = None  # the checkpoint step the last attempt started from
     state_dict: dict = field(default_factory=dict, repr=False)
+    ranks: list[dict] = field(default_factory=list)  # per-rank time split, see job.py
 
     @property
     def test_accuracy(self) -> float:
@@ -46,6 +49,17 @@ class RunResult:
             f"comm_predicted[{c.sim_topology}]={self.comms['predicted_s'] * 1e3:.3f}ms"
         )
 
+    def rank_lines(self) -> list[str]:
+        """One line per rank: compute, communication and idle seconds, bytes sent and the
+        communication time predicted on the modelled cluster."""
+        topo = self.config.sim_topology
+        return [
+            f"rank {int(r['rank'])}: compute={r['compute_s']:.3f}s comm={r['comm_s']:.3f}s "
+            f"idle={r['idle_s']:.3f}s sent={int(r['bytes_sent']) / 2**20:.2f}MiB "
+            f"comm_predicted[{topo}]={r['predicted_comm_s'] * 1e3:.3f}ms"
+            for r in self.ranks
+        ]
+
     def to_dict(self) -> dict:
         return {
             "config": self.config.to_dict(),
@@ -56,6 +70,7 @@ class RunResult:
             "export": self.export_path,
             "attempt": self.attempt,
             "resumed_from": self.resumed_from,
+            "ranks": self.ranks,
         }
 
 
@@ -104,6 +119,12 @@ def _check_data(config: RunConfig) -> None:
 
     if not _is_uri(config.data):
         load_mnist(config.data, "test", seed=config.seed)
+    elif config.strategy != "single" and config.data_parallel_size != config.world_size:
+        raise ConfigError(
+            f"--data {config.data}: Spark hands each rank its own shard of a URI, which fits "
+            f"strategies that split the batch over every rank (data, zero1-3); for "
+            f"--strategy {config.strategy} copy the files to a local directory and pass that"
+        )
 
 
 def _spark_run(config: RunConfig) -> dict:
@@ -150,6 +171,7 @@ def run(config: RunConfig) -> RunResult:
         attempt=out["attempt"],
         resumed_from=out["resumed_from"],
         state_dict=out["state_dict"],
+        ranks=out.get("ranks", []),
     )
     if config.export:
         from sparkgrad import __version__

@@ -1,7 +1,9 @@
 """``Trainer``: the epoch loop every strategy shares — train, evaluate, measure, report.
 
-One epoch = iterate the training loader (forward, loss, backward, optimizer step), then
-evaluate on the test loader without gradients. Per epoch it records train loss, test loss,
+One epoch = iterate the training loader, handing each batch to the strategy's
+``train_step`` (forward, loss, backward, communication, optimizer step: where the work is
+cut is the strategy's business, see :mod:`sparkgrad.parallel.strategy`), then evaluate on
+the test loader without gradients. Per epoch it records train loss, test loss,
 test accuracy and throughput (samples per second), shows a progress bar, and calls the
 callbacks, so a notebook can plot live and a checkpointer can save.
 """
@@ -13,8 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import sparkgrad as sg
-from sparkgrad.autodiff.nn import Module
+from sparkgrad.parallel.strategy import Strategy
 
 
 @dataclass
@@ -32,24 +33,23 @@ class EpochMetrics:
         return asdict(self)
 
 
-def evaluate(model: Module, loss_fn: Callable, loader: Iterable) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` over ``loader`` (eval mode, no gradients)."""
-    was_training = model.training
-    model.eval()
+def evaluate(strategy: Strategy, loss_fn: Callable, loader: Iterable) -> tuple[float, float]:
+    """Mean loss and accuracy over ``loader`` of the logits ``strategy.predict`` gives."""
     total_loss, correct, count = 0.0, 0, 0
-    with sg.no_grad():
-        for x, y in loader:
-            logits = model(x)
-            n = len(y)
-            total_loss += float(loss_fn(logits, y).item()) * n
-            correct += int((logits.argmax(axis=1) == y).sum().item())
-            count += n
-    model.train(was_training)
+    for x, y in loader:
+        logits = strategy.predict(x)
+        n = len(y)
+        total_loss += float(loss_fn(logits, y).item()) * n
+        correct += int((logits.argmax(axis=1) == y).sum().item())
+        count += n
     return total_loss / max(count, 1), correct / max(count, 1)
 
 
 class Trainer:
-    """Train ``model`` for ``epochs`` with ``optimizer`` on ``train_loader``.
+    """Train ``strategy`` (which holds the model and its optimizer) for ``epochs``.
+
+    ``test_loader`` may be None (no evaluation on this rank); when the strategy's
+    ``predict`` is a collective (pipeline, tensor parallel...), every rank needs one.
 
     ``callbacks`` are called as ``callback(trainer, metrics)`` after every epoch;
     ``step_callbacks`` as ``callback(trainer, step, loss)`` after every optimizer step.
@@ -57,8 +57,7 @@ class Trainer:
 
     def __init__(
         self,
-        model: Module,
-        optimizer: Any,
+        strategy: Strategy,
         loss_fn: Callable,
         train_loader: Iterable,
         test_loader: Iterable | None = None,
@@ -68,7 +67,7 @@ class Trainer:
         step_callbacks: Iterable[Callable] = (),
         progress: bool = True,
     ) -> None:
-        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.strategy, self.loss_fn = strategy, loss_fn
         self.train_loader, self.test_loader = train_loader, test_loader
         self.epochs, self.scheduler = epochs, scheduler
         self.callbacks, self.step_callbacks = list(callbacks), list(step_callbacks)
@@ -91,7 +90,6 @@ class Trainer:
         ``skip_batches`` skips the first batches of the pass (resuming mid-epoch from a
         checkpoint: the loader yields the same batches in the same order, we just drop them).
         """
-        self.model.train()
         self.epoch = epoch
         total, seen = self.running if skip_batches else (0.0, 0)
         batches = self.train_loader
@@ -104,11 +102,7 @@ class Trainer:
         for self.batch_in_epoch, (x, y) in enumerate(batches, start=1):
             if self.batch_in_epoch <= skip_batches:
                 continue
-            self.optimizer.zero_grad()
-            loss = self.loss_fn(self.model(x), y)
-            loss.backward()
-            self.optimizer.step()
-            value = float(loss.item())
+            value = self.strategy.train_step(x, y)  # the global batch's loss
             total += value * len(y)
             seen += len(y)
             self.running = (total, seen)
@@ -138,7 +132,7 @@ class Trainer:
             seconds = time.perf_counter() - start
             test_loss, accuracy = (float("nan"), float("nan"))
             if self.test_loader is not None:
-                test_loss, accuracy = evaluate(self.model, self.loss_fn, self.test_loader)
+                test_loss, accuracy = evaluate(self.strategy, self.loss_fn, self.test_loader)
             if self.scheduler is not None:
                 self.scheduler.step()
             metrics = EpochMetrics(epoch, train_loss, test_loss, accuracy, seen / seconds, seconds)

@@ -49,6 +49,7 @@ class Strategy(ABC):
     """One rank's share of a parallel training run (see the module docstring)."""
 
     name = "strategy"
+    predict_is_collective = True  # False when every rank can predict on its own (full model)
 
     def __init__(self, rank: int = 0, world_size: int = 1) -> None:
         self.rank, self.world_size = rank, world_size
@@ -123,6 +124,7 @@ class SingleProcess(Strategy):
     """No parallelism: the plain loop, the truth every other strategy is compared with."""
 
     name = "single"
+    predict_is_collective = False
 
     def __init__(self, model: Module, optimizer_factory: OptimizerFactory, loss_fn: LossFn) -> None:
         super().__init__(0, 1)
@@ -190,12 +192,23 @@ class DataParallelStrategy(SingleProcess):
         return self.rank
 
     def train_step(self, x: Tensor, y: Tensor) -> float:
+        self.model.train()
+        self.optimizer.zero_grad()
+        with self.timeline.span("forward"):
+            loss = self.loss_fn(self.model(x), y)
         start = time.perf_counter()
-        loss = super().train_step(x, y)  # backward averages the gradients (overlapped)
-        waited = sum(b.wait_s for b in self.model.stats.buckets)
-        if waited:
-            self.timeline.add("comm", start, waited, "bucket waits")
-        return self._global_mean(loss)
+        loss.backward()  # the buckets' all_reduce runs during backward (overlapped)
+        end = time.perf_counter()
+        waited = sum(b.wait_s for b in self.model.stats.buckets)  # what was not overlapped
+        self.timeline.add("backward", start, end - start - waited)
+        self.timeline.add("comm", end - waited, waited, "bucket waits")
+        n = self.world_size  # a ring all_reduce sends 2(n-1)/n of the buffer from each rank
+        self.timeline.bytes_sent += sum(
+            2 * (n - 1) * b.nbytes // n for b in self.model.stats.buckets
+        )
+        with self.timeline.span("optimizer"):
+            self.optimizer.step()
+        return self._global_mean(float(loss.item()))
 
     def _global_mean(self, value: float) -> float:
         buf = np.array([value], dtype=np.float64)

@@ -1,0 +1,235 @@
+"""Every strategy on the same model and data: a table and a timeline picture per strategy.
+
+    python -m sparkgrad.benchmark.strategies                    # 4 ranks, docs-sized run
+    python -m sparkgrad.benchmark.strategies --quick --out /tmp/strategies
+
+The ranks are threads of this process (the ``threads`` transport), so every rank's spans
+share one clock and line up in the picture. Each strategy trains the MLP
+784-256-256-256-10 (four Linear layers: enough for four pipeline stages) from the same
+seed on the same global batches of the embedded MNIST for a few steps after one warm-up
+step, and reports per rank what :class:`~sparkgrad.parallel.timeline.Timeline` recorded:
+
+- ``compute``: forward + backward + optimizer seconds; ``comm``: collectives nobody
+  overlapped; ``idle``: waiting for another rank (the pipeline bubble);
+- ``bubble``: idle / step time on the busiest stage, with the theoretical (p-1)/(m+p-1)
+  of the pipeline schedules;
+- ``sent``: bytes this rank sent; ``pred comm``: what the simulated clock predicts the
+  same collectives take on the modelled cluster (``--topology``, default 2x8-h100).
+
+The pictures (``timeline_<strategy>.png``) show the naive model parallel's bubble, GPipe's
+ramp-up and ramp-down, and 1F1B's same bubble with fewer live activations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+
+import sparkgrad as sg
+import sparkgrad.distributed as dist
+from sparkgrad.dataset import load_mnist
+from sparkgrad.engine.model import build_mlp, build_optimizer
+from sparkgrad.parallel.registry import make_strategy
+
+HIDDEN = (256, 256, 256)
+QUICK_HIDDEN = (32, 32, 32)
+
+
+def cases(world_size: int, micro_batches: int) -> list[tuple[str, str, int, dict]]:
+    """``(label, strategy, world_size, options)`` for every strategy the table shows."""
+    w = world_size
+    out = [("single", "single", 1, {}), ("data", "data", w, {}), ("model", "model", w, {})]
+    for schedule in ("gpipe", "1f1b"):
+        opts = {"micro_batches": micro_batches, "schedule": schedule}
+        out.append((f"pipeline-{schedule}", "pipeline", w, opts))
+    out += [("tensor", "tensor", w, {})]
+    out += [(f"zero{k}", f"zero{k}", w, {}) for k in (1, 2, 3)]
+    if w % 2 == 0:
+        out.append((f"hybrid-dp{w // 2}-tp2", "hybrid", w, {"mesh": f"dp={w // 2},tp=2"}))
+    return out
+
+
+def _batches(steps: int, batch: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    images, labels = load_mnist("mnist-5k", "train", seed=0)
+    return [
+        (images[i * batch : (i + 1) * batch], labels[i * batch : (i + 1) * batch])
+        for i in range(steps)
+    ]
+
+
+def run_case(
+    strategy: str,
+    world_size: int,
+    options: dict,
+    hidden: tuple[int, ...] = HIDDEN,
+    batch: int = 256,
+    steps: int = 4,
+    optimizer: str = "adam",
+    topology: str = "2x8-h100",
+) -> dict[str, Any]:
+    """Train ``steps`` timed steps (after one warm-up) on ``world_size`` thread ranks."""
+    batches = _batches(steps + 1, batch)
+
+    def rank_fn(rank: int, world: int) -> dict:
+        if strategy != "single":
+            dist.init_process_group("threads", rank=rank, world_size=world, topology=topology)
+        try:
+            model = build_mlp(hidden, seed=0)
+            s = make_strategy(
+                strategy,
+                model,
+                lambda p: build_optimizer(optimizer, p, 1e-3),
+                sg.nn.CrossEntropyLoss(),
+                **options,
+            )
+            d, r = s.data_parallel_size, s.data_parallel_rank
+            per = batch // d
+
+            def step(x: np.ndarray, y: np.ndarray) -> float:
+                return s.train_step(
+                    sg.tensor(x[r * per : (r + 1) * per]), sg.tensor(y[r * per : (r + 1) * per])
+                )
+
+            step(*batches[0])  # warm-up: allocations, first-touch, buffers
+            pg = dist.state.default_group().pg if strategy != "single" else None
+            if pg is not None:
+                dist.barrier()
+                pg.clock.reset()
+            s.timeline.reset()
+            start = time.perf_counter()
+            losses = [step(x, y) for x, y in batches[1:]]
+            seconds = time.perf_counter() - start
+            report = s.report()
+            return {
+                "report": report,
+                "timeline": s.timeline.as_dict(),
+                "step_s": seconds / steps,
+                "predicted_comm_s": (pg.clock.now / steps) if pg is not None else 0.0,
+                "loss": losses[-1],
+            }
+        finally:
+            if strategy != "single":
+                dist.destroy_process_group()
+
+    ranks = dist.spawn(rank_fn, world_size)
+    return _summarise(strategy, world_size, options, ranks, steps)
+
+
+def _summarise(strategy: str, world: int, options: dict, ranks: list, steps: int) -> dict:
+    per_rank = [r["report"] for r in ranks]
+    step_s = max(r["step_s"] for r in ranks)
+
+    def mean(key: str) -> float:
+        return statistics.fmean(float(p.get(key, 0.0)) for p in per_rank) / steps
+
+    row = {
+        "strategy": strategy,
+        "world_size": world,
+        "options": options,
+        "step_s": step_s,
+        "compute_s": mean("compute_s"),
+        "comm_s": mean("comm_s"),
+        "idle_s": mean("idle_s"),
+        "bytes_sent": int(statistics.fmean(p.get("bytes_sent", 0) for p in per_rank) / steps),
+        "predicted_s": max(r["predicted_comm_s"] for r in ranks),
+        "loss": ranks[0]["loss"],
+        "timelines": [r["timeline"] for r in ranks],
+        "ranks": per_rank,
+    }
+    if "bubble_theoretical" in per_rank[0]:
+        row["bubble_theoretical"] = per_rank[0]["bubble_theoretical"]
+        row["bubble_measured"] = max(float(p["bubble_measured"]) for p in per_rank)
+        row["peak_live_activations"] = [p.get("peak_live_activations") for p in per_rank]
+    if "memory" in per_rank[0]:
+        row["memory"] = per_rank[0]["memory"]
+    return row
+
+
+def run_strategies(
+    quick: bool = False, world_size: int = 4, steps: int | None = None, micro_batches: int = 8
+) -> list[dict]:
+    """One row per case of :func:`cases` (``quick``: small model, 2 ranks, 2 steps)."""
+    if quick:
+        world_size, micro_batches = 2, 4
+    hidden = QUICK_HIDDEN if quick else HIDDEN
+    steps = steps or (2 if quick else 4)
+    batch = 64 if quick else 256
+    rows = []
+    for label, name, world, options in cases(world_size, micro_batches):
+        row = run_case(name, world, options, hidden, batch, steps)
+        row["label"] = label
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """The per-strategy table: milliseconds per step, averaged over ranks."""
+    head = (
+        f"{'strategy':<20} {'ranks':>5} {'step ms':>8} {'compute':>8} {'comm':>8} {'idle':>8} "
+        f"{'bubble':>13} {'sent KiB':>9} {'pred comm ms':>12}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        bubble = ""
+        if "bubble_theoretical" in r:
+            bubble = f"{r['bubble_measured']:.2f}/{r['bubble_theoretical']:.2f}"
+        lines.append(
+            f"{r.get('label', r['strategy']):<20} {r['world_size']:>5} {r['step_s'] * 1e3:>8.2f} "
+            f"{r['compute_s'] * 1e3:>8.2f} {r['comm_s'] * 1e3:>8.2f} {r['idle_s'] * 1e3:>8.2f} "
+            f"{bubble:>13} {r['bytes_sent'] / 1024:>9.1f} {r['predicted_s'] * 1e3:>12.4f}"
+        )
+    lines.append("bubble = measured idle fraction / theoretical (p-1)/(m+p-1)")
+    return "\n".join(lines)
+
+
+def write_outputs(rows: list[dict], out: str) -> list[str]:
+    """``strategies.json``, ``strategies.txt`` and one ``timeline_<label>.png`` per row."""
+    from sparkgrad.parallel.timeline_plot import plot_timelines
+
+    os.makedirs(out, exist_ok=True)
+    written = []
+    for r in rows:
+        fig = plot_timelines(r["timelines"], f"{r['label']}: {r['world_size']} ranks, one step")
+        path = os.path.join(out, f"timeline_{r['label']}.png")
+        _atomic(path, lambda p, fig=fig: fig.savefig(p, format="png", dpi=90))
+        written.append(path)
+    table = format_table(rows)
+    _atomic(os.path.join(out, "strategies.txt"), lambda p: open(p, "w").write(table + "\n"))
+    slim = [{k: v for k, v in r.items() if k != "timelines"} for r in rows]
+    _atomic(
+        os.path.join(out, "strategies.json"),
+        lambda p: open(p, "w").write(json.dumps(slim, indent=2, default=float)),
+    )
+    return written + [os.path.join(out, n) for n in ("strategies.txt", "strategies.json")]
+
+
+def _atomic(path: str, write: Any) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--world-size", type=int, default=4, help="ranks per strategy (default 4)")
+    p.add_argument("--micro-batches", type=int, default=8, help="pipeline micro-batches")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per strategy")
+    p.add_argument("--quick", action="store_true", help="tiny model, 2 ranks (tests, CI)")
+    p.add_argument("--out", default=None, help="write table, JSON and timeline PNGs here")
+    args = p.parse_args(argv)
+    rows = run_strategies(args.quick, args.world_size, args.steps, args.micro_batches)
+    print(format_table(rows))
+    if args.out:
+        for path in write_outputs(rows, args.out):
+            print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
