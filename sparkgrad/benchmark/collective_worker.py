@@ -12,6 +12,11 @@ for every size, as nccl-tests does:
    time is rank 0's *median* (nccl-tests takes the mean; the median stays put when other
    jobs share the machine's cores).
 
+With ``--backend both`` every process joins *both* groups (sparkgrad's on ``--port``,
+gloo's on ``--port2``) and the timed calls alternate, one sparkgrad call then one gloo
+call, so whatever else the machine does in that second slows both alike: the ratio of
+the two medians is then a fair comparison even on a busy 2-core laptop.
+
 With ``--calibrate``, a separate pass first times all_reduce the same way (median of 9
 back-to-back calls per size, zeros as data) and rank 0 times local NumPy reductions:
 the points ``calibrate()`` fits.
@@ -109,26 +114,52 @@ def _timed_calls(backend: _Backend, buf: np.ndarray, source: np.ndarray, iters: 
 
 
 def _measure_size(backend: _Backend, rank: int, n: int, nbytes: int, iters: int, warmup: int):
+    return _measure_interleaved([backend], rank, n, nbytes, iters, warmup)[0]
+
+
+def _measure_interleaved(
+    backends: list[_Backend], rank: int, n: int, nbytes: int, iters: int, warmup: int
+) -> list[dict]:
+    """Check and time one size on every backend, the timed calls taking turns."""
     count = max(1, nbytes // FLOAT32)
     source = exact_inputs(rank, count)
-    buf = source.copy()
-    backend.all_reduce(backend.wrap(buf))
-    wrong = int(np.count_nonzero(buf.astype(np.int64) != expected_sum(n, count)))
-    for _ in range(warmup):
+    bufs, wrong = [], []
+    for backend in backends:
+        buf = source.copy()
         backend.all_reduce(backend.wrap(buf))
-    np.copyto(buf, source)
-    backend.dist.barrier()
-    seconds = _timed_calls(backend, buf, source, iters)
-    return {"nbytes": count * FLOAT32, "count": count, "seconds": seconds, "wrong": wrong}
+        wrong.append(int(np.count_nonzero(buf.astype(np.int64) != expected_sum(n, count))))
+        for _ in range(warmup):
+            backend.all_reduce(backend.wrap(buf))
+        np.copyto(buf, source)
+        backend.dist.barrier()
+        bufs.append(buf)
+    times: list[list[float]] = [[] for _ in backends]
+    for _ in range(iters):  # one call each, in turn: both see the same background load
+        for k, backend in enumerate(backends):
+            times[k].append(_timed_calls(backend, bufs[k], source, 1))
+    return [
+        {"nbytes": count * FLOAT32, "count": count, "seconds": float(np.median(t)), "wrong": w}
+        for t, w in zip(times, wrong)
+    ]
 
 
-def _calibration_points(backend: _Backend, sizes: list[int], repeats: int) -> list[list[float]]:
-    """A separate pass, measured like the main one (zeros as data, one warm-up call)."""
+def _calibration_points(
+    backends: list[_Backend], sizes: list[int], repeats: int
+) -> list[list[float]]:
+    """A separate pass, measured like the main one (zeros as data, one warm-up call, the
+    backends' calls in turn); returns the first backend's ``(bytes, seconds)`` points."""
     points = []
     for nbytes in sizes:
-        buf = np.zeros(max(1, nbytes // FLOAT32), dtype=np.float32)
-        backend.all_reduce(backend.wrap(buf))
-        points.append([buf.nbytes, _timed_calls(backend, buf, buf.copy(), repeats)])
+        bufs = [np.zeros(max(1, nbytes // FLOAT32), dtype=np.float32) for _ in backends]
+        for backend, buf in zip(backends, bufs):
+            backend.all_reduce(backend.wrap(buf))
+        times: list[float] = []
+        for _ in range(repeats):
+            for k, (backend, buf) in enumerate(zip(backends, bufs)):
+                seconds = _timed_calls(backend, buf, buf, 1)
+                if k == 0:
+                    times.append(seconds)
+        points.append([bufs[0].nbytes, float(np.median(times))])
     return points
 
 
@@ -140,10 +171,11 @@ def _local_reductions(sizes: list[int], repeats: int) -> list[list[float]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=("sparkgrad", "gloo"), required=True)
+    parser.add_argument("--backend", choices=("sparkgrad", "gloo", "both"), required=True)
     parser.add_argument("--rank", type=int, required=True)
     parser.add_argument("--world-size", type=int, required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port2", type=int, default=0, help="gloo's port with --backend both")
     parser.add_argument("--sizes", required=True, help="comma-separated message sizes in bytes")
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=2)
@@ -152,21 +184,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
-    backend = _Backend(args.backend, args.rank, args.world_size, args.port, args.timeout)
-    result: dict[str, Any] = {"backend": args.backend, "world_size": args.world_size}
-    if args.calibrate and args.world_size >= 2:
-        result["calibration"] = _calibration_points(backend, sizes, repeats=9)
-        if args.rank == 0:
-            result["local_reduction"] = _local_reductions(sizes, repeats=5)
-        backend.dist.barrier()
-    result["rows"] = [
-        _measure_size(backend, args.rank, args.world_size, s, args.iters, args.warmup)
-        for s in sizes
+    names = ["sparkgrad", "gloo"] if args.backend == "both" else [args.backend]
+    ports = [args.port, args.port2]
+    backends = [
+        _Backend(name, args.rank, args.world_size, port, args.timeout)
+        for name, port in zip(names, ports)
     ]
-    backend.close()
+    results: dict[str, Any] = {
+        name: {"backend": name, "world_size": args.world_size, "rows": []} for name in names
+    }
+    if args.calibrate and args.world_size >= 2 and "sparkgrad" in names:
+        sg = backends[names.index("sparkgrad")]  # first: its points are the ones kept
+        order = [sg] + [b for b in backends if b is not sg]
+        results["sparkgrad"]["calibration"] = _calibration_points(order, sizes, repeats=9)
+        if args.rank == 0:
+            results["sparkgrad"]["local_reduction"] = _local_reductions(sizes, repeats=5)
+        sg.dist.barrier()
+    for size in sizes:
+        rows = _measure_interleaved(
+            backends, args.rank, args.world_size, size, args.iters, args.warmup
+        )
+        for name, row in zip(names, rows):
+            results[name]["rows"].append(row)
+    for backend in backends:
+        backend.close()
     if args.rank == 0:
+        payload = results if args.backend == "both" else results[args.backend]
         with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(result, f)
+            json.dump(payload, f)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ backend, side by side, for every world size and message size, as real processes 
   terms of ranks sharing cores) on a separate calibration pass at every world size:
   9 back-to-back all_reduce calls per size (median) and local NumPy reductions; one
   fit for all world sizes. ``err`` = (pred - time) / time, target within 15%.
-- ``ratio`` = sparkgrad busbw / gloo busbw (target >= 1.0 for messages >= 1 MiB).
+- ``ratio`` = sparkgrad busbw / gloo busbw (target >= 1.0 for messages >= 1 MiB). Both
+  backends run in the same processes and their timed calls alternate, one each in turn
+  (``collective_worker --backend both``), so background load hits both alike.
 
 Quick run: ``python -m sparkgrad.benchmark.collectives --max-size 1M --world-sizes 2 --iters 5``.
 """
@@ -89,7 +91,8 @@ def run_backend(
     with tempfile.TemporaryDirectory(prefix="sg-bench-") as tmp:
         out = os.path.join(tmp, "rank0.json")
         common = ["--backend", backend, "--world-size", str(world_size), "--port"]
-        common += [str(_free_port()), "--sizes", ",".join(map(str, sizes)), "--iters", str(iters)]
+        common += [str(_free_port()), "--port2", str(_free_port())]
+        common += ["--sizes", ",".join(map(str, sizes)), "--iters", str(iters)]
         common += ["--warmup", str(warmup), "--timeout", str(min(timeout, 120.0)), "--out", out]
         common += ["--calibrate"] if calibrate_link else []
         procs, logs = [], []
@@ -169,17 +172,19 @@ def run_benchmark(
     """Measure every backend at every world size; return rows ready for :func:`format_report`."""
     report: dict[str, Any] = {"sizes": list(sizes), "algo": algo, "tables": [], "errors": []}
     runs: list[tuple[int, dict[str, dict[str, Any]]]] = []
+    together = set(backends) == {"sparkgrad", "gloo"}  # one set of processes, calls in turn
     for n in world_sizes:
         results: dict[str, dict[str, Any]] = {}
-        for backend in backends:
-            wants_fit = backend == "sparkgrad" and n >= 2
+        for backend in ["both"] if together else backends:
+            wants_fit = backend in ("sparkgrad", "both") and n >= 2
             try:
-                results[backend] = run_backend(
+                out = run_backend(
                     backend, n, sizes, iters, timeout=timeout, calibrate_link=wants_fit, algo=algo
                 )
             except (CommError, OSError) as err:
                 report["errors"].append(str(err))
                 continue
+            results.update(out if backend == "both" else {backend: out})
         runs.append((n, results))
     passes = [r["sparkgrad"] for _, r in runs if "calibration" in r.get("sparkgrad", {})]
     calibration = fit_loopback(passes, algo) if passes else None
