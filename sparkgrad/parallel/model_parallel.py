@@ -1,0 +1,223 @@
+"""``ModelParallel``: the network's layers split across ranks -- the naive form.
+
+A model too big for one device can be cut into consecutive pieces, one per rank
+(:func:`~sparkgrad.parallel.partition.partition`). A training step then walks down the
+ranks and back up::
+
+    rank 0: F ---send act--> .........................idle.......... <--recv grad-- B
+    rank 1:       idle       F --send act--> ......idle...... <--grad-- B
+    rank 2:                  idle            F  loss  B  ---send grad-->
+
+- **forward**: rank ``s`` receives the activation of rank ``s-1`` (rank 0 reads the
+  batch), runs its layers and sends the result to rank ``s+1``. The last rank computes
+  the loss. Shapes are known from the layer widths, so only the numbers travel.
+- **backward**: the receiving rank made the activation a *leaf* that requires grad, so
+  after its backward the activation's ``.grad`` is exactly what the previous rank needs
+  to continue its own backward; it is sent back.
+- **update**: each rank steps an optimizer over its own layers only.
+
+Only one rank computes at any moment: with ``p`` ranks each idles ``(p-1)/p`` of the
+step. The timeline records every blocked ``recv`` as ``idle``, so :meth:`report` shows
+that bubble; :class:`~sparkgrad.parallel.pipeline_parallel.PipelineParallel` shrinks it
+with micro-batches.
+
+Every rank sees the whole global batch (``data_parallel_size == 1``): rank 0 uses the
+features, the last rank the labels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import sparkgrad as sg
+from sparkgrad.autodiff.nn import Linear
+from sparkgrad.autodiff.nn.module import Module
+from sparkgrad.autodiff.tensor import Tensor
+from sparkgrad.errors import CheckpointError, ConfigError
+from sparkgrad.parallel.partition import gather_arrays, parameter_indices, partition
+from sparkgrad.parallel.strategy import (
+    LossFn,
+    OptimizerFactory,
+    Strategy,
+    numpy_optimizer_state,
+    numpy_state,
+)
+
+
+class ModelParallel(Strategy):
+    """Rank ``s`` of a ``p``-stage model-parallel run: it holds and trains stage ``s``.
+
+    Args:
+        model: the full ``Sequential`` (built from the same seed on every rank).
+        optimizer_factory: ``params -> optimizer``, applied to this stage's parameters.
+        loss_fn: mean loss ``(logits, labels) -> Tensor`` (computed on the last stage).
+        process_group: the ranks of the pipeline, in stage order (default: the world).
+        split: Linear layers per stage (e.g. ``[2, 1]``); default: balanced by parameters.
+    """
+
+    name = "model"
+
+    def __init__(
+        self,
+        model: Module,
+        optimizer_factory: OptimizerFactory,
+        loss_fn: LossFn,
+        process_group: Any = None,
+        split: list[int] | None = None,
+    ) -> None:
+        from sparkgrad.distributed.state import resolve
+
+        group = resolve(process_group)
+        super().__init__(group.rank(), group.size())
+        self.pg, self.loss_fn = group.pg, loss_fn
+        self.stage, self.stages = group.rank(), group.size()
+        self.ranges = partition(model, self.stages, split)
+        start, end = self.ranges[self.stage]
+        self.module = model[start:end]  # keeps the full model's keys: "2.weight"...
+        self.param_index = parameter_indices(model, start, end)
+        self.total_params = len(list(model.parameters()))
+        linears = [m for m in self.module if isinstance(m, Linear)]
+        self.in_features, self.out_features = linears[0].in_features, linears[-1].out_features
+        self.classes = [m for m in model if isinstance(m, Linear)][-1].out_features
+        self.dtype = linears[0].weight.data.dtype
+        self.is_first, self.is_last = self.stage == 0, self.stage == self.stages - 1
+        self.optimizer = optimizer_factory(self.module.parameters())
+        if len(self.optimizer.param_groups) != 1:
+            raise ConfigError(
+                f"{type(self).__name__} expects an optimizer with one parameter group, "
+                f"found {len(self.optimizer.param_groups)}"
+            )
+
+    # -- moving activations and their gradients ----------------------------------------------
+    def _recv(self, rows: int, width: int, peer: int, label: str) -> np.ndarray:
+        buf = np.empty((rows, width), self.dtype)
+        with self.timeline.span("idle", label):  # blocked until the neighbour sends
+            self.pg.recv(buf, peer)
+        return buf
+
+    def _send(self, array: Any, peer: int, label: str) -> None:
+        with self.timeline.span("comm", label):
+            self.pg.send(array, peer)
+        self.timeline.bytes_sent += array.nbytes
+
+    def _forward(self, x: Tensor, y: Tensor, mb: int, rows: slice, scale: int) -> tuple:
+        """Forward of one (micro-)batch on this stage; returns ``(input leaf, output)``.
+
+        On the last stage the output is the loss divided by ``scale`` (the number of
+        micro-batches), so the summed gradients are those of the whole batch's mean.
+        """
+        n = len(range(*rows.indices(len(x))))
+        if self.is_first:
+            inp = Tensor(x.data[rows], dtype=self.dtype)
+        else:
+            buf = self._recv(n, self.in_features, self.stage - 1, f"act mb{mb}")
+            inp = Tensor(buf, requires_grad=True)  # a leaf: its .grad goes back
+        with self.timeline.span("forward", f"F{mb}"):
+            out = self.module(inp)
+            if self.is_last:
+                out = self.loss_fn(out, Tensor(y.data[rows])) / scale
+        if not self.is_last:
+            self._send(out.data, self.stage + 1, f"act mb{mb}")
+        return inp, out
+
+    def _backward(self, inp: Tensor, out: Tensor, mb: int) -> None:
+        """Backward of one (micro-)batch: receive d(loss)/d(out), send d(loss)/d(inp)."""
+        grad = None
+        if not self.is_last:
+            grad = Tensor(self._recv(len(out.data), self.out_features, self.stage + 1, "grad"))
+        with self.timeline.span("backward", f"B{mb}"):
+            out.backward(grad)
+        if not self.is_first:
+            self._send(inp.grad.data, self.stage - 1, f"grad mb{mb}")
+
+    def _share_loss(self, loss: float) -> float:
+        """The last stage's loss, on every rank."""
+        buf = np.array([loss], dtype=np.float64)
+        with self.timeline.span("comm", "loss"):
+            self.pg.broadcast(buf, root=self.stages - 1)
+        return float(buf[0])
+
+    # -- the Strategy interface ---------------------------------------------------------------
+    def train_step(self, x: Tensor, y: Tensor) -> float:
+        self.module.train()
+        self.optimizer.zero_grad()
+        inp, out = self._forward(x, y, 0, slice(None), 1)
+        self._backward(inp, out, 0)
+        with self.timeline.span("optimizer"):
+            self.optimizer.step()
+        return self._share_loss(float(out.item()) if self.is_last else 0.0)
+
+    def predict(self, x: Tensor) -> Tensor:
+        self.module.eval()
+        with sg.no_grad():
+            if self.is_first:
+                inp = Tensor(x.data, dtype=self.dtype)
+            else:
+                inp = Tensor(np.empty((len(x), self.in_features), self.dtype))
+                self.pg.recv(inp.data, self.stage - 1)
+            out = self.module(inp)
+            if not self.is_last:
+                self.pg.send(out.data, self.stage + 1)
+        self.module.train()
+        logits = (
+            np.array(out.data) if self.is_last else np.empty((len(x), self.classes), self.dtype)
+        )
+        self.pg.broadcast(logits, root=self.stages - 1)
+        return Tensor(logits)
+
+    def full_state_dict(self) -> dict[str, np.ndarray]:
+        return gather_arrays(self.pg, numpy_state(self.module))
+
+    def full_optimizer_state_dict(self) -> dict[str, Any]:
+        local = numpy_optimizer_state(self.optimizer)
+        mine = {
+            f"{self.param_index[i]}/{name}": value
+            for i, buffers in local["state"].items()
+            for name, value in buffers.items()
+        }
+        state: dict[int, dict[str, np.ndarray]] = {}
+        for key, value in gather_arrays(self.pg, mine).items():
+            index, name = key.split("/", 1)
+            state.setdefault(int(index), {})[name] = value
+        group = {k: v for k, v in local["param_groups"][0].items() if k != "params"}
+        group["params"] = list(range(self.total_params))
+        return {"state": dict(sorted(state.items())), "param_groups": [group]}
+
+    def load_full_state(self, model_state: dict, optimizer_state: dict | None = None) -> None:
+        keys = list(self.module.state_dict())
+        missing = [k for k in keys if k not in model_state]
+        if missing:
+            raise CheckpointError(
+                f"stage {self.stage} expected keys {keys} in the model state, missing {missing}"
+            )
+        self.module.load_state_dict({k: model_state[k] for k in keys})
+        if optimizer_state is None:
+            return
+        saved = {int(k): v for k, v in optimizer_state["state"].items()}
+        groups = optimizer_state["param_groups"]
+        if len(groups) != 1:
+            raise CheckpointError(f"expected one optimizer parameter group, found {len(groups)}")
+        group = {k: v for k, v in groups[0].items() if k != "params"}
+        group["params"] = list(range(len(self.param_index)))
+        local = {i: saved[g] for i, g in enumerate(self.param_index) if g in saved}
+        self.optimizer.load_state_dict({"state": local, "param_groups": [group]})
+
+    def bubble_measured(self) -> float:
+        """Share of this rank's forward + backward + idle time spent idle (blocked in recv)."""
+        t = self.timeline.totals()
+        busy = t["forward"] + t["backward"] + t["idle"]
+        return t["idle"] / busy if busy > 0 else 0.0
+
+    def report(self) -> dict[str, Any]:
+        start, end = self.ranges[self.stage]
+        layers = [f"{k}:{type(m).__name__}" for k, m in self.module._modules.items()]
+        return {
+            **super().report(),
+            "stage": self.stage,
+            "layers": layers,
+            "module_range": [start, end],
+            "bubble_measured": self.bubble_measured(),
+            "bubble_theoretical": (self.stages - 1) / self.stages,
+        }
