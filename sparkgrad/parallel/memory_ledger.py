@@ -1,0 +1,160 @@
+"""``MemoryLedger``: how many bytes of parameters, gradients and optimizer state a rank holds.
+
+The point of ZeRO is memory. With ``P`` parameters, ``N`` data-parallel ranks, fp32
+everywhere and Adam, one rank holds (bytes; this is *our* accounting, with no mixed
+precision -- the ZeRO paper's ``16P`` counts fp16 weights and gradients plus fp32 master
+weights and moments, ours counts fp32 weights 4P + fp32 gradients 4P + Adam's ``exp_avg``
+and ``exp_avg_sq`` 8P)::
+
+    stage               parameters   gradients   optimizer (Adam)   total
+    0 (DataParallel)    4P           4P          8P                 16P
+    1 (optimizer)       4P           4P          8P/N               8P + 8P/N
+    2 (+ gradients)     4P           4P/N        8P/N               4P + 12P/N
+    3 (+ parameters)    4P/N         4P/N        8P/N               16P/N
+
+SGD with momentum keeps one buffer (4P instead of 8P); plain SGD none. :meth:`expected`
+evaluates these formulas. The ledger itself does *not*: it measures the arrays a strategy
+really holds (``.nbytes``), so a strategy that forgot to free its full gradient shows it.
+Views count their owner once (a parameter that is a view into a flat buffer costs nothing
+extra; the flat buffer is counted whole, padding included). The measured optimizer state
+also holds each optimized tensor's ``step`` counter (a 4-byte scalar).
+
+What is measured is what stays between steps: temporaries inside one step (the per-layer
+gathered weights of stage 3, autograd's per-parameter gradients before they are reduced)
+come and go and are not in the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sparkgrad.autodiff.tensor import Tensor
+from sparkgrad.errors import ConfigError
+
+OPTIMIZER_BYTES_PER_ELEMENT = {"adam": 8, "adamw": 8, "sgd": 4, "none": 0}
+KINDS = ("parameters", "gradients", "optimizer")
+
+
+def held_bytes(arrays: Iterable[Any]) -> int:
+    """Bytes of the memory behind ``arrays``, each owning block counted once and whole.
+
+    ``None`` entries (a gradient not yet computed) cost nothing. A view is charged its
+    owner's full size once, however many views of it are passed.
+    """
+    owners: dict[int, int] = {}
+    for a in arrays:
+        if a is None:
+            continue
+        owner = a.data if isinstance(a, Tensor) else a
+        while getattr(owner, "base", None) is not None:
+            owner = owner.base
+        owners[id(owner)] = int(owner.nbytes)
+    return sum(owners.values())
+
+
+def optimizer_arrays(optimizer: Any) -> list[Any]:
+    """Every buffer in ``optimizer.state`` (moments, momentum, step counters)."""
+    values = [v for s in optimizer.state.values() for v in s.values()]
+    arrays = [v.data if isinstance(v, Tensor) else v for v in values]
+    return [a for a in arrays if hasattr(a, "nbytes")]
+
+
+class MemoryLedger:
+    """Measured bytes per rank of parameters, gradients and optimizer state.
+
+    Args:
+        parameters, gradients, optimizer_state: the arrays (or Tensors) the rank holds.
+        stage: the ZeRO stage the numbers belong to (0 for plain data parallel).
+        world_size: ``N``, the number of data-parallel ranks.
+        numel: ``P``, the model's real parameter count (for :meth:`as_dict`'s formula).
+        optimizer: ``"adam"``, ``"sgd"`` (momentum) or ``"none"``, for the formula.
+    """
+
+    def __init__(
+        self,
+        parameters: Iterable[Any],
+        gradients: Iterable[Any],
+        optimizer_state: Iterable[Any],
+        stage: int = 0,
+        world_size: int = 1,
+        numel: int = 0,
+        optimizer: str = "adam",
+    ) -> None:
+        self.parameter_bytes = held_bytes(parameters)
+        self.gradient_bytes = held_bytes(gradients)
+        self.optimizer_bytes = held_bytes(optimizer_state)
+        self.stage, self.world_size, self.numel = stage, world_size, numel
+        self.optimizer = optimizer
+
+    @classmethod
+    def from_module(
+        cls, module: Any, optimizer: Any, world_size: int = 1, optimizer_name: str = "adam"
+    ) -> MemoryLedger:
+        """The ledger of plain data parallel (stage 0): every rank holds everything."""
+        params = list(module.parameters())
+        return cls(
+            [p.data for p in params],
+            [p.grad.data for p in params if p.grad is not None],
+            optimizer_arrays(optimizer),
+            stage=0,
+            world_size=world_size,
+            numel=sum(int(p.data.size) for p in params),
+            optimizer=optimizer_name,
+        )
+
+    @property
+    def total_bytes(self) -> int:
+        return self.parameter_bytes + self.gradient_bytes + self.optimizer_bytes
+
+    @staticmethod
+    def expected(stage: int, P: int, N: int, optimizer: str = "adam") -> dict[str, float]:  # noqa: N803
+        """The formula's bytes per rank (see the module docstring) for ``P`` fp32 parameters."""
+        if stage not in (0, 1, 2, 3):
+            raise ConfigError(f"MemoryLedger.expected: stage must be 0..3, found {stage!r}")
+        if optimizer not in OPTIMIZER_BYTES_PER_ELEMENT:
+            raise ConfigError(
+                f"MemoryLedger.expected: optimizer must be one of "
+                f"{sorted(OPTIMIZER_BYTES_PER_ELEMENT)}, found {optimizer!r}"
+            )
+        if N < 1:
+            raise ConfigError(f"MemoryLedger.expected: expected N >= 1, found {N}")
+        k = OPTIMIZER_BYTES_PER_ELEMENT[optimizer]
+        out = {
+            "parameters": 4 * P / N if stage >= 3 else 4 * P,
+            "gradients": 4 * P / N if stage >= 2 else 4 * P,
+            "optimizer": k * P / N if stage >= 1 else k * P,
+        }
+        out["total"] = sum(out.values())
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """Measured bytes, and the formula's for comparison (JSON-friendly)."""
+        measured = {
+            "parameters": self.parameter_bytes,
+            "gradients": self.gradient_bytes,
+            "optimizer": self.optimizer_bytes,
+            "total": self.total_bytes,
+        }
+        formula = self.expected(self.stage, self.numel, self.world_size, self.optimizer)
+        return {
+            "stage": self.stage,
+            "world_size": self.world_size,
+            "numel": self.numel,
+            "optimizer": self.optimizer,
+            "measured_bytes": measured,
+            "expected_bytes": formula,
+        }
+
+    def table(self) -> str:
+        """A small text table: measured bytes next to the formula's, per kind."""
+        d = self.as_dict()
+        lines = [
+            f"ZeRO stage {self.stage}, N={self.world_size}, P={self.numel}, {self.optimizer}",
+            f"{'kind':<12}{'measured B':>14}{'formula B':>14}",
+        ]
+        for kind in (*KINDS, "total"):
+            lines.append(
+                f"{kind:<12}{d['measured_bytes'][kind]:>14,}{d['expected_bytes'][kind]:>14,.0f}"
+            )
+        return "\n".join(lines)

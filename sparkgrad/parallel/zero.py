@@ -1,0 +1,269 @@
+"""``ZeRO``: data parallel that shards what every rank would otherwise hold a copy of.
+
+Plain data parallel keeps, on each of ``N`` ranks, the full parameters, the full
+gradients and the full optimizer state. ZeRO (Rajbhandari et al., 2019; DeepSpeed) keeps
+the training *identical* -- every rank still trains on its rows of the global batch and
+the step is the one a single process takes on the whole batch -- but splits the state:
+
+- **stage 1** shards the optimizer state. Gradients are averaged in full (all_reduce),
+  each rank runs the optimizer on its shard only, and an all_gather brings every rank the
+  updated parameters.
+- **stage 2** also shards the gradients: a reduce_scatter gives each rank only the
+  averaged gradient of its shard (half the traffic of an all_reduce), the full gradient
+  is dropped.
+- **stage 3** also shards the parameters: a rank holds ``1/N`` of each layer and gathers
+  a layer's weights just before its forward, frees them after, and gathers them again for
+  its backward (:mod:`~sparkgrad.parallel.zero3_params`).
+
+The optimizer works on one flat shard tensor per unit (``optimizer_factory([shard])``):
+SGD and Adam are elementwise, so stepping a slice of the flattened parameters equals
+stepping the parameters. Shards are padded flat buffers as in DeepSpeed
+(:mod:`~sparkgrad.parallel.flat_buffer`), and :meth:`ZeRO.memory_ledger` measures the
+bytes each rank really holds (:mod:`~sparkgrad.parallel.memory_ledger`; everything is fp32
+here, so with Adam a data-parallel rank holds params 4P + grads 4P + ``exp_avg`` and
+``exp_avg_sq`` 8P = 16P bytes, and ZeRO 1/2/3 hold 8P + 8P/N, 4P + 12P/N, 16P/N)::
+
+    s = ZeRO(model, lambda p: sg.optim.Adam(p, lr=1e-3), F.cross_entropy, stage=2)
+    loss = s.train_step(x_rows, y_rows)
+    print(s.memory_ledger().table())
+
+Checkpoints hold the full, unsharded model and optimizer state in the single-process
+layout, so they load under any strategy and world size (``load_full_state`` re-shards).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+import sparkgrad as sg
+from sparkgrad.autodiff.backend import array_module, to_numpy
+from sparkgrad.autodiff.nn.module import Module
+from sparkgrad.autodiff.tensor import Tensor
+from sparkgrad.comms.reduce_ops import ReduceOp
+from sparkgrad.distributed.state import resolve
+from sparkgrad.errors import ConfigError
+from sparkgrad.parallel.memory_ledger import MemoryLedger, optimizer_arrays
+from sparkgrad.parallel.strategy import LossFn, OptimizerFactory, Strategy, numpy_state
+from sparkgrad.parallel.zero3_params import CommMeter, ShardUnit, shard_model
+
+
+class ZeRO(Strategy):
+    """ZeRO stage 1, 2 or 3 over the data-parallel ranks of ``process_group``.
+
+    Args:
+        model: the full model, built from the same seed on every rank (rank 0's weights
+            are broadcast). Stage 3 needs a Sequential whose parameters are in Linear layers.
+        optimizer_factory: ``params -> optimizer``; it gets the flat shard tensors.
+        loss_fn: a mean loss ``loss_fn(logits, labels)``.
+        process_group: the data-parallel group (default: the default group).
+        stage: 1, 2 or 3 (anything else is a :class:`~sparkgrad.errors.ConfigError`).
+    """
+
+    name = "zero"
+
+    def __init__(
+        self,
+        model: Module,
+        optimizer_factory: OptimizerFactory,
+        loss_fn: LossFn,
+        process_group: Any = None,
+        stage: int = 1,
+    ) -> None:
+        if stage not in (1, 2, 3):
+            raise ConfigError(
+                f"ZeRO: expected stage 1 (optimizer state), 2 (+ gradients) or 3 "
+                f"(+ parameters), found stage={stage!r}"
+            )
+        group = resolve(process_group)
+        super().__init__(group.rank(), group.size())
+        self.name, self.stage, self.loss_fn = f"zero{stage}", stage, loss_fn
+        self.predict_is_collective = stage == 3  # stage 3 gathers weights to predict
+        self.pg, self.meter = group.pg, CommMeter(self.timeline)
+        self.param_names = [n for n, _ in model.named_parameters()]
+        self.state_keys = list(model.state_dict().keys())
+        if stage == 3:
+            self.model, self.units = shard_model(model, self.pg, self.meter)
+            self._params: list[Tensor] = []
+            self._grad_buffer = None
+        else:
+            self.model, self._params = model, list(model.parameters())
+            unit = ShardUnit(
+                self.param_names, [p.data for p in self._params], self.pg, self.meter, True
+            )
+            for p, view in zip(self._params, unit.layout.views(unit.full)):
+                p.data = view  # the model now reads and writes the flat buffer
+            self.units = [unit]
+            size = unit.layout.padded_numel if stage == 1 else unit.layout.shard_numel
+            self._grad_buffer = array_module(unit.full).zeros(size, dtype=unit.layout.dtype)
+        self.optimizer = optimizer_factory([u.shard for u in self.units])
+
+    @property
+    def data_parallel_size(self) -> int:
+        return self.world_size
+
+    @property
+    def data_parallel_rank(self) -> int:
+        return self.rank
+
+    # ---- one step ---------------------------------------------------------------------------
+    def train_step(self, x: Tensor, y: Tensor) -> float:
+        self.model.train()
+        self.optimizer.zero_grad()
+        for p in self._params:
+            p.grad = None
+        loss = self._timed("forward", lambda: self.loss_fn(self.model(x), y))
+        self._timed("backward", loss.backward)  # stage 3 reduce_scatters in here
+        if self.stage < 3:
+            self._reduce_gradients()
+        with self.timeline.span("optimizer"):
+            self.optimizer.step()
+        if self.stage < 3:
+            unit = self.units[0]
+            unit.gather(out=unit.full)  # every rank gets every updated shard
+        return self._global_mean(float(loss.item()))
+
+    def _timed(self, kind: str, fn: Any) -> Any:
+        """Run ``fn`` as a ``kind`` span, minus the collectives it ran (they are ``comm``)."""
+        start, comm_before = time.perf_counter(), self.meter.seconds
+        out = fn()
+        comm = self.meter.seconds - comm_before
+        self.timeline.add(kind, start, time.perf_counter() - start - comm)
+        return out
+
+    def _reduce_gradients(self) -> None:
+        """Stage 1: all_reduce the full flat gradient; stage 2: reduce_scatter it."""
+        unit, n = self.units[0], self.world_size
+        grads = [None if p.grad is None else p.grad.data for p in self._params]
+        if self.stage == 1:
+            flat = unit.layout.flatten(grads, out=self._grad_buffer)
+            nbytes = 2 * (n - 1) * flat.nbytes // n  # a ring all_reduce
+            with self.meter.span("all_reduce", nbytes):
+                self.pg.all_reduce(flat, op=ReduceOp.AVG)
+            shard_grad = unit.layout.shard(flat, self.rank)
+        else:
+            flat = unit.layout.flatten(grads)  # temporary: only the shard survives
+            shard_grad = unit.reduce_scatter(flat, out=self._grad_buffer)
+            del flat
+        unit.shard.grad = Tensor._wrap(shard_grad)
+        for p in self._params:
+            p.grad = None  # autograd's per-parameter gradients are no longer needed
+
+    def _global_mean(self, value: float) -> float:
+        buf = np.array([value], dtype=np.float64)
+        with self.meter.span("loss all_reduce", 2 * (self.world_size - 1) * 8 // self.world_size):
+            self.pg.all_reduce(buf)
+        return float(buf[0] / self.world_size)
+
+    def predict(self, x: Tensor) -> Tensor:
+        self.model.eval()
+        with sg.no_grad():
+            out = self.model(x)
+        self.model.train()
+        return out
+
+    # ---- checkpoints: full state in, full state out --------------------------------------------
+    def full_state_dict(self) -> dict[str, np.ndarray]:
+        if self.stage < 3:
+            return numpy_state(self.model)  # the full flat buffer is here already
+        state = {}
+        for unit in self.units:
+            state.update(zip(unit.names, unit.full_arrays()))
+        return {k: state[k] for k in self.state_keys}
+
+    def full_optimizer_state_dict(self) -> dict[str, Any]:
+        sd = self.optimizer.state_dict()
+        state: dict[int, dict[str, np.ndarray]] = {}
+        first = 0
+        for u, unit in enumerate(self.units):
+            count = len(unit.names)
+            per_param: list[dict[str, np.ndarray]] = [{} for _ in range(count)]
+            for key, value in sd["state"].get(u, {}).items():
+                array = value.data if isinstance(value, Tensor) else value
+                if tuple(array.shape) == tuple(unit.shard.shape):  # sharded: gather it
+                    pieces = unit.full_arrays(array)
+                else:  # a scalar such as Adam's step, the same on every rank
+                    pieces = [np.array(to_numpy(array)) for _ in range(count)]
+                for d, piece in zip(per_param, pieces):
+                    d[key] = piece
+            state.update({first + i: d for i, d in enumerate(per_param) if d})
+            first += count
+        (group,) = sd["param_groups"]
+        hyper = {k: v for k, v in group.items() if k != "params"}
+        return {"state": state, "param_groups": [{**hyper, "params": list(range(first))}]}
+
+    def load_full_state(self, model_state: dict, optimizer_state: dict | None = None) -> None:
+        missing = [k for k in self.param_names if k not in model_state]
+        if missing:
+            raise ConfigError(f"ZeRO.load_full_state: the model state lacks keys {missing}")
+        for unit in self.units:
+            unit.load([_host(model_state[k]) for k in unit.names])
+        if optimizer_state is None:
+            return
+        groups = optimizer_state.get("param_groups", [])
+        if len(groups) != 1:
+            raise ConfigError(
+                f"ZeRO.load_full_state: expected an optimizer state with one param group, "
+                f"found {len(groups)}"
+            )
+        saved = {int(k): v for k, v in optimizer_state["state"].items()}
+        shard_state, first = {}, 0
+        for u, unit in enumerate(self.units):
+            entries = [saved.get(first + i) for i in range(len(unit.names))]
+            first += len(unit.names)
+            if all(e is None for e in entries):
+                continue
+            if any(e is None for e in entries):
+                raise ConfigError(
+                    f"ZeRO.load_full_state: optimizer state for some but not all of "
+                    f"{unit.names}; expected all or none"
+                )
+            shard_state[u] = {key: self._shard_entry(unit, key, entries) for key in entries[0]}
+        hyper = {k: v for k, v in groups[0].items() if k != "params"}
+        params = list(range(len(self.units)))
+        self.optimizer.load_state_dict(
+            {"state": shard_state, "param_groups": [{**hyper, "params": params}]}
+        )
+
+    def _shard_entry(self, unit: ShardUnit, key: str, entries: list[dict]) -> np.ndarray:
+        values = [_host(e[key]) for e in entries]
+        if [v.shape for v in values] == unit.layout.shapes:
+            return unit.shard_of(values)  # a buffer shaped like each parameter
+        if all(v.ndim == 0 for v in values):
+            return values[0]  # a scalar such as step
+        raise ConfigError(
+            f"ZeRO.load_full_state: optimizer buffer '{key}' has shapes "
+            f"{[v.shape for v in values]}, expected scalars or {unit.layout.shapes}"
+        )
+
+    # ---- reports ------------------------------------------------------------------------------
+    def memory_ledger(self) -> MemoryLedger:
+        """The bytes this rank holds now (measured, see :class:`MemoryLedger`)."""
+        if self.stage < 3:
+            params = [self.units[0].full]
+            grads = [self._grad_buffer] + [p.grad for p in self._params]
+        else:
+            params = [u.shard.data for u in self.units]
+            grads = [u.shard.grad for u in self.units]
+        kind = type(self.optimizer).__name__.lower()
+        if kind == "sgd" and not self.optimizer.param_groups[0].get("momentum"):
+            kind = "none"
+        return MemoryLedger(
+            params,
+            grads,
+            optimizer_arrays(self.optimizer),
+            stage=self.stage,
+            world_size=self.world_size,
+            numel=sum(u.layout.numel for u in self.units),
+            optimizer=kind if kind in ("adam", "adamw", "sgd") else "none",
+        )
+
+    def report(self) -> dict[str, Any]:
+        return {**super().report(), "stage": self.stage, "memory": self.memory_ledger().as_dict()}
+
+
+def _host(value: Any) -> np.ndarray:
+    """A saved value (Tensor, NumPy or CuPy array, number) as a NumPy array."""
+    return np.asarray(to_numpy(value.data if isinstance(value, Tensor) else value))

@@ -1,0 +1,194 @@
+"""Sharded parameter units for ZeRO, and stage 3's Linear that gathers its weights just in time.
+
+A :class:`ShardUnit` is a group of parameters sharded together: one padded
+:class:`~sparkgrad.parallel.flat_buffer.FlatBuffer` layout, and this rank's shard of it as
+one flat leaf tensor (``unit.shard``) that the optimizer updates. ZeRO-1 and ZeRO-2 use
+one unit for the whole model and keep the full flat buffer too (``keep_full``): the
+model's parameters are views into it. ZeRO-3 uses one unit per Linear layer and keeps
+only the shard; the full weights exist only while a layer runs:
+
+    forward of layer i:   all_gather its shards -> W, b -> y = x Wᵀ + b -> free W, b
+    backward of layer i:  all_gather again -> W -> dx = g W, dW = gᵀ x, db = Σ g
+                          -> reduce_scatter(AVG) [dW, db] -> this rank's gradient shard
+
+:class:`GatheredLinear` is that forward and backward, one autograd op: it saves only
+``x`` for backward (not ``W``), which is what lets the full weights go. The gradient it
+returns for its ``shard`` input is already averaged over the ranks, so after
+``loss.backward()`` each ``unit.shard.grad`` is this rank's slice of the data-parallel
+gradient and the optimizer can step at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from sparkgrad.autodiff.backend import array_module, to_numpy
+from sparkgrad.autodiff.function import Context, Function
+from sparkgrad.autodiff.nn.containers import Sequential
+from sparkgrad.autodiff.nn.linear import DenseLayer
+from sparkgrad.autodiff.nn.module import Module
+from sparkgrad.autodiff.tensor import Tensor
+from sparkgrad.comms.process_group import ProcessGroup
+from sparkgrad.comms.reduce_ops import ReduceOp
+from sparkgrad.errors import ConfigError
+from sparkgrad.parallel.flat_buffer import FlatBuffer
+from sparkgrad.parallel.timeline import Timeline
+
+
+class CommMeter:
+    """Seconds and bytes of the collectives a rank ran, recorded as ``comm`` spans."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        self.timeline, self.seconds = timeline, 0.0
+
+    @contextmanager
+    def span(self, label: str, nbytes_sent: int) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            duration = time.perf_counter() - start
+            self.seconds += duration
+            self.timeline.add("comm", start, duration, label)
+            self.timeline.bytes_sent += nbytes_sent
+
+
+class ShardUnit:
+    """Parameters sharded together over ``pg`` (see the module docstring).
+
+    Args:
+        names: the parameters' keys in the full model's state dict.
+        arrays: their values (rank 0's are broadcast, so every rank starts the same).
+        pg: the data-parallel process group.
+        meter: where the collectives' time and bytes go.
+        keep_full: keep the full flat buffer (stages 1, 2) or only this rank's shard (3).
+    """
+
+    def __init__(
+        self,
+        names: list[str],
+        arrays: list[Any],
+        pg: ProcessGroup,
+        meter: CommMeter,
+        keep_full: bool,
+    ) -> None:
+        self.names, self.pg, self.meter = names, pg, meter
+        self.layout = FlatBuffer.like(arrays, pg.size)
+        full = self.layout.flatten(arrays)
+        pg.broadcast(full, root=0)  # setup, not a training step: not metered
+        mine = self.layout.shard(full, pg.rank)
+        self.full = full if keep_full else None
+        self.shard = Tensor._wrap(mine if keep_full else mine.copy())  # a view, or our own copy
+        self.shard.requires_grad = True
+
+    def _ring_bytes(self) -> int:
+        """What one rank sends in a ring all_gather or reduce_scatter of the flat buffer."""
+        return (self.pg.size - 1) * self.layout.shard_numel * self.layout.dtype.itemsize
+
+    # ---- collectives on this unit --------------------------------------------------------
+    def gather(self, shard: Any = None, out: Any = None) -> Any:
+        """All ranks' shards of ``shard`` (default: the parameters) as one full flat array."""
+        shard = self.shard.data if shard is None else shard
+        if out is None:
+            out = array_module(shard).empty(self.layout.padded_numel, dtype=shard.dtype)
+        n, s = self.pg.size, self.layout.shard_numel
+        with self.meter.span("all_gather", self._ring_bytes()):
+            self.pg.all_gather(shard, out=out.reshape(n, s))
+        return out
+
+    def reduce_scatter(self, full: Any, out: Any = None) -> Any:
+        """This rank's shard of the average over ranks of the flat array ``full``."""
+        with self.meter.span("reduce_scatter", self._ring_bytes()):
+            return self.pg.reduce_scatter(full, op=ReduceOp.AVG, out=out)
+
+    # ---- whole tensors, for checkpoints ----------------------------------------------------
+    def full_arrays(self, shard: Any = None) -> list[np.ndarray]:
+        """Per-parameter NumPy copies of the gathered ``shard`` (default: the parameters)."""
+        flat = self.full if shard is None and self.full is not None else self.gather(shard)
+        return [np.array(to_numpy(v)) for v in self.layout.views(flat)]
+
+    def shard_of(self, arrays: list[Any]) -> np.ndarray:
+        """This rank's shard of full per-parameter ``arrays`` (a fresh flat copy)."""
+        flat = self.layout.flatten([np.asarray(a, dtype=self.layout.dtype) for a in arrays])
+        return self.layout.shard(flat, self.pg.rank).copy()
+
+    def load(self, arrays: list[Any]) -> None:
+        """Overwrite the parameters with full per-parameter ``arrays``."""
+        if self.full is not None:  # the shard is a view into it
+            flat = self.layout.flatten([np.asarray(a) for a in arrays])
+            self.full[...] = array_module(self.full).asarray(flat)
+        else:
+            self.shard.data[...] = array_module(self.shard.data).asarray(self.shard_of(arrays))
+
+
+class GatheredLinear(Function):
+    """z = x @ Wᵀ + b, W and b all-gathered from ``unit`` in forward and again in backward."""
+
+    @staticmethod
+    def forward(ctx: Context, x: Any, shard: Any, unit: ShardUnit) -> Any:
+        weight, *bias = unit.layout.views(unit.gather())  # a temporary, freed on return
+        ctx.save_for_backward(x)  # not the weight: backward gathers it again
+        ctx.unit = unit
+        out = x @ weight.T
+        if bias:
+            out += bias[0]
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, grad: Any) -> Any:
+        (x,) = ctx.saved_tensors
+        unit: ShardUnit = ctx.unit
+        weight, *bias = unit.layout.views(unit.gather())
+        g2 = grad.reshape(-1, grad.shape[-1])
+        gx = grad @ weight if ctx.needs_input_grad[0] else None
+        grads = [g2.T @ x.reshape(-1, x.shape[-1])] + ([g2.sum(axis=0)] if bias else [])
+        full_grad = unit.layout.flatten(grads)  # padding zeroed: it never moves
+        return gx, unit.reduce_scatter(full_grad), None
+
+
+class Zero3Linear(Module):
+    """A Linear layer that holds only this rank's shard of its weight and bias."""
+
+    def __init__(self, unit: ShardUnit, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.unit, self.in_features, self.out_features = unit, in_features, out_features
+
+    def forward(self, x: Tensor) -> Tensor:
+        return GatheredLinear.apply(x, self.unit.shard, self.unit)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"shard={self.unit.layout.shard_numel} of {self.unit.layout.padded_numel}"
+        )
+
+
+def shard_model(model: Module, pg: ProcessGroup, meter: CommMeter) -> tuple[Module, list]:
+    """A Sequential like ``model`` with each Linear replaced by a :class:`Zero3Linear`.
+
+    Returns the new model and its units, in the full model's parameter order. Children
+    without parameters (ReLU...) are kept; any other child with parameters is an error.
+    """
+    layers, units = [], []
+    for name, child in model.named_children():
+        params = list(child.named_parameters())
+        if isinstance(child, DenseLayer):
+            names = [f"{name}.{n}" for n, _ in params]
+            unit = ShardUnit(names, [p.data for _, p in params], pg, meter, keep_full=False)
+            units.append(unit)
+            layers.append(Zero3Linear(unit, child.in_features, child.out_features))
+        elif params:
+            raise ConfigError(
+                f"ZeRO-3 shards Linear layers only; child '{name}' is a "
+                f"{type(child).__name__} with parameters. Use zero1/zero2 for this model"
+            )
+        else:
+            layers.append(child)
+    if not units:
+        raise ConfigError("ZeRO-3: expected a model with at least one Linear layer, found none")
+    return Sequential(*layers), units
