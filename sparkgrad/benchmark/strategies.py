@@ -100,7 +100,7 @@ def run_case(
             pg = dist.state.default_group().pg if strategy != "single" else None
             if pg is not None:
                 dist.barrier()
-                pg.clock.reset()
+                pg.reset_clocks()
             s.timeline.reset()
             start = time.perf_counter()
             losses = [step(x, y) for x, y in batches[1:]]
@@ -110,7 +110,7 @@ def run_case(
                 "report": report,
                 "timeline": s.timeline.as_dict(),
                 "step_s": seconds / steps,
-                "predicted_comm_s": (pg.clock.now / steps) if pg is not None else 0.0,
+                "predicted_comm_s": (pg.predicted_seconds() / steps) if pg is not None else 0.0,
                 "loss": losses[-1],
             }
         finally:

@@ -92,6 +92,7 @@ class Communicator:
         self._topology = topology
         self._clock: Any = None
         self.history: list[dict[str, Any]] = []  # one record per call, for reports
+        self.subgroups: list[Any] = []  # groups made from this one (their clocks count too)
         self._debug = _debug_enabled()
         if self._debug:
             order = " ".join(str(r) for r in range(self.size))

@@ -300,14 +300,26 @@ class ProcessGroup(Communicator):
             )
         if self.rank not in ranks:
             return None
-        return ProcessGroup(
+        child = ProcessGroup(
             self.transport,
             [self.ranks[r] for r in ranks],
             tag=counter,
             timeout=self.timeout,
-            topology=None,
+            topology=self._topology,
             algorithms=self.algorithms,
             segment_bytes=self.segment_bytes,
             max_frame_bytes=self.max_frame_bytes,
             faults=self.faults,
         )
+        self.subgroups.append(child)
+        return child
+
+    def predicted_seconds(self) -> float:
+        """Simulated seconds of this group's calls and of every group made from it."""
+        return self.clock.now + sum(g.predicted_seconds() for g in self.subgroups)
+
+    def reset_clocks(self) -> None:
+        """Zero the simulated clock of this group and of every group made from it."""
+        self.clock.reset()
+        for g in self.subgroups:
+            g.reset_clocks()

@@ -124,6 +124,11 @@ class RunConfig:
 
             sizes = parse_mesh(self.mesh, self.world_size)
             tensor_ways = sizes["tp"]
+            if sizes["pp"] > 1:
+                raise ConfigError(
+                    f"--mesh {self.mesh}: the hybrid strategy runs data x tensor meshes; a "
+                    f"pipeline axis (pp={sizes['pp']}) is not supported yet (use pp=1)"
+                )
         bad = [w for w in self.hidden if w % tensor_ways]
         if bad:
             raise ConfigError(

@@ -200,7 +200,7 @@ def gather_reports(ctx: Any, strategy: Strategy) -> list[dict]:
     """Every rank's time split (compute, communication, idle), bytes sent and the
     communication time the simulated clock predicts on the modelled cluster, on every rank."""
     mine = dict(strategy.report())
-    mine["predicted_comm_s"] = float(ctx.pg.clock.now) if ctx is not None else 0.0
+    mine["predicted_comm_s"] = float(ctx.pg.predicted_seconds()) if ctx is not None else 0.0
     if ctx is None:
         return [{k: mine[k] for k in ("rank", *REPORT_FIELDS)}]
     row = np.array([float(mine[k]) for k in REPORT_FIELDS])

@@ -1,15 +1,29 @@
-"""Parallel strategies: DataParallel, ModelParallel, PipelineParallel, TensorParallel, ZeRO."""
+"""Parallel strategies, one per file, all behind one interface (:mod:`.strategy`).
+
+``data`` DataParallel (DDP) · ``model`` ModelParallel · ``pipeline`` PipelineParallel
+(GPipe, 1F1B) · ``tensor`` TensorParallel (Megatron column/row layers) · ``zero1..3`` ZeRO ·
+``hybrid`` a data x tensor :class:`ProcessMesh`. :func:`make_strategy` builds one by name.
+"""
 
 from sparkgrad.parallel.buckets import compute_bucket_assignment_by_size
 from sparkgrad.parallel.data_parallel import DataParallel
 from sparkgrad.parallel.ddp_timeline import BucketTiming, StepTimeline
+from sparkgrad.parallel.registry import STRATEGIES, make_strategy
+from sparkgrad.parallel.strategy import DataParallelStrategy, SingleProcess, Strategy
+from sparkgrad.parallel.timeline import Timeline
 
 DistributedDataParallel = DataParallel  # PyTorch's name
 
 __all__ = [
+    "STRATEGIES",
     "BucketTiming",
     "DataParallel",
+    "DataParallelStrategy",
     "DistributedDataParallel",
+    "SingleProcess",
     "StepTimeline",
+    "Strategy",
+    "Timeline",
     "compute_bucket_assignment_by_size",
+    "make_strategy",
 ]
