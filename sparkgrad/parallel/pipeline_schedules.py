@@ -22,6 +22,8 @@ stages idles ``p - 1`` slots of ``m + p - 1``::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sparkgrad.errors import ConfigError
 
 Action = tuple[str, int]
@@ -60,14 +62,27 @@ def peak_live(actions: list[Action]) -> int:
 
 
 def simulate(
-    schedule: str, stages: int, micro_batches: int, forward: float = 1.0, backward: float = 1.0
+    schedule: str,
+    stages: int,
+    micro_batches: int,
+    forward: float | Sequence[float] = 1.0,
+    backward: float | Sequence[float] = 1.0,
 ) -> float:
-    """Idle fraction of a stage (all idle alike) if every F costs ``forward``, B ``backward``.
+    """Idle fraction of the step if every F costs ``forward``, every B ``backward``.
 
     A tiny event simulation with free communication: ``F(s, i)`` may start once
     ``F(s-1, i)`` ended, ``B(s, i)`` once ``B(s+1, i)`` ended, and each stage runs its
-    actions in its schedule's order. The step ends when every stage is done.
+    actions in its schedule's order. The step ends when every stage is done. With equal
+    costs every stage idles alike and the answer is (p-1)/(m+p-1); ``forward`` and
+    ``backward`` may also be one cost per stage (uneven stages), and the answer is then the
+    idle fraction averaged over the stages -- what a perfectly fast network would leave.
     """
+    fwd = list(forward) if isinstance(forward, Sequence) else [forward] * stages
+    bwd = list(backward) if isinstance(backward, Sequence) else [backward] * stages
+    if len(fwd) != stages or len(bwd) != stages:
+        raise ConfigError(
+            f"simulate: expected {stages} forward and backward costs, found {len(fwd)}, {len(bwd)}"
+        )
     plans = [SCHEDULES[schedule](s, stages, micro_batches) for s in range(stages)]
     done: dict[tuple[str, int, int], float] = {}
     clock, pos = [0.0] * stages, [0] * stages
@@ -80,11 +95,12 @@ def simulate(
                 if 0 <= dep[1] < stages and dep not in done:
                     break  # waits for a neighbour
                 ready = done.get(dep, 0.0)
-                clock[s] = max(clock[s], ready) + (forward if kind == "F" else backward)
+                clock[s] = max(clock[s], ready) + (fwd[s] if kind == "F" else bwd[s])
                 done[(kind, s, i)] = clock[s]
                 pos[s] += 1
                 progressed = True
         if not progressed:
             raise ConfigError(f"schedule {schedule!r} deadlocks at positions {pos}")
-    total, busy = max(clock), micro_batches * (forward + backward)
-    return (total - busy) / total
+    total = max(clock)
+    idle = [(total - micro_batches * (f + b)) / total for f, b in zip(fwd, bwd)]
+    return sum(idle) / stages

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from sparkgrad.errors import ConfigError
 from sparkgrad.parallel.pipeline_schedules import (
     SCHEDULES,
     bubble_fraction,
@@ -69,3 +70,13 @@ def test_more_micro_batches_shrink_the_bubble() -> None:
     assert values == sorted(values, reverse=True)
     assert bubble_fraction(1, 4) == 0.0
     assert bubble_fraction(4, 1) == pytest.approx(3 / 4)  # naive model parallelism
+
+
+def test_simulate_with_uneven_stages_matches_a_timeline_worked_by_hand():
+    """p=2, m=1, stage 1 three times slower: F0 0-1, F1 1-4, B1 4-10, B0 10-12.
+
+    The step takes 12; stage 0 works 3 of them, stage 1 works 9: idle (9 + 3) / 24 = 0.5.
+    """
+    assert simulate("gpipe", 2, 1, forward=[1.0, 3.0], backward=[2.0, 6.0]) == 0.5
+    with pytest.raises(ConfigError, match="expected 2 forward"):
+        simulate("gpipe", 2, 1, forward=[1.0], backward=[2.0, 6.0])
