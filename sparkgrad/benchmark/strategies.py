@@ -24,6 +24,7 @@ ramp-up and ramp-down, and 1F1B's same bubble with fewer live activations.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -124,7 +125,8 @@ def run_case(
             if strategy != "single":
                 dist.destroy_process_group()
 
-    ranks = dist.spawn(rank_fn, world_size)
+    with one_blas_thread():
+        ranks = dist.spawn(rank_fn, world_size)
     return _summarise(strategy, world_size, options, ranks, steps)
 
 
@@ -177,21 +179,22 @@ def simulated_bubble(reports: list[dict], timelines: list[dict]) -> float:
     return simulate(schedule, len(timelines), m, costs["forward"], costs["backward"])
 
 
-def one_blas_thread() -> None:
-    """Ranks are threads here: one BLAS thread each, or they fight over the cores."""
+def one_blas_thread() -> Any:
+    """Ranks are threads here: one BLAS thread each, or they fight over the cores.
+
+    Use as ``with one_blas_thread(): ...`` (the old limits come back at the end).
+    """
     try:
         from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
     except ImportError:  # without it, set OPENBLAS_NUM_THREADS=1 before starting Python
-        pass
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
 
 
 def run_strategies(
     quick: bool = False, world_size: int = 4, steps: int | None = None, micro_batches: int = 8
 ) -> list[dict]:
     """One row per case of :func:`cases` (``quick``: small model, 2 ranks, 2 steps)."""
-    one_blas_thread()
     if quick:
         world_size, micro_batches = 2, 4
     hidden = QUICK_HIDDEN if quick else HIDDEN

@@ -50,6 +50,7 @@ class Strategy(ABC):
 
     name = "strategy"
     predict_is_collective = True  # False when every rank can predict on its own (full model)
+    splits_batch = False  # True: every rank trains on its own rows (data parallel, ZeRO)
 
     def __init__(self, rank: int = 0, world_size: int = 1) -> None:
         self.rank, self.world_size = rank, world_size
@@ -58,12 +59,12 @@ class Strategy(ABC):
     @property
     def data_parallel_size(self) -> int:
         """How many ways the global batch is split (the sampler's ``num_replicas``)."""
-        return 1
+        return self.world_size if self.splits_batch else 1
 
     @property
     def data_parallel_rank(self) -> int:
         """Which of those pieces this rank trains on (the sampler's ``rank``)."""
-        return 0
+        return self.rank if self.splits_batch else 0
 
     @abstractmethod
     def train_step(self, x: Tensor, y: Tensor) -> float:
@@ -165,6 +166,7 @@ class DataParallelStrategy(SingleProcess):
     """:class:`~sparkgrad.parallel.DataParallel` behind the Strategy interface."""
 
     name = "data"
+    splits_batch = True
 
     def __init__(
         self,
@@ -182,14 +184,6 @@ class DataParallelStrategy(SingleProcess):
         self.rank, self.world_size = group.rank(), group.size()
         self.timeline.rank = self.rank
         self._group = group
-
-    @property
-    def data_parallel_size(self) -> int:
-        return self.world_size
-
-    @property
-    def data_parallel_rank(self) -> int:
-        return self.rank
 
     def train_step(self, x: Tensor, y: Tensor) -> float:
         self.model.train()

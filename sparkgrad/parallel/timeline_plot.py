@@ -24,10 +24,7 @@ def plot_timelines(timelines: list[dict], title: str = "", ax: Any = None) -> An
 
     Times are in milliseconds from each timeline's origin; rank 0 is the top row.
     """
-    import matplotlib
-
-    if ax is None:
-        matplotlib.use("Agg", force=False)
+    if ax is None:  # a plain Figure: no backend needed, a notebook's inline plots untouched
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=(10, 0.6 * len(timelines) + 1.2))

@@ -63,6 +63,7 @@ class ZeRO(Strategy):
     """
 
     name = "zero"
+    splits_batch = True
 
     def __init__(
         self,
@@ -99,14 +100,6 @@ class ZeRO(Strategy):
             size = unit.layout.padded_numel if stage == 1 else unit.layout.shard_numel
             self._grad_buffer = array_module(unit.full).zeros(size, dtype=unit.layout.dtype)
         self.optimizer = optimizer_factory([u.shard for u in self.units])
-
-    @property
-    def data_parallel_size(self) -> int:
-        return self.world_size
-
-    @property
-    def data_parallel_rank(self) -> int:
-        return self.rank
 
     # ---- one step ---------------------------------------------------------------------------
     def train_step(self, x: Tensor, y: Tensor) -> float:

@@ -10,11 +10,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+from matplotlib.artist import setp
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 MODEL_COLORS = ("tab:green", "tab:purple", "tab:brown", "tab:olive")
 PLAIN = FuncFormatter(lambda value, _: f"{value:g}")  # 0.5 and 128, not 5x10^-1
@@ -29,13 +27,16 @@ COLORS = {
 
 
 def save(fig: Any, path: str) -> str:
-    """Write ``fig`` to ``path`` as PNG through a temporary file, then close it."""
+    """Write ``fig`` to ``path`` as PNG through a temporary file.
+
+    Figures are plain ``matplotlib.figure.Figure`` objects, not pyplot's: drawing them needs
+    no backend, so importing this module leaves a notebook's inline plots alone.
+    """
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
         os.replace(tmp, path)
     finally:
-        plt.close(fig)
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
@@ -48,7 +49,8 @@ def _arch(hidden: list[int]) -> str:
 def plot_step_times(rows: list[dict], path: str) -> str:
     """Median step time against batch, one panel per model: both engines and the matmul floor."""
     models = list(dict.fromkeys(tuple(r["hidden"]) for r in rows))
-    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 4), squeeze=False)
+    fig = Figure(figsize=(5.5 * len(models), 4))
+    axes = fig.subplots(1, len(models), squeeze=False)
     for ax, hidden in zip(axes[0], models):
         for opt, style in (("sgd", "-"), ("adam", "--")):
             mine = sorted(
@@ -107,7 +109,8 @@ def plot_training(result: dict, path: str) -> str:
     sparkgrad is drawn wide and solid, PyTorch thin and dashed on top of it: where the two
     engines agree (same weights, same batches) the dashed line runs inside the solid one.
     """
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    left, right = fig.subplots(1, 2)
     steps_per_epoch = max(
         1, len(result["step_losses"]["sparkgrad"]) // len(result["curves"]["sparkgrad"])
     )
@@ -137,7 +140,8 @@ def plot_training(result: dict, path: str) -> str:
 
 def plot_memory(rows: list[dict], path: str) -> str:
     """Memory added by the training steps, both engines, one pair of bars per model."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     names = [_arch(r["hidden"]) for r in rows]
     xs = range(len(rows))
     for offset, engine in ((-0.2, "sparkgrad"), (0.2, "pytorch")):
@@ -156,7 +160,8 @@ def plot_memory(rows: list[dict], path: str) -> str:
 
 def plot_busbw(report: dict, path: str) -> str:
     """Bus bandwidth against message size: sparkgrad, gloo and the model's prediction."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for table in report["tables"]:
         n, rows = table["world_size"], table["rows"]
         sizes = [r["nbytes"] for r in rows]
@@ -187,7 +192,8 @@ def plot_busbw(report: dict, path: str) -> str:
 
 def plot_scaling(scaling: dict, path: str) -> str:
     """Throughput and efficiency against world size: modelled clusters and measured runs."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    left, right = fig.subplots(1, 2)
     groups: dict[tuple[str, str], list[dict]] = {}
     models_seen: list[str] = []
     for p in scaling["model"] + scaling["measured"]:
@@ -229,7 +235,8 @@ def plot_scaling(scaling: dict, path: str) -> str:
 
 def plot_strategies(rows: list[dict], path: str) -> str:
     """Each strategy's step split into compute, communication and idle (bubble), stacked."""
-    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(rows)), 4))
+    fig = Figure(figsize=(max(6, 0.8 * len(rows)), 4))
+    ax = fig.subplots()
     labels = [r.get("label", r["strategy"]) for r in rows]
     bottom = [0.0] * len(rows)
     for key, color in (("compute_s", "tab:green"), ("comm_s", "tab:red"), ("idle_s", "tab:gray")):
@@ -238,6 +245,6 @@ def plot_strategies(rows: list[dict], path: str) -> str:
         bottom = [b + v for b, v in zip(bottom, values)]
     ax.set(ylabel="ms per step (mean over ranks)", title="time split per strategy")
     ax.tick_params(axis="x", rotation=45)
-    plt.setp(ax.get_xticklabels(), ha="right")
+    setp(ax.get_xticklabels(), ha="right")
     ax.legend()
     return save(fig, path)
