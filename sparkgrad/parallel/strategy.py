@@ -117,6 +117,15 @@ def numpy_optimizer_state(optimizer: Any) -> dict[str, Any]:
     return {"state": state, "param_groups": [dict(g) for g in sd["param_groups"]]}
 
 
+def local_predict(model: Module, x: Tensor) -> Tensor:
+    """Logits of a model this rank holds whole: eval mode, no gradients, train mode after."""
+    model.eval()
+    with sg.no_grad():
+        out = model(x)
+    model.train()
+    return out
+
+
 def _as_numpy(value: Any) -> np.ndarray:
     return np.array(to_numpy(value.data if isinstance(value, Tensor) else value))
 
@@ -144,11 +153,7 @@ class SingleProcess(Strategy):
         return float(loss.item())
 
     def predict(self, x: Tensor) -> Tensor:
-        self.model.eval()
-        with sg.no_grad():
-            out = self.model(x)
-        self.model.train()
-        return out
+        return local_predict(self.model, x)
 
     def full_state_dict(self) -> dict[str, np.ndarray]:
         return numpy_state(self.model)
@@ -210,8 +215,4 @@ class DataParallelStrategy(SingleProcess):
         return float(buf[0] / self.world_size)
 
     def predict(self, x: Tensor) -> Tensor:
-        self.model.eval()
-        with sg.no_grad():
-            out = self.model.module(x)  # every rank holds the full model
-        self.model.train()
-        return out
+        return local_predict(self.model.module, x)  # every rank holds the full model

@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 
-import sparkgrad as sg
 from sparkgrad.autodiff.backend import array_module, to_numpy
 from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.tensor import Tensor
@@ -46,7 +45,13 @@ from sparkgrad.comms.reduce_ops import ReduceOp
 from sparkgrad.distributed.state import resolve
 from sparkgrad.errors import ConfigError
 from sparkgrad.parallel.memory_ledger import MemoryLedger, optimizer_arrays
-from sparkgrad.parallel.strategy import LossFn, OptimizerFactory, Strategy, numpy_state
+from sparkgrad.parallel.strategy import (
+    LossFn,
+    OptimizerFactory,
+    Strategy,
+    local_predict,
+    numpy_state,
+)
 from sparkgrad.parallel.zero3_params import CommMeter, ShardUnit, shard_model
 
 
@@ -151,11 +156,7 @@ class ZeRO(Strategy):
         return float(buf[0] / self.world_size)
 
     def predict(self, x: Tensor) -> Tensor:
-        self.model.eval()
-        with sg.no_grad():
-            out = self.model(x)
-        self.model.train()
-        return out
+        return local_predict(self.model, x)
 
     # ---- checkpoints: full state in, full state out --------------------------------------------
     def full_state_dict(self) -> dict[str, np.ndarray]:
