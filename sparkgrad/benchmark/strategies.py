@@ -236,29 +236,20 @@ def format_table(rows: list[dict]) -> str:
 
 def write_outputs(rows: list[dict], out: str) -> list[str]:
     """``strategies.json``, ``strategies.txt`` and one ``timeline_<label>.png`` per row."""
+    from sparkgrad.benchmark.report.files import write_text
+    from sparkgrad.benchmark.report.plots import save
     from sparkgrad.parallel.timeline_plot import plot_timelines
 
     os.makedirs(out, exist_ok=True)
     written = []
     for r in rows:
         fig = plot_timelines(r["timelines"], f"{r['label']}: {r['world_size']} ranks, one step")
-        path = os.path.join(out, f"timeline_{r['label']}.png")
-        _atomic(path, lambda p, fig=fig: fig.savefig(p, format="png", dpi=90))
-        written.append(path)
-    table = format_table(rows)
-    _atomic(os.path.join(out, "strategies.txt"), lambda p: open(p, "w").write(table + "\n"))
+        written.append(save(fig, os.path.join(out, f"timeline_{r['label']}.png")))
     slim = [{k: v for k, v in r.items() if k != "timelines"} for r in rows]
-    _atomic(
-        os.path.join(out, "strategies.json"),
-        lambda p: open(p, "w").write(json.dumps(slim, indent=2, default=float)),
-    )
-    return written + [os.path.join(out, n) for n in ("strategies.txt", "strategies.json")]
-
-
-def _atomic(path: str, write: Any) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    write(tmp)
-    os.replace(tmp, path)
+    written.append(write_text(os.path.join(out, "strategies.txt"), format_table(rows) + "\n"))
+    text = json.dumps(slim, indent=2, default=float)
+    written.append(write_text(os.path.join(out, "strategies.json"), text))
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:

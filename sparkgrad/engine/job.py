@@ -220,5 +220,5 @@ def _comms_summary(ctx: Any) -> dict:
         "calls": len(calls),
         "bytes": int(sum(c["nbytes"] for c in calls)),
         "measured_s": float(sum(c["measured"] for c in calls)),
-        "predicted_s": float(pg.clock.now),
+        "predicted_s": float(pg.predicted_seconds()),  # sub-groups included
     }

@@ -25,15 +25,8 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
+from sparkgrad.benchmark.report.files import write_text
 from sparkgrad.errors import SparkgradError
-
-
-def _atomic_text(path: str, text: str) -> str:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
 
 
 def _json_safe(value: Any) -> Any:
@@ -100,10 +93,10 @@ def build_report(args: argparse.Namespace) -> dict[str, str]:
     if strat.get("available") and strat["rows"]:
         figures["strategies"] = "strategies.png"
         written["strategies"] = plots.plot_strategies(strat["rows"], out("strategies.png"))
-    written["results"] = _atomic_text(
+    written["results"] = write_text(
         out("results.json"), json.dumps(_json_safe(results), indent=2) + "\n"
     )
-    written["report"] = _atomic_text(out("report.md"), markdown.render(results, figures))
+    written["report"] = write_text(out("report.md"), markdown.render(results, figures))
     return written
 
 
