@@ -25,3 +25,4 @@ from sparkgrad.autodiff.grad_mode import enable_grad, is_grad_enabled, no_grad, 
 from sparkgrad.autodiff.gradcheck import GradcheckError, gradcheck
 from sparkgrad.autodiff.random import get_rng_state, manual_seed, set_rng_state
 from sparkgrad.autodiff.tensor import Tensor
+from sparkgrad.autodiff.threads import get_num_threads, set_num_threads

@@ -182,16 +182,11 @@ def run_case(
 
 
 def set_threads(threads: int) -> None:
-    """Give NumPy's BLAS and PyTorch the same number of threads."""
+    """Give both engines the same number of threads (BLAS and elementwise loops alike)."""
     import torch
 
     torch.set_num_threads(threads)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(threads)
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn/scipy stacks
-        os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
+    sg.set_num_threads(threads)
 
 
 def format_table(results: list[StepResult]) -> str:
