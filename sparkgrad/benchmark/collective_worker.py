@@ -17,9 +17,12 @@ gloo's on ``--port2``) and the timed calls alternate, one sparkgrad call then on
 call, so whatever else the machine does in that second slows both alike: the ratio of
 the two medians is then a fair comparison even on a busy 2-core laptop.
 
-With ``--calibrate``, a separate pass first times all_reduce the same way (median of 9
-back-to-back calls per size, zeros as data) and rank 0 times local NumPy reductions:
-the points ``calibrate()`` fits.
+With ``--calibrate``, every round also makes one more sparkgrad call, timed on its own
+with zeros as data: the calibration points ``calibrate()`` fits (median per size), and,
+at the end, rank 0 times local NumPy reductions. Calibration calls are separate
+measurements from the ones in the table, but taken in the same seconds: whatever the
+machine was doing then (a virtual machine's cores come and go) weighs on both, so
+"predicted vs measured" compares the model, not two moments of the machine.
 Rank 0 writes everything as JSON to ``--out``; no pickle crosses the processes.
 """
 
@@ -114,13 +117,23 @@ def _timed_calls(backend: _Backend, buf: np.ndarray, source: np.ndarray, iters: 
 
 
 def _measure_size(backend: _Backend, rank: int, n: int, nbytes: int, iters: int, warmup: int):
-    return _measure_interleaved([backend], rank, n, nbytes, iters, warmup)[0]
+    return _measure_interleaved([backend], rank, n, nbytes, iters, warmup)[0][0]
 
 
 def _measure_interleaved(
-    backends: list[_Backend], rank: int, n: int, nbytes: int, iters: int, warmup: int
-) -> list[dict]:
-    """Check and time one size on every backend, the timed calls taking turns."""
+    backends: list[_Backend],
+    rank: int,
+    n: int,
+    nbytes: int,
+    iters: int,
+    warmup: int,
+    calibrate: bool = False,
+) -> tuple[list[dict], list[float] | None]:
+    """Check and time one size on every backend, the timed calls taking turns.
+
+    With ``calibrate``, each round has one more call of ``backends[0]`` (sparkgrad) on a
+    zeros buffer, timed apart: returns its ``[bytes, median seconds]`` point too.
+    """
     count = max(1, nbytes // FLOAT32)
     source = exact_inputs(rank, count)
     bufs, wrong = [], []
@@ -133,34 +146,24 @@ def _measure_interleaved(
         np.copyto(buf, source)
         backend.dist.barrier()
         bufs.append(buf)
+    zeros = np.zeros(count, dtype=np.float32)
+    calibration: list[float] = []
     times: list[list[float]] = [[] for _ in backends]
-    for _ in range(iters):  # one call each, in turn: both see the same background load
+    for i in range(iters):  # one call each, in turn: both see the same background load
+        # the calibration call goes before the measured one in even rounds, after it in
+        # odd ones: a call right after another backend's finds colder caches and threads
+        if calibrate and i % 2 == 0:
+            calibration.append(_timed_calls(backends[0], zeros, zeros, 1))
         for k, backend in enumerate(backends):
             times[k].append(_timed_calls(backend, bufs[k], source, 1))
-    return [
+            if calibrate and i % 2 == 1 and k == 0:
+                calibration.append(_timed_calls(backends[0], zeros, zeros, 1))
+    rows = [
         {"nbytes": count * FLOAT32, "count": count, "seconds": float(np.median(t)), "wrong": w}
         for t, w in zip(times, wrong)
     ]
-
-
-def _calibration_points(
-    backends: list[_Backend], sizes: list[int], repeats: int
-) -> list[list[float]]:
-    """A separate pass, measured like the main one (zeros as data, one warm-up call, the
-    backends' calls in turn); returns the first backend's ``(bytes, seconds)`` points."""
-    points = []
-    for nbytes in sizes:
-        bufs = [np.zeros(max(1, nbytes // FLOAT32), dtype=np.float32) for _ in backends]
-        for backend, buf in zip(backends, bufs):
-            backend.all_reduce(backend.wrap(buf))
-        times: list[float] = []
-        for _ in range(repeats):
-            for k, (backend, buf) in enumerate(zip(backends, bufs)):
-                seconds = _timed_calls(backend, buf, buf, 1)
-                if k == 0:
-                    times.append(seconds)
-        points.append([bufs[0].nbytes, float(np.median(times))])
-    return points
+    point = [count * FLOAT32, float(np.median(calibration))] if calibrate else None
+    return rows, point
 
 
 def _local_reductions(sizes: list[int], repeats: int) -> list[list[float]]:
@@ -193,19 +196,23 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, Any] = {
         name: {"backend": name, "world_size": args.world_size, "rows": []} for name in names
     }
-    if args.calibrate and args.world_size >= 2 and "sparkgrad" in names:
-        sg = backends[names.index("sparkgrad")]  # first: its points are the ones kept
-        order = [sg] + [b for b in backends if b is not sg]
-        results["sparkgrad"]["calibration"] = _calibration_points(order, sizes, repeats=9)
-        if args.rank == 0:
-            results["sparkgrad"]["local_reduction"] = _local_reductions(sizes, repeats=5)
-        sg.dist.barrier()
+    calibrate = args.calibrate and args.world_size >= 2 and "sparkgrad" in names
+    if calibrate:  # sparkgrad first: its extra call per round gives the calibration points
+        backends.sort(key=lambda b: b.name != "sparkgrad")
+        names = [b.name for b in backends]
+        results["sparkgrad"]["calibration"] = []
     for size in sizes:
-        rows = _measure_interleaved(
-            backends, args.rank, args.world_size, size, args.iters, args.warmup
+        rows, point = _measure_interleaved(
+            backends, args.rank, args.world_size, size, args.iters, args.warmup, calibrate
         )
         for name, row in zip(names, rows):
             results[name]["rows"].append(row)
+        if point is not None:
+            results["sparkgrad"]["calibration"].append(point)
+    if calibrate:
+        if args.rank == 0:
+            results["sparkgrad"]["local_reduction"] = _local_reductions(sizes, repeats=5)
+        backends[0].dist.barrier()
     for backend in backends:
         backend.close()
     if args.rank == 0:

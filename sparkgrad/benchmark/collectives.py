@@ -12,9 +12,10 @@ backend, side by side, for every world size and message size, as real processes 
 - ``#wrong`` counts elements that differ from the exact sum (inputs are small integers).
 - ``pred(us)`` is the cost model's prediction on the loopback link *fitted* by
   :func:`sparkgrad.comms.calibrate.calibrate` (alpha, beta, gamma, and the turn_*
-  terms of ranks sharing cores) on a separate calibration pass at every world size:
-  9 back-to-back all_reduce calls per size (median) and local NumPy reductions; one
-  fit for all world sizes. ``err`` = (pred - time) / time, target within 15%.
+  terms of ranks sharing cores) on calibration calls at every world size: one extra
+  all_reduce per round, timed apart from the table's calls but in the same seconds
+  (median per size), and local NumPy reductions; one fit for all world sizes.
+  ``err`` = (pred - time) / time, target within 15%.
 - ``ratio`` = sparkgrad busbw / gloo busbw (target >= 1.0 for messages >= 1 MiB). Both
   backends run in the same processes and their timed calls alternate, one each in turn
   (``collective_worker --backend both``), so background load hits both alike.

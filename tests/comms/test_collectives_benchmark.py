@@ -73,6 +73,30 @@ def test_wrong_reduction_is_counted():
     assert row["count"] == count and row["nbytes"] == 4096
 
 
+class _RecordingBackend(_DoublingBackend):
+    """Remembers, call by call, whether it reduced the zeros buffer or the table's data."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def all_reduce(self, buf) -> None:
+        self.calls.append("zeros" if not buf.any() else "data")
+
+
+def test_calibration_calls_take_turns_with_the_measured_ones():
+    """One calibration call per round, in the same seconds as the table's call."""
+    backend = _RecordingBackend()
+    rows, point = worker._measure_interleaved(
+        [backend], 0, 3, 4096, iters=3, warmup=0, calibrate=True
+    )
+    # the check call, then rounds: calibration first, then second, then first again
+    assert backend.calls == ["data", "zeros", "data", "data", "zeros", "zeros", "data"]
+    assert point[0] == 4096 and point[1] > 0
+    assert rows[0]["nbytes"] == 4096
+    _, no_point = worker._measure_interleaved([backend], 0, 3, 4096, iters=1, warmup=0)
+    assert no_point is None
+
+
 def test_report_table_from_known_numbers():
     fake = {"rows": [{"nbytes": 4 << 20, "count": 1 << 20, "seconds": 0.01, "wrong": 0}]}
     from sparkgrad.benchmark.collectives import _merge
