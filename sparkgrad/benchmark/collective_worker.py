@@ -17,6 +17,8 @@ gloo's on ``--port2``) and the timed calls alternate, one sparkgrad call then on
 call, so whatever else the machine does in that second slows both alike: the ratio of
 the two medians is then a fair comparison even on a busy 2-core laptop.
 
+Calls of one size are not timed back to back: each round makes one call per size and
+backend, so every size's calls are spread over the whole run (see :func:`_measure_sizes`).
 With ``--calibrate``, every round also makes one more sparkgrad call, timed on its own
 with zeros as data: the calibration points ``calibrate()`` fits (median per size), and,
 at the end, rank 0 times local NumPy reductions. Calibration calls are separate
@@ -33,6 +35,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -117,23 +120,24 @@ def _timed_calls(backend: _Backend, buf: np.ndarray, source: np.ndarray, iters: 
 
 
 def _measure_size(backend: _Backend, rank: int, n: int, nbytes: int, iters: int, warmup: int):
-    return _measure_interleaved([backend], rank, n, nbytes, iters, warmup)[0][0]
+    return _measure_sizes([backend], rank, n, [nbytes], iters, warmup)[0][0][0]
 
 
-def _measure_interleaved(
-    backends: list[_Backend],
-    rank: int,
-    n: int,
-    nbytes: int,
-    iters: int,
-    warmup: int,
-    calibrate: bool = False,
-) -> tuple[list[dict], list[float] | None]:
-    """Check and time one size on every backend, the timed calls taking turns.
+@dataclass
+class _SizeRun:
+    """One message size under test: its buffers, its check and the times taken so far."""
 
-    With ``calibrate``, each round has one more call of ``backends[0]`` (sparkgrad) on a
-    zeros buffer, timed apart: returns its ``[bytes, median seconds]`` point too.
-    """
+    count: int
+    source: np.ndarray
+    bufs: list[np.ndarray]
+    wrong: list[int]
+    zeros: np.ndarray
+    times: list[list[float]] = field(default_factory=list)
+    calibration: list[float] = field(default_factory=list)
+
+
+def _prepare(backends: list[_Backend], rank: int, n: int, nbytes: int, warmup: int) -> _SizeRun:
+    """Check one size on every backend (``#wrong``), then warm it up."""
     count = max(1, nbytes // FLOAT32)
     source = exact_inputs(rank, count)
     bufs, wrong = [], []
@@ -147,23 +151,55 @@ def _measure_interleaved(
         backend.dist.barrier()
         bufs.append(buf)
     zeros = np.zeros(count, dtype=np.float32)
-    calibration: list[float] = []
-    times: list[list[float]] = [[] for _ in backends]
-    for i in range(iters):  # one call each, in turn: both see the same background load
-        # the calibration call goes before the measured one in even rounds, after it in
-        # odd ones: a call right after another backend's finds colder caches and threads
-        if calibrate and i % 2 == 0:
-            calibration.append(_timed_calls(backends[0], zeros, zeros, 1))
-        for k, backend in enumerate(backends):
-            times[k].append(_timed_calls(backend, bufs[k], source, 1))
-            if calibrate and i % 2 == 1 and k == 0:
-                calibration.append(_timed_calls(backends[0], zeros, zeros, 1))
+    return _SizeRun(count, source, bufs, wrong, zeros, [[] for _ in backends])
+
+
+def _measure_sizes(
+    backends: list[_Backend],
+    rank: int,
+    n: int,
+    sizes: list[int],
+    iters: int,
+    warmup: int,
+    calibrate: bool = False,
+) -> tuple[list[list[dict]], list[list[float]]]:
+    """Check every size on every backend, then time them all in ``iters`` rounds.
+
+    A round makes one call per size and backend, the backends taking turns: calls of
+    one size are spread over the whole run instead of a few seconds of it, so the slow
+    drift of a shared machine (a virtual machine's cores come and go) weighs alike on
+    every size and on both backends. Returns per size the rows of every backend (median
+    seconds) and, with ``calibrate``, the calibration points ``[bytes, median seconds]``
+    of one more sparkgrad (``backends[0]``) call per round on a zeros buffer, timed apart.
+    """
+    runs = [_prepare(backends, rank, n, nbytes, warmup) for nbytes in sizes]
+    for i in range(iters):
+        # each round starts one size further on: no size always comes right after the
+        # largest one (whose calls leave cold caches and sleeping threads behind)
+        start = i % len(runs)
+        for run in runs[start:] + runs[:start]:
+            # the calibration call goes before the measured one in even rounds, after it
+            # in odd ones: a call right after another backend's finds colder caches
+            if calibrate and i % 2 == 0:
+                run.calibration.append(_timed_calls(backends[0], run.zeros, run.zeros, 1))
+            for k, backend in enumerate(backends):
+                run.times[k].append(_timed_calls(backend, run.bufs[k], run.source, 1))
+                if calibrate and i % 2 == 1 and k == 0:
+                    run.calibration.append(_timed_calls(backends[0], run.zeros, run.zeros, 1))
     rows = [
-        {"nbytes": count * FLOAT32, "count": count, "seconds": float(np.median(t)), "wrong": w}
-        for t, w in zip(times, wrong)
+        [
+            {
+                "nbytes": r.count * FLOAT32,
+                "count": r.count,
+                "seconds": float(np.median(t)),
+                "wrong": w,
+            }
+            for t, w in zip(r.times, r.wrong)
+        ]
+        for r in runs
     ]
-    point = [count * FLOAT32, float(np.median(calibration))] if calibrate else None
-    return rows, point
+    points = [[r.count * FLOAT32, float(np.median(r.calibration))] for r in runs if calibrate]
+    return rows, points
 
 
 def _local_reductions(sizes: list[int], repeats: int) -> list[list[float]]:
@@ -200,16 +236,14 @@ def main(argv: list[str] | None = None) -> None:
     if calibrate:  # sparkgrad first: its extra call per round gives the calibration points
         backends.sort(key=lambda b: b.name != "sparkgrad")
         names = [b.name for b in backends]
-        results["sparkgrad"]["calibration"] = []
-    for size in sizes:
-        rows, point = _measure_interleaved(
-            backends, args.rank, args.world_size, size, args.iters, args.warmup, calibrate
-        )
-        for name, row in zip(names, rows):
+    rows, points = _measure_sizes(
+        backends, args.rank, args.world_size, sizes, args.iters, args.warmup, calibrate
+    )
+    for size_rows in rows:
+        for name, row in zip(names, size_rows):
             results[name]["rows"].append(row)
-        if point is not None:
-            results["sparkgrad"]["calibration"].append(point)
     if calibrate:
+        results["sparkgrad"]["calibration"] = points
         if args.rank == 0:
             results["sparkgrad"]["local_reduction"] = _local_reductions(sizes, repeats=5)
         backends[0].dist.barrier()

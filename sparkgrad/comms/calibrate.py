@@ -17,7 +17,9 @@ stretched by ``s = max(1, n / concurrency)`` before the fit, as ``predict`` does
 ``turn_steps = (s-1) * steps``, ``turn_bytes = (s-1) * wire_bytes`` price what a rank
 waits for its turn on a shared core (:class:`~sparkgrad.comms.links.Link`); those two
 unknowns are fitted only when some points have more ranks than cores (e.g. 4 ranks on
-2 cores next to 2-rank points), otherwise they stay 0.
+2 cores next to 2-rank points), otherwise they stay 0. Every unknown that noise pushes
+below zero is pinned at 0, but for ``turn_beta_inv``: it may be negative (sharing cores
+slowed bytes down less than the full stretch ``s``), down to ``-1/bandwidth``.
 
     >>> result = calibrate([(1024, 3.0e-5), (1 << 20, 4.4e-4), (16 << 20, 6.7e-3)])
     >>> link = result.link()          # a Link("loopback", alpha, beta, 1.0, gamma)
@@ -149,6 +151,11 @@ def _as_measurement(point: Measurement | Sequence[float]) -> Measurement:
     return Measurement.send(int(point[0]), float(point[1]))
 
 
+def _out_of_range(x: np.ndarray, i: int) -> bool:
+    """Below zero, or for ``turn_beta_inv`` (index 4) below ``-1/bandwidth`` (``-x[1]``)."""
+    return x[i] < -x[1] if i == 4 else x[i] < 0
+
+
 def _fit(rows: np.ndarray, seconds: np.ndarray, free: list[int], fixed: np.ndarray) -> np.ndarray:
     """Relative least squares over the ``free`` unknowns, the others held at ``fixed``."""
     x = fixed.copy()
@@ -200,13 +207,18 @@ def calibrate(
     seconds = np.array([p.seconds for p in points])
     fixed = np.array([0.0, 0.0, gamma, 0.0, 0.0])
     free = [i for i in range(5) if rows[:, i].any()]
-    for i in (4, 3, 2):  # unknowns the points cannot tell apart keep their given value
-        if i in free and np.linalg.matrix_rank(rows[:, free]) < len(free):
+    unit = rows / np.abs(rows).max(axis=0).clip(min=1e-300)  # columns on one scale for ranks
+    for i in (2, 3, 4):  # unknowns the points cannot tell apart keep their given value
+        others = [j for j in free if j != i]
+        if i in free and np.linalg.matrix_rank(unit[:, others]) == np.linalg.matrix_rank(
+            unit[:, free]
+        ):
             free.remove(i)  # e.g. reduction and wire bytes move together: no gamma
     x = _fit(rows, seconds, free, fixed)
-    while any(x[i] < 0 for i in free):  # noise can push a tiny unknown below zero: pin it at 0
-        free = [i for i in free if x[i] > 0]
-        fixed = np.where(x < 0, 0.0, fixed)
+    while any(_out_of_range(x, i) for i in free):  # noise pushed an unknown too low: pin it
+        low = [i for i in free if _out_of_range(x, i)]
+        free = [i for i in free if i not in low]
+        fixed[low] = 0.0
         x = _fit(rows, seconds, free, fixed) if free else fixed
     inv_bandwidth = x[1] if x[1] > 0 else 1e-18
     beta = float(1.0 / inv_bandwidth)

@@ -22,7 +22,11 @@ bytes over a link costs
                   sharing a core pay on top of that: with ``e = n/c - 1`` extra ranks per
                   core, a rank also waits ``e * turn_alpha`` per step for its turn on a core
                   (the scheduler, its caches refilled) and ``e * turn_beta_inv`` per byte it
-                  sends (bytes that wait in the kernel while it is off the core).
+                  sends: positive when sharing costs more than the plain ``n/c`` stretch
+                  (bytes wait in the kernel while their rank is off the core), negative
+                  when it costs less (with a core each, ranks did not keep every core busy
+                  either), but never below ``-1/bandwidth``: sharing a core never makes a
+                  byte cheaper than having one.
 
 Presets (numbers from public specifications; each line says where it comes from):
 
@@ -63,7 +67,8 @@ class Link:
         gamma: seconds per byte to reduce received data locally (default 0).
         concurrency: transfers that run at full speed at once (default 0: no sharing).
         turn_alpha: extra seconds per step per extra rank per core (default 0).
-        turn_beta_inv: extra seconds per sent byte per extra rank per core (default 0).
+        turn_beta_inv: extra seconds per sent byte per extra rank per core (default 0;
+            >= -1/bandwidth).
     """
 
     name: str
@@ -86,10 +91,14 @@ class Link:
             )
         if not self.gamma >= 0.0:
             raise ConfigError(f"Link {self.name!r}: expected gamma >= 0 s/byte, found {self.gamma}")
-        if not (self.turn_alpha >= 0.0 and self.turn_beta_inv >= 0.0):
+        if not self.turn_alpha >= 0.0:
             raise ConfigError(
-                f"Link {self.name!r}: expected turn_alpha, turn_beta_inv >= 0, found "
-                f"{self.turn_alpha}, {self.turn_beta_inv}"
+                f"Link {self.name!r}: expected turn_alpha >= 0 s/step, found {self.turn_alpha}"
+            )
+        if not self.turn_beta_inv >= -1.0 / (self.beta * self.efficiency):
+            raise ConfigError(
+                f"Link {self.name!r}: expected turn_beta_inv >= -1/bandwidth = "
+                f"{-1.0 / (self.beta * self.efficiency):.3g} s/byte, found {self.turn_beta_inv}"
             )
         if self.concurrency < 0:
             raise ConfigError(

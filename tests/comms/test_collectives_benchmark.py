@@ -84,17 +84,21 @@ class _RecordingBackend(_DoublingBackend):
 
 
 def test_calibration_calls_take_turns_with_the_measured_ones():
-    """One calibration call per round, in the same seconds as the table's call."""
+    """Rounds go over every size; one calibration call per round, beside the table's call."""
     backend = _RecordingBackend()
-    rows, point = worker._measure_interleaved(
-        [backend], 0, 3, 4096, iters=3, warmup=0, calibrate=True
-    )
-    # the check call, then rounds: calibration first, then second, then first again
-    assert backend.calls == ["data", "zeros", "data", "data", "zeros", "zeros", "data"]
-    assert point[0] == 4096 and point[1] > 0
-    assert rows[0]["nbytes"] == 4096
-    _, no_point = worker._measure_interleaved([backend], 0, 3, 4096, iters=1, warmup=0)
-    assert no_point is None
+    sizes = [4096, 64]
+    rows, points = worker._measure_sizes([backend], 0, 3, sizes, iters=2, warmup=0, calibrate=True)
+    # the check call of each size, then round 0 (calibration first) and round 1 (second)
+    assert backend.calls == ["data", "data"] + ["zeros", "data"] * 2 + ["data", "zeros"] * 2
+    sizes_seen = []
+    backend.all_reduce = lambda buf: sizes_seen.append(buf.nbytes)
+    worker._measure_sizes([backend], 0, 3, [4, 8, 16], iters=3, warmup=0)
+    # after the checks, each round starts one size further on
+    assert sizes_seen == [4, 8, 16] + [4, 8, 16] + [8, 16, 4] + [16, 4, 8]
+    assert [p[0] for p in points] == sizes and all(p[1] > 0 for p in points)
+    assert [r[0]["nbytes"] for r in rows] == sizes
+    _, no_points = worker._measure_sizes([backend], 0, 3, sizes, iters=1, warmup=0)
+    assert no_points == []
 
 
 def test_report_table_from_known_numbers():

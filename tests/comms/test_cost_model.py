@@ -270,6 +270,23 @@ def test_calibrate_accounts_for_ranks_sharing_cores():
     assert fit.link().concurrency == 2 and fit.max_relative_error() < 1e-9
 
 
+def test_calibrate_fits_ranks_that_share_cores_better_than_the_full_stretch():
+    """4 ranks on 2 cores took 1.5x, not 2x, the bytes time of a core each: the per-byte
+    turn term comes out negative (-0.5/B), and the fit is exact again."""
+    alpha, beta = 100e-6, 1e9
+    points = []
+    for s in (1024, 1 << 20, 1 << 24):
+        points.append(Measurement.of("all_reduce", "ring", s, 2, 2 * alpha + s / beta))
+        points.append(Measurement.of("all_reduce", "ring", s, 4, 6 * alpha + 1.5 * 1.5 * s / beta))
+    fit = calibrate(points, concurrency=2)
+    assert (fit.alpha, fit.beta) == pytest.approx((alpha, beta), rel=1e-9)
+    assert fit.turn_beta_inv == pytest.approx(-0.5 / beta, rel=1e-9)
+    assert fit.max_relative_error() < 1e-9
+    # but sharing a core never makes a byte cheaper than having one
+    with pytest.raises(ConfigError, match="turn_beta_inv >= -1/bandwidth"):
+        Link("cpu", alpha=0.0, beta=1e9, concurrency=2, turn_beta_inv=-2e-9)
+
+
 def test_calibrate_drives_a_transport_function_and_rejects_bad_points():
     calls = []
 
