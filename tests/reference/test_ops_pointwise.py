@@ -44,6 +44,12 @@ UNARY = {
 }
 
 
+# gelu_tanh's derivative at a <= -4 subtracts nearly equal float32 numbers in both engines
+# ((1 + tanh) and (1 - tanh**2) with tanh ~ -1), amplified ~5x: one ulp of difference in
+# tanh between NumPy and PyTorch shows as ~1e-6 there. Float64 gradcheck checks the maths.
+GRAD_ATOL = {"gelu_tanh": 1e-5}
+
+
 def _input(shape, seed, domain):
     x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32) * 2
     if domain == "positive":
@@ -57,9 +63,10 @@ def _input(shape, seed, domain):
 @FAST
 @given(shape=SHAPES, seed=SEEDS)
 def test_unary_matches_torch(name, shape, seed, device, check_op):
-    """Value and gradient of each unary op equal torch's (float32, rtol 1e-5, atol 1e-6)."""
+    """Value and gradient of each unary op equal torch's (float32, rtol 1e-5, atol 1e-6, but
+    see ``GRAD_ATOL``)."""
     fn, t_fn, domain = UNARY[name]
-    check_op(fn, t_fn, [_input(shape, seed, domain)], device)
+    check_op(fn, t_fn, [_input(shape, seed, domain)], device, grad_atol=GRAD_ATOL.get(name))
 
 
 @pytest.mark.parametrize("name", UNARY)
