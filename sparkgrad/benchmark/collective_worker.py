@@ -174,10 +174,11 @@ def _measure_sizes(
     """
     runs = [_prepare(backends, rank, n, nbytes, warmup) for nbytes in sizes]
     for i in range(iters):
-        # each round starts one size further on: no size always comes right after the
-        # largest one (whose calls leave cold caches and sleeping threads behind)
-        start = i % len(runs)
-        for run in runs[start:] + runs[:start]:
+        # each round visits the sizes in its own order (seeded by the round: the same on
+        # every rank), so no size always comes right after the largest one, whose calls
+        # leave cold caches and sleeping threads behind
+        for j in np.random.default_rng(i).permutation(len(runs)):
+            run = runs[j]
             # the calibration call goes before the measured one in even rounds, after it
             # in odd ones: a call right after another backend's finds colder caches
             if calibrate and i % 2 == 0:

@@ -84,7 +84,8 @@ class _RecordingBackend(_DoublingBackend):
 
 
 def test_calibration_calls_take_turns_with_the_measured_ones():
-    """Rounds go over every size; one calibration call per round, beside the table's call."""
+    """Rounds go over every size, in varying orders; one calibration call per round and size,
+    beside the table's call."""
     backend = _RecordingBackend()
     sizes = [4096, 64]
     rows, points = worker._measure_sizes([backend], 0, 3, sizes, iters=2, warmup=0, calibrate=True)
@@ -92,9 +93,12 @@ def test_calibration_calls_take_turns_with_the_measured_ones():
     assert backend.calls == ["data", "data"] + ["zeros", "data"] * 2 + ["data", "zeros"] * 2
     sizes_seen = []
     backend.all_reduce = lambda buf: sizes_seen.append(buf.nbytes)
-    worker._measure_sizes([backend], 0, 3, [4, 8, 16], iters=3, warmup=0)
-    # after the checks, each round starts one size further on
-    assert sizes_seen == [4, 8, 16] + [4, 8, 16] + [8, 16, 4] + [16, 4, 8]
+    many = [4 << k for k in range(6)]
+    worker._measure_sizes([backend], 0, 3, many, iters=8, warmup=0)
+    rounds = [sizes_seen[k : k + 6] for k in range(6, len(sizes_seen), 6)]  # after the checks
+    assert len(rounds) == 8 and all(sorted(r) == many for r in rounds)  # each size once a round
+    after_largest = {r[r.index(many[-1]) + 1] for r in rounds if r[-1] != many[-1]}
+    assert len(after_largest) > 1  # no size always follows the largest one
     assert [p[0] for p in points] == sizes and all(p[1] > 0 for p in points)
     assert [r[0]["nbytes"] for r in rows] == sizes
     _, no_points = worker._measure_sizes([backend], 0, 3, sizes, iters=1, warmup=0)
