@@ -17,14 +17,19 @@ import os
 from sparkgrad.errors import ConfigError
 
 
-def _default_threads() -> int:
-    env = os.environ.get("OMP_NUM_THREADS", "")
-    if env.isdigit() and int(env) > 0:
-        return int(env)
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask, not the machine's count)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def _default_threads() -> int:
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return usable_cores()
 
 
 _num_threads = _default_threads()

@@ -131,12 +131,14 @@ class _SizeRun:
     source: np.ndarray
     bufs: list[np.ndarray]
     wrong: list[int]
-    zeros: np.ndarray
+    zeros: np.ndarray | None  # the calibration calls' buffer (only with --calibrate)
     times: list[list[float]] = field(default_factory=list)
     calibration: list[float] = field(default_factory=list)
 
 
-def _prepare(backends: list[_Backend], rank: int, n: int, nbytes: int, warmup: int) -> _SizeRun:
+def _prepare(
+    backends: list[_Backend], rank: int, n: int, nbytes: int, warmup: int, calibrate: bool
+) -> _SizeRun:
     """Check one size on every backend (``#wrong``), then warm it up."""
     count = max(1, nbytes // FLOAT32)
     source = exact_inputs(rank, count)
@@ -150,7 +152,7 @@ def _prepare(backends: list[_Backend], rank: int, n: int, nbytes: int, warmup: i
         np.copyto(buf, source)
         backend.dist.barrier()
         bufs.append(buf)
-    zeros = np.zeros(count, dtype=np.float32)
+    zeros = np.zeros(count, dtype=np.float32) if calibrate else None
     return _SizeRun(count, source, bufs, wrong, zeros, [[] for _ in backends])
 
 
@@ -172,7 +174,7 @@ def _measure_sizes(
     seconds) and, with ``calibrate``, the calibration points ``[bytes, median seconds]``
     of one more sparkgrad (``backends[0]``) call per round on a zeros buffer, timed apart.
     """
-    runs = [_prepare(backends, rank, n, nbytes, warmup) for nbytes in sizes]
+    runs = [_prepare(backends, rank, n, nbytes, warmup, calibrate) for nbytes in sizes]
     for i in range(iters):
         # each round visits the sizes in its own order (seeded by the round: the same on
         # every rank), so no size always comes right after the largest one, whose calls

@@ -37,6 +37,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from sparkgrad.autodiff.threads import usable_cores
 from sparkgrad.benchmark.collectives_table import MiB, format_report
 from sparkgrad.comms.calibrate import CalibrationResult, Measurement, calibrate
 from sparkgrad.comms.cost_model import (
@@ -151,15 +152,7 @@ def fit_loopback(results: Sequence[dict[str, Any]], algo: str | None) -> Calibra
             for s, t in result.get("local_reduction", [])
             if s >= 64 * 1024
         ]
-    return calibrate(points, concurrency=_cores())
-
-
-def _cores() -> int:
-    """CPU cores this process may use: on loopback they, not a wire, copy every byte."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    return calibrate(points, concurrency=usable_cores())  # loopback: cores copy the bytes
 
 
 def run_benchmark(

@@ -182,7 +182,7 @@ def run_case(
 
 
 def set_threads(threads: int) -> None:
-    """Give both engines the same number of threads (BLAS and elementwise loops alike)."""
+    """Give both engines the same number of threads (PyTorch's intra-op pool, NumPy's BLAS)."""
     import torch
 
     torch.set_num_threads(threads)

@@ -95,10 +95,10 @@ class Link:
             raise ConfigError(
                 f"Link {self.name!r}: expected turn_alpha >= 0 s/step, found {self.turn_alpha}"
             )
-        if not self.turn_beta_inv >= -1.0 / (self.beta * self.efficiency):
+        if not self.turn_beta_inv >= -1.0 / self.bandwidth:
             raise ConfigError(
                 f"Link {self.name!r}: expected turn_beta_inv >= -1/bandwidth = "
-                f"{-1.0 / (self.beta * self.efficiency):.3g} s/byte, found {self.turn_beta_inv}"
+                f"{-1.0 / self.bandwidth:.3g} s/byte, found {self.turn_beta_inv}"
             )
         if self.concurrency < 0:
             raise ConfigError(
