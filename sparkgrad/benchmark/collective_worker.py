@@ -2,24 +2,26 @@
 
 The driver (:mod:`sparkgrad.benchmark.collectives`) starts ``world_size`` of these as
 separate processes on 127.0.0.1, all with the same arguments but their own ``--rank``.
-Each joins a process group (sparkgrad's ``"tcp"`` backend or PyTorch's ``"gloo"``), and
-for every size, as nccl-tests does:
+Each joins a process group (sparkgrad's ``"tcp"`` backend or PyTorch's ``"gloo"``), and,
+as nccl-tests does:
 
-1. fills a float32 buffer with *exact-sum* inputs (small integers: any summation order
-   gives the exact answer), runs one all_reduce and counts the elements that differ from
-   the sum computed in int64 (``#wrong``, must be 0);
-2. runs ``warmup`` untimed calls, then ``iters`` back-to-back calls, each timed; the
-   time is rank 0's *median* (nccl-tests takes the mean; the median stays put when other
-   jobs share the machine's cores).
+1. for every size, fills a float32 buffer with *exact-sum* inputs (small integers: any
+   summation order gives the exact answer), runs one all_reduce and counts the elements
+   that differ from the sum computed in int64 (``#wrong``, must be 0), then runs
+   ``warmup`` untimed calls;
+2. times every call of ``iters`` rounds over all sizes (below); a size's time is rank
+   0's *median* (nccl-tests takes the mean; the median stays put when other jobs share
+   the machine's cores).
 
 With ``--backend both`` every process joins *both* groups (sparkgrad's on ``--port``,
 gloo's on ``--port2``) and the timed calls alternate, one sparkgrad call then one gloo
 call, so whatever else the machine does in that second slows both alike: the ratio of
 the two medians is then a fair comparison even on a busy 2-core laptop.
 
-Calls of one size are not timed back to back: each round makes one call per size and
-backend, so every size's calls are spread over the whole run (see :func:`_measure_sizes`).
-With ``--calibrate``, every round also makes one more sparkgrad call, timed on its own
+Calls of one size are not timed back to back: each round makes a few calls per size and
+backend (two for 64 MiB, up to 8 for 8 MiB and less: :func:`calls_per_round`), so
+every size's calls are spread over the whole run (see :func:`_measure_sizes`). With
+``--calibrate``, each measured sparkgrad call has one more beside it, timed on its own
 with zeros as data: the calibration points ``calibrate()`` fits (median per size), and,
 at the end, rank 0 times local NumPy reductions. Calibration calls are separate
 measurements from the ones in the table, but taken in the same seconds: whatever the
@@ -41,6 +43,8 @@ from typing import Any
 import numpy as np
 
 FLOAT32 = 4
+ROUND_BYTES = 128 << 20  # a round times each size until about this many bytes (at most 8 calls)
+MAX_CALLS_PER_ROUND = 8
 
 
 def exact_inputs(rank: int, count: int) -> np.ndarray:
@@ -100,32 +104,32 @@ class _Backend:
         self.dist.destroy_process_group()
 
 
-def _timed_calls(backend: _Backend, buf: np.ndarray, source: np.ndarray, iters: int) -> float:
-    """Median seconds of ``iters`` back-to-back all_reduce calls, each timed on its own.
+def calls_per_round(nbytes: int) -> int:
+    """How many calls of ``nbytes`` one round times: ``ROUND_BYTES / nbytes``, 1 to 8.
 
-    The buffer grows by a factor n per call, so it is refilled from ``source`` (outside
-    the timed region) well before float32 could overflow.
+    On a shared machine any one call may take twice its usual time, so a median needs
+    many samples; cheap calls get more of them (8 calls of 8 MiB or less, 2 of 64 MiB)
+    and the largest ones do not stretch the run too far. The count depends only on the
+    size, so every rank makes the same calls.
     """
-    handle = backend.wrap(buf)
-    n = backend.dist.get_world_size()
-    safe = max(1, int(30 / math.log10(max(n, 2))))
-    times = []
-    for k in range(iters):
-        if k and k % safe == 0:
-            np.copyto(buf, source)
-        start = time.perf_counter()
-        backend.all_reduce(handle)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return max(1, min(MAX_CALLS_PER_ROUND, ROUND_BYTES // max(1, nbytes)))
 
 
-def _measure_size(backend: _Backend, rank: int, n: int, nbytes: int, iters: int, warmup: int):
-    return _measure_sizes([backend], rank, n, [nbytes], iters, warmup)[0][0][0]
+def _timed_call(backend: _Backend, handle: Any) -> float:
+    """Seconds of one all_reduce call."""
+    start = time.perf_counter()
+    backend.all_reduce(handle)
+    return time.perf_counter() - start
 
 
 @dataclass
 class _SizeRun:
-    """One message size under test: its buffers, its check and the times taken so far."""
+    """One message size under test: its buffers, its check and the times taken so far.
+
+    Each measured call multiplies the buffer by ``n`` (every rank holds the same sum), so
+    :meth:`measure` refills it from ``source``, outside the timed call, long before
+    float32 could overflow. The calibration buffer holds zeros: it never grows.
+    """
 
     count: int
     source: np.ndarray
@@ -134,6 +138,24 @@ class _SizeRun:
     zeros: np.ndarray | None  # the calibration calls' buffer (only with --calibrate)
     times: list[list[float]] = field(default_factory=list)
     calibration: list[float] = field(default_factory=list)
+    grown: list[int] = field(default_factory=list)  # calls since each buffer was refilled
+
+    def measure(self, k: int, backend: _Backend) -> None:
+        """Time one call of backend ``k`` on its buffer, refilled when it grew too far."""
+        n = backend.dist.get_world_size()
+        if self.grown[k] >= int(30 / math.log10(max(n, 2))):  # n**calls stays below 1e30
+            np.copyto(self.bufs[k], self.source)
+            self.grown[k] = 0
+        self.times[k].append(_timed_call(backend, backend.wrap(self.bufs[k])))
+        self.grown[k] += 1
+
+    def calibrate(self, backend: _Backend) -> None:
+        """Time one call on the zeros buffer: a calibration point, apart from the table."""
+        self.calibration.append(_timed_call(backend, backend.wrap(self.zeros)))
+
+
+def _measure_size(backend: _Backend, rank: int, n: int, nbytes: int, iters: int, warmup: int):
+    return _measure_sizes([backend], rank, n, [nbytes], iters, warmup)[0][0][0]
 
 
 def _prepare(
@@ -153,7 +175,8 @@ def _prepare(
         backend.dist.barrier()
         bufs.append(buf)
     zeros = np.zeros(count, dtype=np.float32) if calibrate else None
-    return _SizeRun(count, source, bufs, wrong, zeros, [[] for _ in backends])
+    nb = len(backends)
+    return _SizeRun(count, source, bufs, wrong, zeros, [[] for _ in range(nb)], [], [0] * nb)
 
 
 def _measure_sizes(
@@ -167,12 +190,13 @@ def _measure_sizes(
 ) -> tuple[list[list[dict]], list[list[float]]]:
     """Check every size on every backend, then time them all in ``iters`` rounds.
 
-    A round makes one call per size and backend, the backends taking turns: calls of
-    one size are spread over the whole run instead of a few seconds of it, so the slow
-    drift of a shared machine (a virtual machine's cores come and go) weighs alike on
-    every size and on both backends. Returns per size the rows of every backend (median
-    seconds) and, with ``calibrate``, the calibration points ``[bytes, median seconds]``
-    of one more sparkgrad (``backends[0]``) call per round on a zeros buffer, timed apart.
+    A round makes :func:`calls_per_round` calls per size and backend, the backends taking
+    turns: calls of one size are spread over the whole run instead of a few seconds of
+    it, so the slow drift of a shared machine (a virtual machine's cores come and go)
+    weighs alike on every size and on both backends. Returns per size the rows of every
+    backend (median seconds) and, with ``calibrate``, the calibration points ``[bytes,
+    median seconds]`` of one more sparkgrad (``backends[0]``) call beside each measured
+    one, on a zeros buffer, timed apart.
     """
     runs = [_prepare(backends, rank, n, nbytes, warmup, calibrate) for nbytes in sizes]
     for i in range(iters):
@@ -181,14 +205,16 @@ def _measure_sizes(
         # leave cold caches and sleeping threads behind
         for j in np.random.default_rng(i).permutation(len(runs)):
             run = runs[j]
-            # the calibration call goes before the measured one in even rounds, after it
-            # in odd ones: a call right after another backend's finds colder caches
-            if calibrate and i % 2 == 0:
-                run.calibration.append(_timed_calls(backends[0], run.zeros, run.zeros, 1))
-            for k, backend in enumerate(backends):
-                run.times[k].append(_timed_calls(backend, run.bufs[k], run.source, 1))
-                if calibrate and i % 2 == 1 and k == 0:
-                    run.calibration.append(_timed_calls(backends[0], run.zeros, run.zeros, 1))
+            for c in range(calls_per_round(run.count * FLOAT32)):
+                # the calibration call goes before the measured one, then after it, in
+                # turn: a call right after another backend's finds colder caches
+                first = (i + c) % 2 == 0
+                if calibrate and first:
+                    run.calibrate(backends[0])
+                for k, backend in enumerate(backends):
+                    run.measure(k, backend)
+                    if calibrate and not first and k == 0:
+                        run.calibrate(backends[0])
     rows = [
         [
             {

@@ -6,7 +6,9 @@ backend, side by side, for every world size and message size, as real processes 
 
     size  count  type  redop  time(us)  algbw(GB/s)  busbw(GB/s)  #wrong  pred(us)  ...
 
-- ``time`` is rank 0's median over ``--iters`` back-to-back calls; ``algbw = size / time``;
+- ``time`` is rank 0's median over ``--iters`` rounds, each timing every size a few times
+  (``collective_worker.calls_per_round``: 2 calls of 64 MiB, 8 of 8 MiB or less);
+  ``algbw = size / time``;
   ``busbw = algbw * 2(n-1)/n``, the bytes each link really carries per second,
   comparable across world sizes (nccl-tests' PERFORMANCE.md).
 - ``#wrong`` counts elements that differ from the exact sum (inputs are small integers).

@@ -74,35 +74,71 @@ def test_wrong_reduction_is_counted():
 
 
 class _RecordingBackend(_DoublingBackend):
-    """Remembers, call by call, whether it reduced the zeros buffer or the table's data."""
+    """Remembers, call by call, its buffer's size and whether it held zeros (calibration)."""
 
     def __init__(self) -> None:
-        self.calls: list[str] = []
+        self.calls: list[tuple[str, int]] = []
 
     def all_reduce(self, buf) -> None:
-        self.calls.append("zeros" if not buf.any() else "data")
+        self.calls.append(("data" if buf.any() else "zeros", buf.nbytes))
 
 
-def test_calibration_calls_take_turns_with_the_measured_ones():
-    """Rounds go over every size, in varying orders; one calibration call per round and size,
-    beside the table's call."""
+def test_cheap_sizes_get_more_calls_per_round():
+    # ROUND_BYTES / nbytes calls, at least 1 and at most MAX_CALLS_PER_ROUND
+    assert worker.ROUND_BYTES == 128 << 20 and worker.MAX_CALLS_PER_ROUND == 8
+    counts = [worker.calls_per_round(s) for s in (8, 8 << 20, 32 << 20, 64 << 20, 256 << 20)]
+    assert counts == [8, 8, 4, 2, 1]
+
+
+def test_calibration_calls_take_turns_with_the_measured_ones(monkeypatch):
+    """Rounds go over every size, in varying orders, a few calls per size (more for small
+    ones); beside each measured call one calibration call, first and second in turn."""
+    monkeypatch.setattr(worker, "ROUND_BYTES", 16384)  # 16 KiB: 1 call, 4 KiB: 4 calls
     backend = _RecordingBackend()
-    sizes = [4096, 64]
-    rows, points = worker._measure_sizes([backend], 0, 3, sizes, iters=2, warmup=0, calibrate=True)
-    # the check call of each size, then round 0 (calibration first) and round 1 (second)
-    assert backend.calls == ["data", "data"] + ["zeros", "data"] * 2 + ["data", "zeros"] * 2
-    sizes_seen = []
-    backend.all_reduce = lambda buf: sizes_seen.append(buf.nbytes)
-    many = [4 << k for k in range(6)]
-    worker._measure_sizes([backend], 0, 3, many, iters=8, warmup=0)
-    rounds = [sizes_seen[k : k + 6] for k in range(6, len(sizes_seen), 6)]  # after the checks
-    assert len(rounds) == 8 and all(sorted(r) == many for r in rounds)  # each size once a round
-    after_largest = {r[r.index(many[-1]) + 1] for r in rounds if r[-1] != many[-1]}
-    assert len(after_largest) > 1  # no size always follows the largest one
+    sizes, iters = [16384, 4096], 4
+    per_round = {16384: 1, 4096: 4}
+    rows, points = worker._measure_sizes([backend], 0, 3, sizes, iters, warmup=0, calibrate=True)
+    assert backend.calls[:2] == [("data", 16384), ("data", 4096)]  # the checks
+    pairs = [backend.calls[k : k + 2] for k in range(2, len(backend.calls), 2)]
+    assert all({kind for kind, _ in p} == {"data", "zeros"} and p[0][1] == p[1][1] for p in pairs)
+    length = sum(per_round.values())
+    rounds = [pairs[k : k + length] for k in range(0, len(pairs), length)]
+    assert len(rounds) == iters
+    for r in rounds:  # each size's calls together, as many as calls_per_round says
+        seen = [p[0][1] for p in r]
+        assert sorted(seen) == sorted(s for s in sizes for _ in range(per_round[s]))
+        first_small = seen.index(4096)
+        assert seen[first_small : first_small + 4] == [4096] * 4
+    for size in sizes:  # calibration first in half of the pairs of each size, second in the rest
+        first = [p[0][0] == "zeros" for p in pairs if p[0][1] == size]
+        assert sum(first) * 2 == len(first) == iters * per_round[size]
     assert [p[0] for p in points] == sizes and all(p[1] > 0 for p in points)
     assert [r[0]["nbytes"] for r in rows] == sizes
     _, no_points = worker._measure_sizes([backend], 0, 3, sizes, iters=1, warmup=0)
     assert no_points == []
+
+
+def test_no_size_always_follows_the_largest():
+    """Each round visits the sizes in its own order: the largest size leaves cold caches."""
+    backend = _RecordingBackend()
+    many = [4 << k for k in range(6)]
+    worker._measure_sizes([backend], 0, 3, many, iters=8, warmup=0)
+    order = [size for _, size in backend.calls[len(many) :]]  # after the checks
+    length = sum(worker.calls_per_round(s) for s in many)
+    rounds = [order[k : k + length] for k in range(0, len(order), length)]
+    assert len(rounds) == 8 and all(sorted(set(r)) == many for r in rounds)
+    after_largest = {r[len(r) - r[::-1].index(many[-1])] for r in rounds if r[-1] != many[-1]}
+    assert len(after_largest) > 1
+
+
+def test_buffers_are_refilled_before_float32_overflows():
+    """Each call multiplies the buffer (by n for a real all_reduce); 200 doublings of inputs
+    up to 5 would be 8e60, past float32's 3.4e38, without the refill."""
+    backend = _DoublingBackend()
+    run = worker._prepare([backend], 0, 3, 4096, warmup=0, calibrate=False)
+    for _ in range(200):
+        run.measure(0, backend)
+    assert np.isfinite(run.bufs[0]).all() and np.abs(run.bufs[0]).max() < 1e32
 
 
 def test_report_table_from_known_numbers():
