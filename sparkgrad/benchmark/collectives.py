@@ -160,7 +160,7 @@ def fit_loopback(results: Sequence[dict[str, Any]], algo: str | None) -> Calibra
 def run_benchmark(
     world_sizes: Sequence[int] = (2, 4),
     sizes: Sequence[int] = tuple(message_sizes(8, 64 * MiB)),
-    iters: int = 10,
+    iters: int = 20,
     backends: Sequence[str] = ("sparkgrad", "gloo"),
     algo: str | None = "ring",
     timeout: float = 600.0,
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-size", default="8", help="smallest message (default 8)")
     parser.add_argument("--max-size", default="64M", help="largest message (default 64M)")
     parser.add_argument("--world-sizes", default="2,4", help="comma-separated (default 2,4)")
-    parser.add_argument("--iters", type=int, default=10, help="timed calls per size")
+    parser.add_argument("--iters", type=int, default=20, help="rounds over all sizes")
     parser.add_argument("--backends", default="sparkgrad,gloo", help="sparkgrad,gloo")
     parser.add_argument("--algo", default="ring", help="sparkgrad's algorithm, or 'auto'")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
