@@ -88,10 +88,10 @@ def graph_nodes(tensor: Tensor, names: Mapping[str, Tensor] | None = None) -> Gr
         if key in tensor_ids:
             return tensor_ids[key], False
         tid = tensor_ids[key] = f"t{len(tensor_ids)}"
-        grad = None if t.grad is None else _small(t.grad.data)
+        grad = None if t.grad is None else _small(t.grad.array)
         data.nodes.append(
             GraphNode(
-                tid, "tensor", label_of.get(key, ""), t.shape, _small(t.data), grad,
+                tid, "tensor", label_of.get(key, ""), t.shape, _small(t.array), grad,
                 t.is_leaf, t.requires_grad,
             )
         )  # fmt: skip

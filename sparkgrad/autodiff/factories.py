@@ -16,10 +16,10 @@ def tensor(
 ) -> Tensor:
     """A new tensor from a list, scalar or array (copied, as ``torch.tensor`` does)."""
     if isinstance(data, Tensor):
-        data = data.data
+        data = data.array
     out = Tensor(data, requires_grad=False, dtype=dtype, device=normalize_device(device))
-    if hasattr(data, "shape") and out.data is data:
-        out.data = out.data.copy()
+    if hasattr(data, "shape") and out.array is data:
+        out.array = out.array.copy()
     if requires_grad:
         out.requires_grad_(True)
     return out

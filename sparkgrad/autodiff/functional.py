@@ -123,7 +123,7 @@ def minimum(a: Operand, b: Operand) -> Tensor:
 
 
 def where(condition: Any, a: Operand, b: Operand) -> Tensor:
-    cond = condition.data if isinstance(condition, Tensor) else condition
+    cond = condition.array if isinstance(condition, Tensor) else condition
     return pw.Where.apply(cond, a, b)
 
 
@@ -212,10 +212,10 @@ def std(
 
 
 def _arg(x: Tensor, axis: Any, keepdims: bool, fn: str) -> Tensor:
-    xp = array_module(x.data)
+    xp = array_module(x.array)
     if axis is None:
-        return Tensor._wrap(xp.asarray(getattr(x.data, fn)(), dtype=np.int64))
-    out = getattr(x.data, fn)(axis=axis).astype(np.int64)
+        return Tensor._wrap(xp.asarray(getattr(x.array, fn)(), dtype=np.int64))
+    out = getattr(x.array, fn)(axis=axis).astype(np.int64)
     return Tensor._wrap(xp.expand_dims(out, axis) if keepdims else out)
 
 
@@ -305,9 +305,9 @@ def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
 def getitem(x: Tensor, index: Any) -> Tensor:
     """``x[index]``: slices, integers, integer arrays/tensors, boolean masks."""
     if isinstance(index, Tensor):
-        index = index.data
+        index = index.array
     elif isinstance(index, tuple):
-        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        index = tuple(i.array if isinstance(i, Tensor) else i for i in index)
     elif isinstance(index, list):
         index = np.asarray(index)
     return sh.GetItem.apply(x, index=index)
@@ -360,7 +360,7 @@ def chunk(
 def cast(x: Tensor, dtype: Any) -> Tensor:
     """``x`` converted to ``dtype`` (differentiable between float dtypes)."""
     if not np.dtype(dtype).kind == "f" or not is_grad_enabled():
-        return Tensor._wrap(x.data.astype(dtype))
+        return Tensor._wrap(x.array.astype(dtype))
     return sh.Cast.apply(x, dtype=dtype)
 
 

@@ -64,9 +64,11 @@ def gradcheck(
     for i, t in enumerate(inputs):
         if not (isinstance(t, Tensor) and t.requires_grad):
             continue
-        analytic = np.zeros(t.shape) if t.grad is None else to_numpy(t.grad.data).astype(np.float64)
+        analytic = (
+            np.zeros(t.shape) if t.grad is None else to_numpy(t.grad.array).astype(np.float64)
+        )
         numeric = np.zeros(t.shape)
-        flat = t.data.reshape(-1)
+        flat = t.array.reshape(-1)
         with no_grad():
             for k in range(flat.size):
                 orig = float(flat[k])

@@ -68,7 +68,7 @@ def _accumulate_leaf(leaf: Tensor, grad: Any, owned: bool) -> None:
     if leaf.grad is None:
         leaf.grad = Tensor._wrap(grad if owned else grad.copy())
     else:
-        leaf.grad.data += grad
+        leaf.grad.array += grad
     for hook in leaf._post_hooks:
         hook(leaf)
 
@@ -77,7 +77,7 @@ def _run_hooks(tensor: Tensor, grad: Any, owned: bool) -> tuple[Any, bool]:
     for hook in tensor._hooks:
         result = hook(Tensor._wrap(grad))
         if result is not None:
-            grad, owned = (result.data if isinstance(result, Tensor) else result), False
+            grad, owned = (result.array if isinstance(result, Tensor) else result), False
     return grad, owned
 
 
@@ -89,14 +89,14 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
             "create the inputs with requires_grad=True (or call .requires_grad_())"
         )
     if grad is None:
-        if root.data.size != 1:
+        if root.array.size != 1:
             raise GradError(
                 f"grad can be implicitly created only for scalar outputs; found shape "
                 f"{root.shape}: pass a gradient of that shape, e.g. y.backward(sg.ones_like(y))"
             )
-        grad = array_module(root.data).ones_like(root.data)
+        grad = array_module(root.array).ones_like(root.array)
     else:
-        grad = grad.data if isinstance(grad, Tensor) else grad
+        grad = grad.array if isinstance(grad, Tensor) else grad
         if tuple(grad.shape) != root.shape:
             raise ShapeError(
                 f"gradient shape {tuple(grad.shape)} does not match output {root.shape}"
@@ -122,7 +122,7 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
                 if tensor.grad is None:
                     tensor.grad = Tensor._wrap(g.copy())
                 else:
-                    tensor.grad.data = tensor.grad.data + g
+                    tensor.grad.array = tensor.grad.array + g
             if node.inputs is None:
                 raise GradError("Trying to backward through the graph a second time (freed node)")
             input_grads = node.fn.backward(node.ctx, g)

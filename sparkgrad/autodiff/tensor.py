@@ -28,7 +28,7 @@ from sparkgrad.errors import GradError
 def _as_array(data: Any, dtype: Any, device: str | None) -> Any:
     """Convert lists, scalars and arrays into a backend array with PyTorch's dtype rules."""
     if isinstance(data, Tensor):
-        data = data.data
+        data = data.array
     if device is None:
         device = device_of(data)
     xp = get_array_module(device)
@@ -48,7 +48,7 @@ class Tensor:
     """An n-dimensional array that can record the ops applied to it for backward."""
 
     __slots__ = (
-        "data",
+        "array",
         "requires_grad",
         "grad",
         "_node",
@@ -63,7 +63,7 @@ class Tensor:
     def __init__(
         self, data: Any, requires_grad: bool = False, dtype: Any = None, device: str | None = None
     ) -> None:
-        self.data = _as_array(data, dtype, device)
+        self.array = _as_array(data, dtype, device)
         self.grad: Tensor | None = None
         self._node = None
         self._hooks: list[Callable] = []
@@ -77,7 +77,7 @@ class Tensor:
     def _wrap(cls, array: Any) -> Tensor:
         """Fast constructor for op results: no conversion, no checks."""
         t = object.__new__(Tensor)
-        t.data = array
+        t.array = array
         t.requires_grad = False
         t.grad = None
         t._node = None
@@ -88,20 +88,33 @@ class Tensor:
 
     # ---- what it is -----------------------------------------------------------------
     @property
+    def data(self) -> Tensor:
+        """The values as a Tensor outside autograd, sharing storage (PyTorch's ``.data``).
+
+        ``p.data.add_(u)`` changes ``p`` without recording anything; prefer
+        ``with sg.no_grad():`` (``.data`` is also invisible to the in-place checks).
+        """
+        return Tensor._wrap(self.array)
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        self.array = value.array if isinstance(value, Tensor) else value
+
+    @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.data.shape)
+        return tuple(self.array.shape)
 
     @property
     def dtype(self) -> np.dtype:
-        return self.data.dtype
+        return self.array.dtype
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self.array.ndim
 
     @property
     def device(self) -> str:
-        return device_of(self.data)
+        return device_of(self.array)
 
     @property
     def is_leaf(self) -> bool:
@@ -124,7 +137,7 @@ class Tensor:
         return self.ndim
 
     def numel(self) -> int:
-        return int(self.data.size)
+        return int(self.array.size)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -136,19 +149,19 @@ class Tensor:
             raise GradError(
                 "Can't call numpy() on a Tensor that requires grad. Use .detach().numpy()"
             )
-        return to_numpy(self.data)
+        return to_numpy(self.array)
 
     def item(self) -> float | int | bool:
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise ValueError(f"item() needs a tensor with one element, found shape {self.shape}")
-        return self.data.reshape(()).item()
+        return self.array.reshape(()).item()
 
     def tolist(self) -> Any:
-        return to_numpy(self.data).tolist()
+        return to_numpy(self.array).tolist()
 
     def detach(self) -> Tensor:
         """The same values, cut from the graph (shares memory, as in PyTorch)."""
-        return Tensor._wrap(self.data)
+        return Tensor._wrap(self.array)
 
     def clone(self) -> Tensor:
         from sparkgrad.autodiff import functional as F
@@ -167,7 +180,7 @@ class Tensor:
             from sparkgrad.autodiff import functional as F
 
             out = F.cast(out, dtype)
-        if device is not None and device_of(out.data) != device.split(":")[0]:
+        if device is not None and device_of(out.array) != device.split(":")[0]:
             from sparkgrad.autodiff import functional as F
 
             out = F.move(out, device)
@@ -239,29 +252,29 @@ class Tensor:
             )
 
     def _value(self, other: Any) -> Any:
-        return other.data if isinstance(other, Tensor) else other
+        return other.array if isinstance(other, Tensor) else other
 
     def copy_(self, src: Any) -> Tensor:
         """Overwrite the values with ``src`` (a tensor, array or number), across devices."""
         self._check_inplace()
         value = self._value(src)
-        self.data[...] = to_device(value, self.device) if hasattr(value, "shape") else value
+        self.array[...] = to_device(value, self.device) if hasattr(value, "shape") else value
         return self
 
     def zero_(self) -> Tensor:
         self._check_inplace()
-        self.data.fill(0)
+        self.array.fill(0)
         return self
 
     def fill_(self, value: float) -> Tensor:
         self._check_inplace()
-        self.data.fill(value)
+        self.array.fill(value)
         return self
 
     def add_(self, other: Any, alpha: float = 1.0) -> Tensor:
         self._check_inplace()
         other = self._value(other)
-        self.data += other if alpha == 1.0 else alpha * other
+        self.array += other if alpha == 1.0 else alpha * other
         return self
 
     def sub_(self, other: Any, alpha: float = 1.0) -> Tensor:
@@ -269,17 +282,21 @@ class Tensor:
 
     def mul_(self, other: Any) -> Tensor:
         self._check_inplace()
-        self.data *= self._value(other)
+        self.array *= self._value(other)
         return self
 
     def div_(self, other: Any) -> Tensor:
         self._check_inplace()
-        self.data /= self._value(other)
+        self.array /= self._value(other)
         return self
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        self._check_inplace()
+        self.array[index] = self._value(value)
 
     # ---- printing -------------------------------------------------------------------
     def __repr__(self) -> str:
-        body = np.array2string(to_numpy(self.data), separator=", ", prefix="tensor(", precision=4)
+        body = np.array2string(to_numpy(self.array), separator=", ", prefix="tensor(", precision=4)
         extras = []
         if self.device != "cpu":
             extras.append(f"device='{self.device}'")
@@ -303,7 +320,7 @@ class Tensor:
         return int(self.item())
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        arr = to_numpy(self.data)
+        arr = to_numpy(self.array)
         return arr if dtype is None else arr.astype(dtype)
 
 

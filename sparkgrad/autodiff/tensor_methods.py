@@ -22,8 +22,8 @@ def _compare(name: str) -> Any:
     def method(self: Any, other: Any) -> Any:
         from sparkgrad.autodiff.tensor import Tensor
 
-        other = other.data if isinstance(other, Tensor) else other
-        return Tensor._wrap(getattr(self.data, name)(other))
+        other = other.array if isinstance(other, Tensor) else other
+        return Tensor._wrap(getattr(self.array, name)(other))
 
     method.__name__ = name
     return method

@@ -108,7 +108,7 @@ def _make_steps(device: str, optimizer: str, batch: int, hidden: tuple[int, ...]
         s_loss_fn(s_model(sx), sy).backward()
         s_opt.step()
 
-    weights = [to_device(p.data, device) for p in s_model.parameters()][0::2]
+    weights = [to_device(p.array, device) for p in s_model.parameters()][0::2]
     floor = _matmul_floor(weights, to_device(x, device), batch)
     return sg_step, torch_step, floor
 

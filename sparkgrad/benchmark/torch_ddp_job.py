@@ -47,7 +47,7 @@ def torch_mlp(hidden: tuple[int, ...], seed: int) -> Any:
             layers.append(torch.nn.ReLU())
     model = torch.nn.Sequential(*layers)
     state = {
-        k: torch.from_numpy(to_numpy(v.data).copy()) for k, v in reference.state_dict().items()
+        k: torch.from_numpy(to_numpy(v.array).copy()) for k, v in reference.state_dict().items()
     }
     model.load_state_dict(state)  # strict: fails loudly if a key or shape differs
     return model

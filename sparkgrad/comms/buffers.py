@@ -42,7 +42,7 @@ def host_buffer(array: Any) -> tuple[np.ndarray, Callable[[], None] | None]:
         return work, write_back
     raise CommError(
         f"expected a NumPy or CuPy array, found {type(array).__name__}; "
-        "sparkgrad.distributed accepts Tensors, sparkgrad.comms takes their .data"
+        "sparkgrad.distributed accepts Tensors, sparkgrad.comms takes their .array"
     )
 
 

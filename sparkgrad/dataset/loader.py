@@ -36,7 +36,7 @@ class TensorDataset:
         if not arrays:
             raise ConfigError("TensorDataset needs at least one array")
         self.arrays = tuple(
-            to_numpy(a.data) if isinstance(a, Tensor) else np.asarray(a) for a in arrays
+            to_numpy(a.array) if isinstance(a, Tensor) else np.asarray(a) for a in arrays
         )
         lengths = [len(a) for a in self.arrays]
         if len(set(lengths)) != 1:

@@ -7,12 +7,12 @@ A PyTorch tutorial's collective calls run after changing the import::
     def run(rank, world_size):
         dist.init_process_group("threads", rank=rank, world_size=world_size)
         t = sg.ones(4) * (rank + 1)
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)   # t.data updated in place
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)   # t.array updated in place
         dist.destroy_process_group()
 
     dist.spawn(run, world_size=4)                   # threads; backend="tcp": processes
 
-Tensors (their ``.data``) and plain NumPy/CuPy arrays are accepted everywhere.
+Tensors (their ``.array``) and plain NumPy/CuPy arrays are accepted everywhere.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``torch.distributed``-shaped collectives over sparkgrad's process groups.
 
 Every function takes sparkgrad :class:`~sparkgrad.autodiff.tensor.Tensor` objects (their
-``.data`` is updated in place, as PyTorch updates tensors) or plain NumPy/CuPy arrays.
+``.array`` is updated in place, as PyTorch updates tensors) or plain NumPy/CuPy arrays.
 ``src``/``dst`` are *global* ranks, as in PyTorch, also for sub-groups. With
 ``async_op=True`` the call returns a :class:`~sparkgrad.distributed.work.Work` handle.
 """
@@ -24,7 +24,7 @@ from sparkgrad.errors import CommError, ShapeError
 
 def _arr(t: Any) -> Any:
     """The array behind a Tensor, or the array itself."""
-    return t.data if isinstance(t, Tensor) else t
+    return t.array if isinstance(t, Tensor) else t
 
 
 def _assign(dst: Any, value: Any) -> None:

@@ -83,7 +83,7 @@ class Checkpoint:
 # ---- optimizer state <-> (arrays, JSON) ------------------------------------------------------
 def _as_array(value: Any) -> np.ndarray | None:
     if isinstance(value, Tensor):
-        return np.asarray(to_numpy(value.data), order="C")
+        return np.asarray(to_numpy(value.array), order="C")
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
         return np.asarray(value.detach().cpu().numpy(), order="C")
     if hasattr(value, "shape") and hasattr(value, "dtype"):  # NumPy / CuPy

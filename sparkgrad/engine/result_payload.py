@@ -48,7 +48,7 @@ CHUNK_BYTES = 4 << 20  # 4 MiB per Spark record
 def _as_array(value: Any) -> np.ndarray | None:
     """A NumPy copy of an array-like (NumPy, CuPy, Tensor), or None for anything else."""
     if isinstance(value, Tensor):
-        return to_numpy(value.data)
+        return to_numpy(value.array)
     if isinstance(value, np.ndarray):
         return value
     if hasattr(value, "__cuda_array_interface__"):

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from sparkgrad.autodiff.backend import to_numpy
+from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import CheckpointError
 
 DIGEST_KEY = "sparkgrad.sha256"
@@ -36,7 +37,7 @@ def _as_arrays(model_or_state_dict: Any) -> dict[str, np.ndarray]:
         raise TypeError(f"expected a Module or a state_dict mapping, found {type(state).__name__}")
     arrays = {}
     for name, value in state.items():
-        data = value.data if hasattr(value, "data") and not isinstance(value, np.ndarray) else value
+        data = value.array if isinstance(value, Tensor) else value
         arrays[str(name)] = np.asarray(to_numpy(data), order="C")  # keeps 0-d shapes
     return arrays
 

@@ -89,9 +89,9 @@ class Bucket:
         total = 0
         for p in self.params:
             self.offsets.append(total)
-            total += p.data.size
-        xp = array_module(self.params[0].data)
-        self.buffer = xp.zeros(total, dtype=self.params[0].data.dtype)
+            total += p.array.size
+        xp = array_module(self.params[0].array)
+        self.buffer = xp.zeros(total, dtype=self.params[0].array.dtype)
         self.nbytes = int(self.buffer.nbytes)
         self.pending = len(self.params)
         self.work: Any = None
@@ -105,7 +105,7 @@ class Bucket:
 
     def _slice(self, position: int) -> Any:
         start = self.offsets[position]
-        return self.buffer[start : start + self.params[position].data.size]
+        return self.buffer[start : start + self.params[position].array.size]
 
     def fill(self, position: int) -> None:
         """Copy member ``position``'s gradient into the buffer (zeros if it has none)."""
@@ -113,7 +113,7 @@ class Bucket:
         if p.grad is None:
             view[...] = 0
         else:
-            view[...] = p.grad.data.reshape(-1)
+            view[...] = p.grad.array.reshape(-1)
         self.pending -= 1
 
     @property
@@ -137,11 +137,11 @@ class Bucket:
             self.work.wait()
         waited = time.perf_counter() - t0
         for position, p in enumerate(self.params):
-            view = self._slice(position).reshape(p.data.shape)
+            view = self._slice(position).reshape(p.array.shape)
             if p.grad is None:
                 p.grad = Tensor._wrap(view.copy())
             else:
-                p.grad.data[...] = view
+                p.grad.array[...] = view
         self.work = None
         return waited
 
@@ -154,12 +154,12 @@ def broadcast_coalesced(tensors: Sequence[Tensor], src: int, group: Any = None) 
     """
     by_dtype: dict[Any, list[Tensor]] = {}
     for t in tensors:
-        by_dtype.setdefault(t.data.dtype, []).append(t)
+        by_dtype.setdefault(t.array.dtype, []).append(t)
     for members in by_dtype.values():
-        xp = array_module(members[0].data)
-        flat = xp.concatenate([t.data.reshape(-1) for t in members])
+        xp = array_module(members[0].array)
+        flat = xp.concatenate([t.array.reshape(-1) for t in members])
         dist.broadcast(flat, src=src, group=group)
         offset = 0
         for t in members:
-            t.data[...] = flat[offset : offset + t.data.size].reshape(t.data.shape)
-            offset += t.data.size
+            t.array[...] = flat[offset : offset + t.array.size].reshape(t.array.shape)
+            offset += t.array.size

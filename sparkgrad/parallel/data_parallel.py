@@ -142,7 +142,7 @@ class DataParallel(Module):
 
         reverse = [p for _, p in reversed(named)]
         limits = [max(1, int(first_bucket_mb * MB)), max(1, int(bucket_cap_mb * MB))]
-        indices, _ = compute_bucket_assignment_by_size([p.data for p in reverse], limits)
+        indices, _ = compute_bucket_assignment_by_size([p.array for p in reverse], limits)
         self.buckets = [Bucket(k, [reverse[i] for i in idx]) for k, idx in enumerate(indices)]
         self._where = {
             id(p): (bucket, pos) for bucket in self.buckets for pos, p in enumerate(bucket.params)

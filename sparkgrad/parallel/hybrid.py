@@ -77,8 +77,8 @@ class HybridParallel(TensorParallel):
         if n == 1:
             return
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        xp = array_module(grads[0].data)
-        flat = xp.concatenate([g.data.reshape(-1) for g in grads])
+        xp = array_module(grads[0].array)
+        flat = xp.concatenate([g.array.reshape(-1) for g in grads])
         start = time.perf_counter()
         self.dp_group.pg.all_reduce(flat)
         self.timeline.add("comm", start, time.perf_counter() - start, "dp all_reduce")
@@ -86,8 +86,8 @@ class HybridParallel(TensorParallel):
         flat /= n
         offset = 0
         for g in grads:  # views of the averaged buffer (backward's arrays are not written)
-            g.data = flat[offset : offset + g.data.size].reshape(g.data.shape)
-            offset += g.data.size
+            g.array = flat[offset : offset + g.array.size].reshape(g.array.shape)
+            offset += g.array.size
 
     def global_loss(self, loss: float) -> float:
         """The mean of the dp replicas' losses (equal pieces of the batch)."""

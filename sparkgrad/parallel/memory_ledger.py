@@ -46,7 +46,7 @@ def held_bytes(arrays: Iterable[Any]) -> int:
     for a in arrays:
         if a is None:
             continue
-        owner = a.data if isinstance(a, Tensor) else a
+        owner = a.array if isinstance(a, Tensor) else a
         while getattr(owner, "base", None) is not None:
             owner = owner.base
         owners[id(owner)] = int(owner.nbytes)
@@ -56,7 +56,7 @@ def held_bytes(arrays: Iterable[Any]) -> int:
 def optimizer_arrays(optimizer: Any) -> list[Any]:
     """Every buffer in ``optimizer.state`` (moments, momentum, step counters)."""
     values = [v for s in optimizer.state.values() for v in s.values()]
-    arrays = [v.data if isinstance(v, Tensor) else v for v in values]
+    arrays = [v.array if isinstance(v, Tensor) else v for v in values]
     return [a for a in arrays if hasattr(a, "nbytes")]
 
 
@@ -94,12 +94,12 @@ class MemoryLedger:
         """The ledger of plain data parallel (stage 0): every rank holds everything."""
         params = list(module.parameters())
         return cls(
-            [p.data for p in params],
-            [p.grad.data for p in params if p.grad is not None],
+            [p.array for p in params],
+            [p.grad.array for p in params if p.grad is not None],
             optimizer_arrays(optimizer),
             stage=0,
             world_size=world_size,
-            numel=sum(int(p.data.size) for p in params),
+            numel=sum(int(p.array.size) for p in params),
             optimizer=optimizer_name,
         )
 

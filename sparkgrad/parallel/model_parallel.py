@@ -81,7 +81,7 @@ class ModelParallel(Strategy):
         linears = [m for m in self.module if isinstance(m, Linear)]
         self.in_features, self.out_features = linears[0].in_features, linears[-1].out_features
         self.classes = [m for m in model if isinstance(m, Linear)][-1].out_features
-        self.dtype = linears[0].weight.data.dtype
+        self.dtype = linears[0].weight.array.dtype
         self.is_first, self.is_last = self.stage == 0, self.stage == self.stages - 1
         self.optimizer = optimizer_factory(self.module.parameters())
         if len(self.optimizer.param_groups) != 1:
@@ -110,27 +110,27 @@ class ModelParallel(Strategy):
         """
         n = len(range(*rows.indices(len(x))))
         if self.is_first:
-            inp = Tensor(x.data[rows], dtype=self.dtype)
+            inp = Tensor(x.array[rows], dtype=self.dtype)
         else:
             buf = self._recv(n, self.in_features, self.stage - 1, f"act mb{mb}")
             inp = Tensor(buf, requires_grad=True)  # a leaf: its .grad goes back
         with self.timeline.span("forward", f"F{mb}"):
             out = self.module(inp)
             if self.is_last:
-                out = self.loss_fn(out, Tensor(y.data[rows])) / scale
+                out = self.loss_fn(out, Tensor(y.array[rows])) / scale
         if not self.is_last:
-            self._send(out.data, self.stage + 1, f"act mb{mb}")
+            self._send(out.array, self.stage + 1, f"act mb{mb}")
         return inp, out
 
     def _backward(self, inp: Tensor, out: Tensor, mb: int) -> None:
         """Backward of one (micro-)batch: receive d(loss)/d(out), send d(loss)/d(inp)."""
         grad = None
         if not self.is_last:
-            grad = Tensor(self._recv(len(out.data), self.out_features, self.stage + 1, "grad"))
+            grad = Tensor(self._recv(len(out.array), self.out_features, self.stage + 1, "grad"))
         with self.timeline.span("backward", f"B{mb}"):
             out.backward(grad)
         if not self.is_first:
-            self._send(inp.grad.data, self.stage - 1, f"grad mb{mb}")
+            self._send(inp.grad.array, self.stage - 1, f"grad mb{mb}")
 
     def _share_loss(self, loss: float) -> float:
         """The last stage's loss, on every rank."""
@@ -153,16 +153,16 @@ class ModelParallel(Strategy):
         self.module.eval()
         with sg.no_grad():
             if self.is_first:
-                inp = Tensor(x.data, dtype=self.dtype)
+                inp = Tensor(x.array, dtype=self.dtype)
             else:
                 inp = Tensor(np.empty((len(x), self.in_features), self.dtype))
-                self.pg.recv(inp.data, self.stage - 1)
+                self.pg.recv(inp.array, self.stage - 1)
             out = self.module(inp)
             if not self.is_last:
-                self.pg.send(out.data, self.stage + 1)
+                self.pg.send(out.array, self.stage + 1)
         self.module.train()
         logits = (
-            np.array(out.data) if self.is_last else np.empty((len(x), self.classes), self.dtype)
+            np.array(out.array) if self.is_last else np.empty((len(x), self.classes), self.dtype)
         )
         self.pg.broadcast(logits, root=self.stages - 1)
         return Tensor(logits)

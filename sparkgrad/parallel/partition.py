@@ -98,7 +98,7 @@ def partition(model: Module, stages: int, split: list[int] | None = None) -> lis
 
 
 def _params(model: Module, start: int, end: int) -> list[Any]:
-    return [p.data for m in list(model)[start:end] for p in m.parameters()]
+    return [p.array for m in list(model)[start:end] for p in m.parameters()]
 
 
 def parameter_indices(model: Module, start: int, end: int) -> list[int]:

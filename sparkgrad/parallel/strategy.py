@@ -107,7 +107,7 @@ class Strategy(ABC):
 
 def numpy_state(module: Module) -> dict[str, np.ndarray]:
     """``module.state_dict()`` as NumPy copies."""
-    return {k: np.array(to_numpy(v.data)) for k, v in module.state_dict().items()}
+    return {k: np.array(to_numpy(v.array)) for k, v in module.state_dict().items()}
 
 
 def numpy_optimizer_state(optimizer: Any) -> dict[str, Any]:
@@ -127,7 +127,7 @@ def local_predict(model: Module, x: Tensor) -> Tensor:
 
 
 def _as_numpy(value: Any) -> np.ndarray:
-    return np.array(to_numpy(value.data if isinstance(value, Tensor) else value))
+    return np.array(to_numpy(value.array if isinstance(value, Tensor) else value))
 
 
 class SingleProcess(Strategy):

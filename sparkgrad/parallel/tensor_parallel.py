@@ -144,16 +144,16 @@ class _ParallelDense(Module):
     shard_dims: dict[str, int] = {}
 
     def _setup(self, linear: DenseLayer, group: Any, sliced: Any) -> None:
-        xp = array_module(linear.weight.data)
+        xp = array_module(linear.weight.array)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.group, self.timeline = group, None
-        self.weight = Parameter(xp.ascontiguousarray(sliced(linear.weight.data)))
+        self.weight = Parameter(xp.ascontiguousarray(sliced(linear.weight.array)))
         if linear.bias is None:
             self.register_parameter("bias", None)
         elif "bias" in self.shard_dims:
-            self.bias = Parameter(xp.ascontiguousarray(sliced(linear.bias.data)))
+            self.bias = Parameter(xp.ascontiguousarray(sliced(linear.bias.array)))
         else:
-            self.bias = Parameter(linear.bias.data.copy())
+            self.bias = Parameter(linear.bias.array.copy())
 
     def extra_repr(self) -> str:
         return (

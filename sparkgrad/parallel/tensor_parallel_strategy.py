@@ -158,7 +158,7 @@ class TensorParallel(Strategy):
 
     def _slice(self, full: Any, dim: int | None, key: str, local_shape: tuple) -> np.ndarray:
         """This rank's slice of a full array, after checking its shape."""
-        full = np.asarray(to_numpy(full.data if isinstance(full, Tensor) else full))
+        full = np.asarray(to_numpy(full.array if isinstance(full, Tensor) else full))
         n = self.tp_group.size()
         want = tuple(s * n if d == dim else s for d, s in enumerate(local_shape))
         if full.shape != want:
@@ -171,7 +171,7 @@ class TensorParallel(Strategy):
 
     def full_state_dict(self) -> dict[str, np.ndarray]:
         params = dict(self.model.named_parameters())
-        return {k: self._gather(params[k].data, d) for k, d in self._dims.items()}
+        return {k: self._gather(params[k].array, d) for k, d in self._dims.items()}
 
     def full_optimizer_state_dict(self) -> dict[str, Any]:
         sd = numpy_optimizer_state(self.optimizer)
@@ -203,7 +203,7 @@ class TensorParallel(Strategy):
             p, dim = params[name], self._dims[name]
             state[int(key)] = {
                 k: self._slice(v, dim, f"optimizer {name}.{k}", p.shape)
-                if np.ndim(to_numpy(v.data if isinstance(v, Tensor) else v)) == p.ndim
+                if np.ndim(to_numpy(v.array if isinstance(v, Tensor) else v)) == p.ndim
                 else v
                 for k, v in saved.items()
             }

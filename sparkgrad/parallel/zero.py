@@ -97,10 +97,10 @@ class ZeRO(Strategy):
         else:
             self.model, self._params = model, list(model.parameters())
             unit = ShardUnit(
-                self.param_names, [p.data for p in self._params], self.pg, self.meter, True
+                self.param_names, [p.array for p in self._params], self.pg, self.meter, True
             )
             for p, view in zip(self._params, unit.layout.views(unit.full)):
-                p.data = view  # the model now reads and writes the flat buffer
+                p.array = view  # the model now reads and writes the flat buffer
             self.units = [unit]
             size = unit.layout.padded_numel if stage == 1 else unit.layout.shard_numel
             self._grad_buffer = array_module(unit.full).zeros(size, dtype=unit.layout.dtype)
@@ -134,7 +134,7 @@ class ZeRO(Strategy):
     def _reduce_gradients(self) -> None:
         """Stage 1: all_reduce the full flat gradient; stage 2: reduce_scatter it."""
         unit, n = self.units[0], self.world_size
-        grads = [None if p.grad is None else p.grad.data for p in self._params]
+        grads = [None if p.grad is None else p.grad.array for p in self._params]
         if self.stage == 1:
             flat = unit.layout.flatten(grads, out=self._grad_buffer)
             nbytes = 2 * (n - 1) * flat.nbytes // n  # a ring all_reduce
@@ -175,7 +175,7 @@ class ZeRO(Strategy):
             count = len(unit.names)
             per_param: list[dict[str, np.ndarray]] = [{} for _ in range(count)]
             for key, value in sd["state"].get(u, {}).items():
-                array = value.data if isinstance(value, Tensor) else value
+                array = value.array if isinstance(value, Tensor) else value
                 if tuple(array.shape) == tuple(unit.shard.shape):  # sharded: gather it
                     pieces = unit.full_arrays(array)
                 else:  # a scalar such as Adam's step, the same on every rank
@@ -239,7 +239,7 @@ class ZeRO(Strategy):
             params = [self.units[0].full]
             grads = [self._grad_buffer] + [p.grad for p in self._params]
         else:
-            params = [u.shard.data for u in self.units]
+            params = [u.shard.array for u in self.units]
             grads = [u.shard.grad for u in self.units]
         kind = type(self.optimizer).__name__.lower()
         if kind == "sgd" and not self.optimizer.param_groups[0].get("momentum"):
@@ -260,4 +260,4 @@ class ZeRO(Strategy):
 
 def _host(value: Any) -> np.ndarray:
     """A saved value (Tensor, NumPy or CuPy array, number) as a NumPy array."""
-    return np.asarray(to_numpy(value.data if isinstance(value, Tensor) else value))
+    return np.asarray(to_numpy(value.array if isinstance(value, Tensor) else value))

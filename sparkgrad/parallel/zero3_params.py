@@ -93,7 +93,7 @@ class ShardUnit:
     # ---- collectives on this unit --------------------------------------------------------
     def gather(self, shard: Any = None, out: Any = None) -> Any:
         """All ranks' shards of ``shard`` (default: the parameters) as one full flat array."""
-        shard = self.shard.data if shard is None else shard
+        shard = self.shard.array if shard is None else shard
         if out is None:
             out = array_module(shard).empty(self.layout.padded_numel, dtype=shard.dtype)
         n, s = self.pg.size, self.layout.shard_numel
@@ -123,7 +123,7 @@ class ShardUnit:
             flat = self.layout.flatten([np.asarray(a) for a in arrays])
             self.full[...] = array_module(self.full).asarray(flat)
         else:
-            self.shard.data[...] = array_module(self.shard.data).asarray(self.shard_of(arrays))
+            self.shard.array[...] = array_module(self.shard.array).asarray(self.shard_of(arrays))
 
 
 class GatheredLinear(Function):
@@ -179,7 +179,7 @@ def shard_model(model: Module, pg: ProcessGroup, meter: CommMeter) -> tuple[Modu
         params = list(child.named_parameters())
         if isinstance(child, DenseLayer):
             names = [f"{name}.{n}" for n, _ in params]
-            unit = ShardUnit(names, [p.data for _, p in params], pg, meter, keep_full=False)
+            unit = ShardUnit(names, [p.array for _, p in params], pg, meter, keep_full=False)
             units.append(unit)
             layers.append(Zero3Linear(unit, child.in_features, child.out_features))
         elif params:

@@ -26,7 +26,7 @@ def test_torch_model_starts_from_sparkgrad_weights():
     from sparkgrad.engine.model import build_mlp
 
     x = np.random.default_rng(1).standard_normal((5, 784)).astype(np.float32)
-    ours = build_mlp((32, 16), seed=3)(sg.tensor(x)).data
+    ours = build_mlp((32, 16), seed=3)(sg.tensor(x)).array
     theirs = torch_mlp((32, 16), seed=3)(torch.from_numpy(x)).detach().numpy()
     np.testing.assert_allclose(theirs, ours, rtol=1e-5, atol=1e-6)
     other = torch_mlp((32, 16), seed=4)(torch.from_numpy(x)).detach().numpy()

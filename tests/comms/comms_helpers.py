@@ -137,4 +137,4 @@ def tcp_tutorial(rank: int, size: int) -> list:
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     dist.barrier()
     dist.destroy_process_group()
-    return tensor.data.tolist()
+    return tensor.array.tolist()

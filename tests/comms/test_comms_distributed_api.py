@@ -29,7 +29,7 @@ def tutorial_p2p(rank, size):
         dist.send(tensor=tensor, dst=1)
     elif rank == 1:
         dist.recv(tensor=tensor, src=0)
-    blocking = tensor.data.copy()
+    blocking = tensor.array.copy()
     tensor = sg.zeros(1)
     req = None
     if rank == 0:
@@ -41,7 +41,7 @@ def tutorial_p2p(rank, size):
         req.wait()
         assert req.is_completed()
     dist.destroy_process_group()
-    return float(blocking[0]), float(tensor.data[0])
+    return float(blocking[0]), float(tensor.array[0])
 
 
 def tutorial_group_all_reduce(rank, size):
@@ -52,7 +52,7 @@ def tutorial_group_all_reduce(rank, size):
     if group is not None:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=group)
     dist.destroy_process_group()
-    return float(tensor.data[0])
+    return float(tensor.array[0])
 
 
 def tutorial_ring_allreduce(rank, size):
@@ -74,7 +74,7 @@ def tutorial_ring_allreduce(rank, size):
         send_req.wait()
     recv.copy_(accum)
     dist.destroy_process_group()
-    return recv.data
+    return recv.array
 
 
 def average_gradients(model):
@@ -96,7 +96,7 @@ def tutorial_distributed_sgd(rank, size, weight, bias, x, y):
     loss.backward()
     average_gradients(model)
     dist.destroy_process_group()
-    return model.weight.grad.data.copy(), model.bias.grad.data.copy()
+    return model.weight.grad.array.copy(), model.bias.grad.array.copy()
 
 
 def test_tutorial_point_to_point():
@@ -134,37 +134,37 @@ def every_function(rank, size):
     out = {}
     t = sg.tensor([r, r + 1])
     dist.broadcast(t, src=size - 1)
-    out["broadcast"] = t.data.copy()
+    out["broadcast"] = t.array.copy()
     t = sg.tensor([r + 1, 2 * r])
     dist.reduce(t, dst=0, op=dist.ReduceOp.MAX)
-    out["reduce"] = t.data.copy()
+    out["reduce"] = t.array.copy()
     chunks = [sg.zeros(2) for _ in range(size)]
     dist.all_gather(chunks, sg.tensor([r, -r]))
-    out["all_gather"] = np.stack([c.data for c in chunks])
+    out["all_gather"] = np.stack([c.array for c in chunks])
     flat = np.zeros(2 * size, np.float32)
     dist.all_gather_into_tensor(flat, np.array([r, -r], np.float32))  # plain arrays work too
     out["all_gather_into_tensor"] = flat
     mine = sg.zeros(1)
     dist.reduce_scatter(mine, [sg.tensor([r * 10 + j]) for j in range(size)])
-    out["reduce_scatter"] = mine.data.copy()
+    out["reduce_scatter"] = mine.array.copy()
     block = sg.zeros(2)
     dist.reduce_scatter_tensor(block, sg.tensor(np.arange(2 * size, dtype=np.float32)),
                                op=dist.ReduceOp.AVG)  # fmt: skip
-    out["reduce_scatter_tensor"] = block.data.copy()
+    out["reduce_scatter_tensor"] = block.array.copy()
     outs = [sg.zeros(1) for _ in range(size)]
     dist.all_to_all(outs, [sg.tensor([r * 10 + j]) for j in range(size)])
-    out["all_to_all"] = np.concatenate([o.data for o in outs])
+    out["all_to_all"] = np.concatenate([o.array for o in outs])
     gl = [sg.zeros(1) for _ in range(size)] if rank == 1 else None
     dist.gather(sg.tensor([r]), gather_list=gl, dst=1)
-    out["gather"] = np.concatenate([g.data for g in gl]) if gl else None
+    out["gather"] = np.concatenate([g.array for g in gl]) if gl else None
     recv = sg.zeros(1)
     sl = [sg.tensor([100.0 + j]) for j in range(size)] if rank == 0 else None
     dist.scatter(recv, scatter_list=sl, src=0)
-    out["scatter"] = recv.data.copy()
+    out["scatter"] = recv.array.copy()
     works = [dist.all_reduce(x := sg.tensor([r]), async_op=True), dist.barrier(async_op=True)]
     for w in works:
         w.wait()
-    out["async all_reduce"] = x.data.copy()
+    out["async all_reduce"] = x.array.copy()
     dist.monitored_barrier(timeout=timedelta(seconds=5))
     dist.destroy_process_group()
     assert not dist.is_initialized()
@@ -239,6 +239,6 @@ def test_a_connected_transport_can_be_the_store():
         dist.all_reduce(t)
         rank_seen = dist.get_rank()
         dist.destroy_process_group()
-        return rank_seen, float(t.data[0])
+        return rank_seen, float(t.array[0])
 
     assert dist.spawn(run, 2) == [(0, 3.0), (1, 3.0)]

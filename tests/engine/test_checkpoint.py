@@ -49,7 +49,7 @@ def train(model: sg.nn.Module, opt: sg.optim.Optimizer, batches: range) -> None:
 
 
 def weights(model: sg.nn.Module) -> dict[str, np.ndarray]:
-    return {k: v.data.copy() for k, v in model.state_dict().items()}
+    return {k: v.array.copy() for k, v in model.state_dict().items()}
 
 
 @pytest.mark.parametrize("opt_name", ["sgd", "adam"])
@@ -68,7 +68,7 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_run_bit_for_bit(tmp_
     assert ckpt is not None and ckpt.step == 5
     for index, buffers in opt.state_dict()["state"].items():  # same names, same shapes
         for name, buf in buffers.items():  # (Adam's step stays a 0-d array)
-            assert ckpt.optimizer_state["state"][index][name].shape == buf.data.shape, name
+            assert ckpt.optimizer_state["state"][index][name].shape == buf.array.shape, name
     fresh.load_state_dict(ckpt.model_state)
     fresh_opt.load_state_dict(ckpt.optimizer_state)
     set_rng_state(ckpt.meta["rng"])
@@ -78,7 +78,7 @@ def test_resuming_from_a_checkpoint_gives_the_uninterrupted_run_bit_for_bit(tmp_
         np.testing.assert_array_equal(weights(fresh)[key], value, err_msg=key)
     for p, q in zip(model.parameters(), fresh.parameters()):
         for name, buf in opt.state[p].items():
-            np.testing.assert_array_equal(fresh_opt.state[q][name].data, buf.data, err_msg=name)
+            np.testing.assert_array_equal(fresh_opt.state[q][name].array, buf.array, err_msg=name)
     assert fresh_opt.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
     if opt_name == "adam":
         assert fresh_opt.param_groups[0]["betas"] == (0.8, 0.95)  # a tuple again, not a list
@@ -106,7 +106,7 @@ def test_the_json_holds_step_epoch_sampler_rng_config_and_file_digests(tmp_path)
     tensors = safetensors.numpy.load_file(os.path.join(where, "optimizer.safetensors"))
     assert sorted(tensors) == [f"state.{i}.momentum_buffer" for i in range(4)]
     np.testing.assert_array_equal(
-        tensors["state.0.momentum_buffer"], opt.state[model[0].weight]["momentum_buffer"].data
+        tensors["state.0.momentum_buffer"], opt.state[model[0].weight]["momentum_buffer"].array
     )
     assert not [n for n in os.listdir(where) if n.endswith((".pkl", ".pt", ".pickle"))]
 

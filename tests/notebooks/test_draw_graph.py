@@ -99,7 +99,7 @@ def test_op_structure_matches_pytorch_for_several_expressions():
     ]
     for expr in exprs:
         a, b, c = _leaves()
-        ta, tb, tc = (torch.tensor(t.data, requires_grad=True) for t in (a, b, c))
+        ta, tb, tc = (torch.tensor(t.array, requires_grad=True) for t in (a, b, c))
         ours = _op_edges_sparkgrad(graph_nodes(expr(a, b, c), names=dict(a=a, b=b, c=c)), "abc")
         theirs = _op_edges_torch(expr(ta, tb, tc), dict(a=ta, b=tb, c=tc))
         assert ours == theirs
@@ -114,10 +114,10 @@ def test_drawing_neither_changes_the_graph_nor_keeps_it_alive():
     fig = draw_graph(y, names={"a": a})
     assert y._node.inputs is node_inputs and a.grad is None  # nothing ran, nothing moved
     y.backward()  # the graph still works after drawing, and gives PyTorch's gradients
-    ta, tb, tc = (torch.tensor(t.data, requires_grad=True) for t in (a, b, c))
+    ta, tb, tc = (torch.tensor(t.array, requires_grad=True) for t in (a, b, c))
     (ta * tb + tc).relu().sum().backward()
     for ours, theirs in ((a, ta), (b, tb), (c, tc)):
-        np.testing.assert_allclose(ours.grad.data, theirs.grad.numpy())
+        np.testing.assert_allclose(ours.grad.array, theirs.grad.numpy())
     del ab, y
     gc.collect()
     assert probe() is None, "the figure (or graph_nodes) kept an intermediate tensor alive"

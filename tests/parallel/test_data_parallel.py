@@ -44,7 +44,7 @@ def make_optimizer(name: str, params: object) -> sg.optim.Optimizer:
 
 def initial_state() -> dict[str, np.ndarray]:
     sg.manual_seed(0)
-    return {k: v.data.copy() for k, v in make_model().state_dict().items()}
+    return {k: v.array.copy() for k, v in make_model().state_dict().items()}
 
 
 def train_single(init: dict, x: np.ndarray, y: np.ndarray, batch: int, opt_name: str) -> dict:
@@ -58,7 +58,7 @@ def train_single(init: dict, x: np.ndarray, y: np.ndarray, batch: int, opt_name:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return {k: v.data.copy() for k, v in model.state_dict().items()}
+    return {k: v.array.copy() for k, v in model.state_dict().items()}
 
 
 def train_rank(
@@ -81,7 +81,7 @@ def train_rank(
             opt.zero_grad()
             loss.backward()
             opt.step()
-        return len(ddp.buckets), {k: v.data.copy() for k, v in ddp.state_dict().items()}
+        return len(ddp.buckets), {k: v.array.copy() for k, v in ddp.state_dict().items()}
     finally:
         dist.destroy_process_group()
 
@@ -137,7 +137,7 @@ def train_in_pairs(rank: int, world: int, init: dict, data: list, opt_name: str)
             opt.zero_grad()
             loss.backward()
             opt.step()
-        return {k: v.data.copy() for k, v in ddp.state_dict().items()}
+        return {k: v.array.copy() for k, v in ddp.state_dict().items()}
     finally:
         dist.destroy_process_group()
 

@@ -28,7 +28,7 @@ def mlp(*widths: int) -> sg.nn.Sequential:
 
 
 def grads_of(model: sg.nn.Module) -> dict[str, np.ndarray]:
-    return {n: p.grad.data.copy() for n, p in model.named_parameters() if p.grad is not None}
+    return {n: p.grad.array.copy() for n, p in model.named_parameters() if p.grad is not None}
 
 
 def global_batch(world: int, b: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -104,7 +104,7 @@ def test_first_bucket_is_launched_before_backward_ends_and_grads_are_averaged_af
     x, y = global_batch(2, 8)
     sg.manual_seed(1)
     truth_model = mlp(10, 32, 32, 32, 5)
-    init = {k: v.data.copy() for k, v in truth_model.state_dict().items()}
+    init = {k: v.array.copy() for k, v in truth_model.state_dict().items()}
     truth = single_grads(truth_model, [x], [y])
     results = dist.spawn(overlap_rank, 2, args=(x, y, init))
     for stats, grads in results:
@@ -147,7 +147,7 @@ def test_no_sync_accumulates_locally_and_the_next_synced_backward_averages_the_s
     xs, ys = [x for x, _ in batches], [y for _, y in batches]
     sg.manual_seed(2)
     model = mlp(10, 16, 5)
-    init = {k: v.data.copy() for k, v in model.state_dict().items()}
+    init = {k: v.array.copy() for k, v in model.state_dict().items()}
     truth = single_grads(model, xs, ys)
     results = dist.spawn(accumulate_rank, world, args=(xs, ys, init))
     for rank, (local, synced) in enumerate(results):
@@ -186,14 +186,14 @@ def unused_rank(rank: int, world: int, find_unused: bool, init: dict):
         ddp = DataParallel(model, find_unused_parameters=find_unused, bucket_cap_mb=64 * KB)
         x = sg.tensor(np.full((2, 4), rank + 1.0, np.float32))
         ddp(x).sum().backward()
-        return {n: p.grad.data.copy() for n, p in model.named_parameters()}
+        return {n: p.grad.array.copy() for n, p in model.named_parameters()}
     finally:
         dist.destroy_process_group()
 
 
 def spare_head_init() -> dict:
     sg.manual_seed(3)  # in the main thread: rank threads share one generator
-    return {k: v.data.copy() for k, v in WithSpareHead().state_dict().items()}
+    return {k: v.array.copy() for k, v in WithSpareHead().state_dict().items()}
 
 
 def test_a_parameter_without_gradient_raises_an_error_naming_it():
@@ -210,7 +210,7 @@ def test_find_unused_parameters_counts_a_missing_gradient_as_zeros():
     model.use_spare = True
     model(sg.tensor(np.full((2, 4), 1.0, np.float32))).sum().backward()
     for name in ("spare.weight", "spare.bias"):
-        expected = dict(model.named_parameters())[name].grad.data / 2
+        expected = dict(model.named_parameters())[name].grad.array / 2
         for rank_grads in grads:
             np.testing.assert_allclose(rank_grads[name], expected, rtol=1e-6)
 
@@ -248,11 +248,11 @@ def buffers_rank(rank: int, world: int):
     try:
         model = WithBuffer(fill=10.0 + rank)
         ddp = DataParallel(model)
-        model.running.data[...] = 20.0 + rank  # drifts apart again after construction
+        model.running.array[...] = 20.0 + rank  # drifts apart again after construction
         ddp(sg.ones(1, 2))
         state = ddp.state_dict()
         ddp.load_state_dict({"module." + k: v for k, v in state.items()})  # PyTorch DDP keys
-        return list(state), model.running.data.copy(), model.lin.weight.data.copy()
+        return list(state), model.running.array.copy(), model.lin.weight.array.copy()
     finally:
         dist.destroy_process_group()
 

@@ -30,7 +30,7 @@ def layer_sizes() -> list[int]:
     """Elements per Linear layer (weight + bias) of the test model, counted here."""
     model = make_model()
     return [
-        sum(p.data.size for p in child.parameters())
+        sum(p.array.size for p in child.parameters())
         for _, child in model.named_children()
         if list(child.parameters())
     ]

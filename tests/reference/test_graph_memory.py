@@ -40,7 +40,7 @@ def _graph(x, w):
 
 def _weakrefs_to_intermediates(intermediates, leaves):
     """Weak refs to each intermediate tensor and to every non-leaf array its op saved."""
-    leaf_arrays = {id(t.data) for t in leaves}
+    leaf_arrays = {id(t.array) for t in leaves}
     refs = []
     for t in intermediates:
         refs.append(weakref.ref(t))

@@ -102,9 +102,9 @@ def test_uniform_normal_constant_and_trunc_normal():
 def test_init_writes_in_place_and_records_no_graph():
     """The tensor keeps its array object (views see the change) and stays a leaf."""
     p = nn.Parameter(sg.zeros(50, 40))
-    array, view = p.data, p.data[0]
+    array, view = p.array, p.array[0]
     nn.init.normal_(p)
-    assert p.data is array and view.any() and p.is_leaf and p.grad is None
+    assert p.array is array and view.any() and p.is_leaf and p.grad is None
 
 
 @pytest.mark.parametrize("shape", [(5, 3), (8, 4, 3, 3), (2, 6, 5)])

@@ -64,7 +64,7 @@ def test_round_trip_from_any_tensor_kind(convert):
     target.load_state_dict({k: convert(v) for k, v in source.state_dict().items()})
     for k, v in snapshot(source).items():
         np.testing.assert_array_equal(target.state_dict()[k].numpy(), v)
-    assert target[0].weight.data is not source[0].weight.data
+    assert target[0].weight.array is not source[0].weight.array
 
 
 def test_missing_and_unexpected_keys_are_named():

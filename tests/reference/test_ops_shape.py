@@ -225,6 +225,6 @@ def test_clone_copies_and_detach_shares(device):
     assert c.requires_grad and c.grad_fn is not None
     assert not d.requires_grad and d.grad_fn is None
     with sg.no_grad():
-        x.data[0] = 5.0
+        x.array[0] = 5.0
     assert d.to("cpu").numpy()[0] == 5.0  # shares memory, as torch.detach
     assert c.detach().to("cpu").numpy()[0] == 1.0  # a real copy

@@ -106,7 +106,7 @@ def test_scheduler_drives_the_optimizer_like_torch():
     sched = sg.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=8)
     tsched = torch.optim.lr_scheduler.CosineAnnealingLR(ref, T_max=8)
     for _ in range(20):
-        w.grad = sg.tensor(np.tanh(w.data) + 0.5 * w.data)
+        w.grad = sg.tensor(np.tanh(w.array) + 0.5 * w.array)
         tw.grad = torch.tanh(tw.detach()) + 0.5 * tw.detach()
         opt.step()
         ref.step()

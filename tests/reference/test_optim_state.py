@@ -54,7 +54,7 @@ def _steps(opt, params, n):
             if isinstance(p, torch.Tensor):
                 p.grad = torch.from_numpy(_grad(p.detach().numpy()))
             else:
-                p.grad = sg.tensor(_grad(p.data))
+                p.grad = sg.tensor(_grad(p.array))
         opt.step()
 
 
@@ -155,24 +155,24 @@ def test_load_state_dict_rejects_a_mismatch():
 def test_step_updates_in_place_and_leaves_grad_alone():
     params = _params("sg")
     opt = sg.optim.Adam(params, lr=0.01, weight_decay=0.1, maximize=True)
-    arrays = [p.data for p in params]
+    arrays = [p.array for p in params]
     _steps(opt, params, 1)
-    buffers = {k: v.data for k, v in opt.state[params[0]].items()}
-    grads = [p.grad.data.copy() for p in params]
+    buffers = {k: v.array for k, v in opt.state[params[0]].items()}
+    grads = [p.grad.array.copy() for p in params]
     opt.step()
-    assert all(p.data is a for p, a in zip(params, arrays)), "weights must change in place"
-    assert all(opt.state[params[0]][k].data is v for k, v in buffers.items())
+    assert all(p.array is a for p, a in zip(params, arrays)), "weights must change in place"
+    assert all(opt.state[params[0]][k].array is v for k, v in buffers.items())
     for p, g in zip(params, grads):
-        np.testing.assert_array_equal(p.grad.data, g)
+        np.testing.assert_array_equal(p.grad.array, g)
 
 
 def test_zero_grad_like_torch():
     params = _params("sg")
     opt = sg.optim.SGD(params, lr=0.1)
     _steps(opt, params, 1)
-    grad_array = params[0].grad.data
+    grad_array = params[0].grad.array
     opt.zero_grad(set_to_none=False)
-    assert params[0].grad.data is grad_array and not grad_array.any()
+    assert params[0].grad.array is grad_array and not grad_array.any()
     opt.zero_grad()
     assert all(p.grad is None for p in params)
     opt.step()  # parameters without a gradient are skipped

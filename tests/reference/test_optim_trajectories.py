@@ -125,8 +125,8 @@ def test_non_contiguous_parameter_is_updated_in_place(assert_close):
     init, grad = _problem(np.float64)
     base = np.ascontiguousarray(init[0].T)  # (5, 6) in memory, used as its (6, 5) transpose
     w = sg.tensor(init[0], requires_grad=True)
-    w.data = base.T  # e.g. a weight tied to another layer's transpose
-    assert not w.data.flags.c_contiguous and np.shares_memory(w.data, base)
+    w.array = base.T  # e.g. a weight tied to another layer's transpose
+    assert not w.array.flags.c_contiguous and np.shares_memory(w.array, base)
     tw = torch.tensor(init[0], requires_grad=True)
     opt = sg.optim.Adam([w], lr=0.05, weight_decay=0.1)
     ref = torch.optim.Adam([tw], lr=0.05, weight_decay=0.1, foreach=False)
@@ -135,7 +135,7 @@ def test_non_contiguous_parameter_is_updated_in_place(assert_close):
         tw.grad = torch.from_numpy(grad(0, tw.detach().numpy()))
         opt.step()
         ref.step()
-    assert np.shares_memory(w.data, base)
+    assert np.shares_memory(w.array, base)
     assert_close(w, tw, rtol=1e-12, atol=1e-12)
 
 

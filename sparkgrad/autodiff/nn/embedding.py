@@ -51,7 +51,7 @@ class Embedding(Module):
         """N(0, 1), then the padding row set to zero."""
         init.normal_(self.weight)
         if self.padding_idx is not None:
-            self.weight.data[self.padding_idx] = 0
+            self.weight.array[self.padding_idx] = 0
 
     def forward(self, ids: Tensor) -> Tensor:
         return F.embedding(ids, self._parameters["weight"], self.padding_idx)
@@ -71,5 +71,5 @@ class Embedding(Module):
         layer = cls(
             rows, dim, padding_idx=padding_idx, device=embeddings.device, dtype=embeddings.dtype
         )
-        layer.weight = Parameter(embeddings.data, requires_grad=not freeze)
+        layer.weight = Parameter(embeddings.array, requires_grad=not freeze)
         return layer

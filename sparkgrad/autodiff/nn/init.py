@@ -94,7 +94,7 @@ def _calculate_correct_fan(tensor: Tensor, mode: str) -> int:
 
 def _write(tensor: Tensor, values: np.ndarray) -> Tensor:
     """Copy freshly drawn CPU values into the tensor's own array, on its device."""
-    tensor.data[...] = to_device(values.astype(tensor.dtype, copy=False), tensor.device)
+    tensor.array[...] = to_device(values.astype(tensor.dtype, copy=False), tensor.device)
     return tensor
 
 
@@ -142,7 +142,7 @@ def trunc_normal_(
 
 def constant_(tensor: Tensor, val: float) -> Tensor:
     """Fill with ``val``."""
-    tensor.data.fill(val)
+    tensor.array.fill(val)
     return tensor
 
 

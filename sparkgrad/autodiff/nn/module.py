@@ -259,7 +259,7 @@ class Module:
             if set_to_none:
                 param.grad = None
             elif param.grad is not None:
-                param.grad.data.fill(0)
+                param.grad.array.fill(0)
 
     # ---- device and dtype ------------------------------------------------------------
     def to(self, device_or_dtype: Any = None, dtype: Any = None) -> Module:
@@ -284,9 +284,9 @@ class Module:
             return array if device is None else to_device(array, device)
 
         for tensor in [*self.parameters(), *self.buffers()]:
-            tensor.data = convert(tensor.data)
+            tensor.array = convert(tensor.array)
             if tensor.grad is not None:
-                tensor.grad.data = convert(tensor.grad.data)
+                tensor.grad.array = convert(tensor.grad.array)
         return self
 
     def cpu(self) -> Module:

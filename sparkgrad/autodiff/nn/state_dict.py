@@ -53,7 +53,7 @@ def collect_state(module: Any, out: OrderedDict, prefix: str, keep_vars: bool) -
 def _as_array(key: str, value: Any) -> Any:
     """The raw array of a sparkgrad Tensor, a NumPy/CuPy array or a torch tensor."""
     if isinstance(value, Tensor):
-        return value.data
+        return value.array
     if hasattr(value, "detach") and hasattr(value, "numpy"):  # torch.Tensor, by duck typing
         return value.detach().cpu().numpy()
     if hasattr(value, "shape") and hasattr(value, "dtype"):
@@ -104,5 +104,5 @@ def load_into(
         )
     for key, array in arrays.items():
         target = own[key]
-        target.data[...] = to_device(array, target.device).astype(target.dtype, copy=False)
+        target.array[...] = to_device(array, target.device).astype(target.dtype, copy=False)
     return IncompatibleKeys(missing, unexpected)

@@ -62,7 +62,7 @@ def get_total_norm(
 ) -> Tensor:
     """The ``norm_type``-norm of all ``tensors`` viewed as one long vector (a 0-d Tensor)."""
     norm_type = float(norm_type)
-    arrays = [t.data for t in _as_list(tensors)]
+    arrays = [t.array for t in _as_list(tensors)]
     if not arrays:
         return Tensor(0.0)
     xp = array_module(arrays[0])
@@ -85,11 +85,11 @@ def clip_grads_with_norm_(
     grads = [p.grad for p in _as_list(parameters) if p.grad is not None]
     if not grads:
         return
-    total = total_norm.data if isinstance(total_norm, Tensor) else total_norm
+    total = total_norm.array if isinstance(total_norm, Tensor) else total_norm
     coef = array_module(total).minimum(float(max_norm) / (total + 1e-6), 1.0)
     with np.errstate(invalid="ignore"):  # an inf norm gives coef 0 and 0·inf = nan, as in torch
         for g in grads:
-            g.data *= to_device(coef, g.device)
+            g.array *= to_device(coef, g.device)
 
 
 def clip_grad_norm_(
@@ -116,7 +116,7 @@ def clip_grad_value_(
     clip_value = float(clip_value)
     for p in _as_list(parameters):
         if p.grad is not None:
-            array_module(p.grad.data).clip(p.grad.data, -clip_value, clip_value, out=p.grad.data)
+            array_module(p.grad.array).clip(p.grad.array, -clip_value, clip_value, out=p.grad.array)
 
 
 def parameters_to_vector(parameters: Iterable[Tensor]) -> Tensor:
@@ -146,5 +146,5 @@ def vector_to_parameters(vec: Tensor, parameters: Iterable[Tensor]) -> None:
     offset = 0
     for p in params:
         n = p.numel()
-        p.data = vec.data[offset : offset + n].reshape(p.shape)
+        p.array = vec.array[offset : offset + n].reshape(p.shape)
         offset += n

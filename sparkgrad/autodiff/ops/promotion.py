@@ -27,7 +27,7 @@ def _kind(v: Any) -> str:
 def _as_float(v: Any, dtype: Any) -> Any:
     """An integer operand converted to ``dtype`` (Python numbers are left alone: they're weak)."""
     if isinstance(v, Tensor):
-        return Tensor._wrap(v.data.astype(dtype))
+        return Tensor._wrap(v.array.astype(dtype))
     return v.astype(dtype) if hasattr(v, "astype") else v
 
 
@@ -52,4 +52,4 @@ def promote(a: Any, b: Any, true_div: bool = False) -> tuple[Any, Any]:
 
 def floating(x: Tensor) -> Tensor:
     """Integer input to a float-valued function (exp, log ...) is taken as float32, as torch."""
-    return x if x.data.dtype.kind in "fc" else Tensor._wrap(x.data.astype(DEFAULT_DTYPE))
+    return x if x.array.dtype.kind in "fc" else Tensor._wrap(x.array.astype(DEFAULT_DTYPE))

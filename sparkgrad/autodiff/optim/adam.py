@@ -82,13 +82,13 @@ class Adam(Optimizer):
 
     def _init_state(self, p: Tensor, amsgrad: bool) -> dict[str, Any]:
         """Zero moments shaped like ``p``; ``step`` is a float32 scalar as in PyTorch."""
-        xp = array_module(p.data)
+        xp = array_module(p.array)
         state = self.state[p]
         state["step"] = Tensor._wrap(np.zeros((), dtype=np.float32))
-        state["exp_avg"] = Tensor._wrap(xp.zeros_like(p.data))
-        state["exp_avg_sq"] = Tensor._wrap(xp.zeros_like(p.data))
+        state["exp_avg"] = Tensor._wrap(xp.zeros_like(p.array))
+        state["exp_avg_sq"] = Tensor._wrap(xp.zeros_like(p.array))
         if amsgrad:
-            state["max_exp_avg_sq"] = Tensor._wrap(xp.zeros_like(p.data))
+            state["max_exp_avg_sq"] = Tensor._wrap(xp.zeros_like(p.array))
         return state
 
     def _update_group(self, group: dict[str, Any]) -> None:
@@ -99,10 +99,10 @@ class Adam(Optimizer):
         for p in group["params"]:
             if p.grad is None:
                 continue
-            param, grad = p.data, p.grad.data
+            param, grad = p.array, p.grad.array
             xp = array_module(param)
             state = self.state.get(p) or self._init_state(p, amsgrad)
-            step_t = state["step"].data
+            step_t = state["step"].array
             step_t += 1
             step = float(step_t)
             # a: our own copy of the gradient once we change it; b: scratch for temporaries
@@ -120,7 +120,7 @@ class Adam(Optimizer):
                     axpy(weight_decay, param, a, b)  # g + weight_decay * p
 
             # m.lerp_(g, w), w = 1 - beta1, in torch's two forms (picked by |w| < 0.5)
-            exp_avg, exp_avg_sq = state["exp_avg"].data, state["exp_avg_sq"].data
+            exp_avg, exp_avg_sq = state["exp_avg"].array, state["exp_avg_sq"].array
             weight = param.dtype.type(1 - beta1)
             xp.subtract(grad, exp_avg, out=b)  # g - m
             if abs(weight) < 0.5:
@@ -139,7 +139,7 @@ class Adam(Optimizer):
             step_size = lr / bias_correction1
             second = exp_avg_sq
             if amsgrad:
-                second = state["max_exp_avg_sq"].data
+                second = state["max_exp_avg_sq"].array
                 xp.maximum(second, exp_avg_sq, out=second)
             denom = xp.sqrt(second, out=b)
             denom /= bias_correction2**0.5

@@ -10,7 +10,7 @@ An optimizer owns
   store them with safetensors; nothing here needs pickle.
 
 A subclass only writes :meth:`Optimizer._update_group`: how one group's parameters move,
-given their gradients. The update works on the raw arrays (``p.data``, ``p.grad.data``) in
+given their gradients. The update works on the raw arrays (``p.array``, ``p.grad.array``) in
 place, with NumPy/CuPy ``out=`` arguments and preallocated buffers: after the first step,
 a step allocates no memory at all. ``p.grad`` is only read, never written, because other
 code (a gradient bucket, a hook) may share that array.
@@ -133,7 +133,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 else:
-                    p.grad.data.fill(0)
+                    p.grad.array.fill(0)
 
     # ---- the update -----------------------------------------------------------------------
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -218,7 +218,7 @@ def _load_value(name: str, value: Any, param: Tensor) -> Any:
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, Tensor):
-        value = value.data
+        value = value.array
     elif hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
         value = value.detach().cpu().numpy()
     if name == "step":
@@ -230,7 +230,7 @@ def _load_value(name: str, value: Any, param: Tensor) -> Any:
         dtype=param.dtype,
         copy=True,
     )
-    if array.shape != param.data.shape:
+    if array.shape != param.array.shape:
         raise ConfigError(
             f"state buffer '{name}' has shape {tuple(array.shape)}, "
             f"expected the parameter's shape {param.shape}"

@@ -78,7 +78,7 @@ class SGD(Optimizer):
         for p in group["params"]:
             if p.grad is None:
                 continue
-            param, grad = p.data, p.grad.data  # p.grad is shared: only read, never written
+            param, grad = p.array, p.grad.array  # p.grad is shared: only read, never written
             xp = array_module(param)
             # a: our own copy of the gradient once we change it; b: scratch for axpy
             a, b = self._scratch.pair(param)
@@ -95,13 +95,13 @@ class SGD(Optimizer):
                 if buf is None:  # first step: the buffer is the gradient itself
                     buf = state["momentum_buffer"] = Tensor._wrap(grad.copy())
                 else:
-                    buf.data *= momentum
-                    axpy(1 - dampening, grad, buf.data, b)  # momentum * buf + (1 - d) * g
+                    buf.array *= momentum
+                    axpy(1 - dampening, grad, buf.array, b)  # momentum * buf + (1 - d) * g
                 if nesterov:
                     if grad is not a:
                         a[...] = grad
                         grad = a
-                    axpy(momentum, buf.data, a, b)  # g + momentum * buf
+                    axpy(momentum, buf.array, a, b)  # g + momentum * buf
                 else:
-                    grad = buf.data
+                    grad = buf.array
             axpy(-lr, grad, param, b)  # p - lr * g

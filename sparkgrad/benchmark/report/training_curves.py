@@ -89,7 +89,7 @@ def _engines(
 
     def s_predict(x: Any) -> np.ndarray:
         with sg.no_grad():
-            return to_numpy(s_model(x).data).argmax(axis=1)
+            return to_numpy(s_model(x).array).argmax(axis=1)
 
     def t_step(x: Any, y: Any) -> float:
         t_opt.zero_grad()
