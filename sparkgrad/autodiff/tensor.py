@@ -29,6 +29,8 @@ def _as_array(data: Any, dtype: Any, device: str | None) -> Any:
     """Convert lists, scalars and arrays into a backend array with PyTorch's dtype rules."""
     if isinstance(data, Tensor):
         data = data.array
+    if isinstance(data, np.generic):  # np.float32(1.5) -> a 0-d array, as torch.tensor makes
+        data = np.asarray(data)
     if device is None:
         device = device_of(data)
     xp = get_array_module(device)
@@ -75,7 +77,13 @@ class Tensor:
 
     @classmethod
     def _wrap(cls, array: Any) -> Tensor:
-        """Fast constructor for op results: no conversion, no checks."""
+        """Fast constructor for op results: no conversion, no checks.
+
+        One exception: NumPy turns 0-d results into scalars (``np.float32``), which cannot
+        be updated in place; they become 0-d arrays again here.
+        """
+        if type(array) is not np.ndarray and isinstance(array, np.generic):
+            array = np.asarray(array)
         t = object.__new__(Tensor)
         t.array = array
         t.requires_grad = False
