@@ -12,20 +12,39 @@ from sparkgrad.autodiff import *  # noqa: F403
 from sparkgrad.autodiff import functional as _F
 from sparkgrad.autodiff.functional import (
     abs,
+    all,
+    allclose,
+    amax,
+    amin,
+    any,
     argmax,
     argmin,
     cat,
     chunk,
     clamp,
     clip,
+    eq,
+    equal,
     exp,
     flatten,
+    gather,
+    ge,
+    gt,
+    isclose,
+    le,
     log,
     log_softmax,
+    lt,
+    masked_fill,
     matmul,
+    max,
     maximum,
     mean,
+    min,
     minimum,
+    mm,
+    ne,
+    norm,
     permute,
     relu,
     reshape,
@@ -37,6 +56,7 @@ from sparkgrad.autodiff.functional import (
     stack,
     std,
     sum,
+    t,
     tanh,
     transpose,
     unsqueeze,
@@ -48,4 +68,4 @@ __version__ = "0.1.0"
 
 from numpy import bool_, float16, float32, float64, int32, int64  # dtypes, as torch.float32
 
-from sparkgrad import nn, optim  # noqa: E402  (after the names nn and optim build on)
+from sparkgrad import autograd, nn, optim  # noqa: E402  (after the names they build on)

@@ -19,6 +19,10 @@ class GradError(SparkgradError, RuntimeError):
     """Autograd was asked for something it cannot do (backward twice, integer grads, ...)."""
 
 
+class InPlaceError(SparkgradError, RuntimeError):
+    """An in-place update cannot write its result (a dtype it can't take, expanded storage)."""
+
+
 class DeviceError(SparkgradError, RuntimeError):
     """A device was asked for that is not available, or tensors live on different devices."""
 

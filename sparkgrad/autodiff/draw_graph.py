@@ -1,11 +1,12 @@
 """Draw the computation graph that autograd recorded, with matplotlib (no Graphviz needed).
 
 Every op applied to a tensor that requires grad leaves a :class:`~sparkgrad.autodiff.function.Node`
-on its output: ``y._node`` (PyTorch's ``y.grad_fn``) knows the op (``node.name()``, e.g.
-``MulBackward``) and its inputs (``node.inputs``). Following those links from the output
-back to the leaves is all :func:`graph_nodes` does; :func:`draw_graph` then lays the graph
-out in columns — leaves on the left, the output on the right, the data flowing left to
-right — and draws tensors as boxes and ops as ellipses::
+on its output: ``y.grad_fn`` knows the op (``node.name()``, e.g. ``MulBackward``) and, in
+``node.edges``, the nodes that made its inputs (or the input itself when it is a leaf).
+Following those links from the output back to the leaves is all :func:`graph_nodes` does;
+:func:`draw_graph` then lays the graph out in columns — leaves on the left, the output on
+the right, the data flowing left to right — and draws tensors as boxes (each op's output
+between it and its consumers) and ops as ellipses::
 
     a = sg.tensor(2.0, requires_grad=True); b = sg.tensor(3.0, requires_grad=True)
     y = (a * b).relu()
@@ -13,8 +14,10 @@ right — and draws tensors as boxes and ops as ellipses::
 
 Two promises: drawing never changes the graph (no backward, no new nodes) and never keeps
 it alive (the result holds strings and numbers, not tensors), so ``del y`` still frees it.
-After ``backward()`` (without ``retain_graph=True``) the nodes are released: their inputs
-are gone, and the picture shows the op as ``(freed)`` with nothing behind it.
+After ``backward()`` (without ``retain_graph=True``) the nodes are released: their edges
+are gone, and the picture shows the op as ``(freed)`` with nothing behind it. The graph
+keeps nodes, not the intermediate tensors: an intermediate shows its values only when it
+is given in ``names`` (otherwise its shape).
 """
 
 from __future__ import annotations
@@ -78,43 +81,50 @@ def graph_nodes(tensor: Tensor, names: Mapping[str, Tensor] | None = None) -> Gr
     the recorded graph and do not appear, as in PyTorch.
     """
     label_of = {id(t): name for name, t in (names or {}).items()}
+    known = {id(t._node): t for t in [tensor, *(names or {}).values()] if t._node is not None}
     data = GraphData()
     tensor_ids: dict[int, str] = {}
     op_ids: dict[int, str] = {}
 
-    def visit(t: Tensor) -> tuple[str, bool]:
-        """The id of ``t``'s vertex, and whether it was new."""
-        key = id(t)
-        if key in tensor_ids:
-            return tensor_ids[key], False
+    def add_tensor(key: int, t: Tensor | None, shape: tuple, leaf: bool) -> str:
         tid = tensor_ids[key] = f"t{len(tensor_ids)}"
-        grad = None if t.grad is None else _small(t.grad.array)
-        data.nodes.append(
-            GraphNode(
-                tid, "tensor", label_of.get(key, ""), t.shape, _small(t.array), grad,
-                t.is_leaf, t.requires_grad,
-            )
-        )  # fmt: skip
-        return tid, True
+        value = grad = None
+        if t is not None:
+            value = _small(t.array)
+            grad = None if t.grad is None else _small(t.grad.array)
+        label = label_of.get(id(t), "") if t is not None else ""
+        data.nodes.append(GraphNode(tid, "tensor", label, tuple(shape), value, grad, leaf, True))
+        return tid
 
-    stack = [tensor]
-    visit(tensor)
+    def output_of(node: Any) -> tuple[str, bool]:
+        """The box for what ``node`` made (the tensor, when we know it), and whether new."""
+        if id(node) in tensor_ids:
+            return tensor_ids[id(node)], False
+        return add_tensor(id(node), known.get(id(node)), node.shape, False), True
+
+    if tensor._node is None:
+        add_tensor(id(tensor), tensor, tensor.shape, tensor.is_leaf)
+        return data
+    output_of(tensor._node)
+    stack = [tensor._node]
     while stack:  # explicit stack: deep graphs (long chains) need no recursion
-        t = stack.pop()
-        node = t._node
-        if node is None:
-            continue
-        freed = node.inputs is None
+        node = stack.pop()
+        freed = node.edges is None
         oid = op_ids[id(node)] = f"f{len(op_ids)}"
         data.nodes.append(GraphNode(oid, "op", node.name() + (" (freed)" if freed else "")))
-        data.edges.append((oid, tensor_ids[id(t)]))
-        for parent in node.inputs or ():
-            if parent is None:
+        data.edges.append((oid, tensor_ids[id(node)]))
+        for edge in node.edges or ():
+            edge = getattr(edge, "node", edge)  # an OutputSlot leads to its node
+            if edge is None:
                 continue
-            pid, new = visit(parent)
+            if isinstance(edge, Tensor):  # a leaf
+                pid = tensor_ids.get(id(edge)) or add_tensor(id(edge), edge, edge.shape, True)
+                data.edges.append((pid, oid))
+                continue
+            pid, new = output_of(edge)
             data.edges.append((pid, oid))
             if new:
-                stack.append(parent)
+                stack.append(edge)
     return data
 
 

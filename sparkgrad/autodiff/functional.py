@@ -13,63 +13,58 @@ from typing import Any
 
 import numpy as np
 
-from sparkgrad.autodiff.backend import array_module
+from sparkgrad.autodiff.functional_compare import *  # noqa: F403 - eq, lt, allclose ...
 from sparkgrad.autodiff.functional_nn import *  # noqa: F403 - linear, softmax, losses ...
+from sparkgrad.autodiff.functional_reduction import *  # noqa: F403 - sum, mean, max ...
 from sparkgrad.autodiff.grad_mode import is_grad_enabled
+from sparkgrad.autodiff.inplace import raw_index
 from sparkgrad.autodiff.ops import arithmetic as ar
 from sparkgrad.autodiff.ops import pointwise as pw
-from sparkgrad.autodiff.ops import reduction as red
 from sparkgrad.autodiff.ops import shape as sh
-from sparkgrad.autodiff.ops.promotion import floating, promote
-from sparkgrad.autodiff.spelling import axis_arg, pick
+from sparkgrad.autodiff.ops.promotion import apply_binary, floating
+from sparkgrad.autodiff.spelling import pick
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import ShapeError
 
 Operand = Tensor | float | int | Any
 
 
-def _binary(fn: type, a: Operand, b: Operand, symbol: str) -> Tensor:
-    """Apply a broadcasting binary op, turning NumPy's broadcast error into a ShapeError."""
-    a, b = promote(a, b, true_div=fn is ar.Div)
-    try:
-        return fn.apply(a, b)
-    except ValueError as exc:
-        if "broadcast" not in str(exc):
-            raise
-        sa = a.shape if hasattr(a, "shape") else ()
-        sb = b.shape if hasattr(b, "shape") else ()
-        raise ShapeError(
-            f"shapes {tuple(sa)} and {tuple(sb)} cannot be broadcast for '{symbol}'"
-        ) from None
-
-
 # ---- arithmetic ---------------------------------------------------------------------
 def add(a: Operand, b: Operand) -> Tensor:
-    return _binary(ar.Add, a, b, "+")
+    return apply_binary(ar.Add, a, b, "+")
 
 
 def sub(a: Operand, b: Operand) -> Tensor:
-    return _binary(ar.Sub, a, b, "-")
+    return apply_binary(ar.Sub, a, b, "-")
 
 
 def mul(a: Operand, b: Operand) -> Tensor:
-    return _binary(ar.Mul, a, b, "*")
+    return apply_binary(ar.Mul, a, b, "*")
 
 
 def div(a: Operand, b: Operand) -> Tensor:
-    return _binary(ar.Div, a, b, "/")
+    return apply_binary(ar.Div, a, b, "/")
 
 
 def pow(a: Operand, b: Operand) -> Tensor:  # noqa: A001 - PyTorch's name
-    return _binary(ar.Pow, a, b, "**")
+    return apply_binary(ar.Pow, a, b, "**")
 
 
 def neg(a: Tensor) -> Tensor:
     return ar.Neg.apply(a)
 
 
-def matmul(a: Tensor, b: Tensor) -> Tensor:
-    return ar.MatMul.apply(a, b)
+def matmul(input: Tensor, other: Tensor) -> Tensor:  # noqa: A002 - PyTorch's names
+    return ar.MatMul.apply(input, other)
+
+
+def mm(input: Tensor, mat2: Tensor) -> Tensor:  # noqa: A002
+    """Matrix product of two 2-D tensors (``matmul`` without broadcasting)."""
+    if input.ndim != 2 or mat2.ndim != 2:
+        raise ShapeError(
+            f"mm: expected two 2-D tensors, found shapes {input.shape} and {mat2.shape}"
+        )
+    return ar.MatMul.apply(input, mat2)
 
 
 # ---- element-wise -------------------------------------------------------------------
@@ -93,8 +88,8 @@ def sigmoid(x: Tensor) -> Tensor:
     return pw.Sigmoid.apply(floating(x))
 
 
-def relu(x: Tensor) -> Tensor:
-    return pw.ReLU.apply(x)
+def relu(x: Tensor, inplace: bool = False) -> Tensor:
+    return x.relu_() if inplace else pw.ReLU.apply(x)
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
@@ -115,130 +110,16 @@ clip = clamp
 
 
 def maximum(a: Operand, b: Operand) -> Tensor:
-    return _binary(pw.Maximum, a, b, "maximum")
+    return apply_binary(pw.Maximum, a, b, "maximum")
 
 
 def minimum(a: Operand, b: Operand) -> Tensor:
-    return _binary(pw.Minimum, a, b, "minimum")
+    return apply_binary(pw.Minimum, a, b, "minimum")
 
 
 def where(condition: Any, a: Operand, b: Operand) -> Tensor:
     cond = condition.array if isinstance(condition, Tensor) else condition
     return pw.Where.apply(cond, a, b)
-
-
-# ---- reductions ---------------------------------------------------------------------
-def sum(  # noqa: A001 - PyTorch's name
-    x: Tensor,
-    axis: Any = None,
-    keepdims: bool | None = None,
-    *,
-    dim: Any = None,
-    keepdim: bool | None = None,
-) -> Tensor:
-    return red.Sum.apply(
-        x, axis=axis_arg(pick(axis, dim, None)), keepdims=pick(keepdims, keepdim, False)
-    )
-
-
-def mean(
-    x: Tensor,
-    axis: Any = None,
-    keepdims: bool | None = None,
-    *,
-    dim: Any = None,
-    keepdim: bool | None = None,
-) -> Tensor:
-    return red.Mean.apply(
-        x, axis=axis_arg(pick(axis, dim, None)), keepdims=pick(keepdims, keepdim, False)
-    )
-
-
-def max(  # noqa: A001 - PyTorch's name
-    x: Tensor,
-    axis: Any = None,
-    keepdims: bool | None = None,
-    *,
-    dim: Any = None,
-    keepdim: bool | None = None,
-) -> Tensor:
-    """Largest values over ``axis`` (all axes by default). Indices come from :func:`argmax`."""
-    axis, keep = axis_arg(pick(axis, dim, None)), pick(keepdims, keepdim, False)
-    return red.Extremum.apply(x, axis=axis, keepdims=keep, mode="max")
-
-
-def min(  # noqa: A001 - PyTorch's name
-    x: Tensor,
-    axis: Any = None,
-    keepdims: bool | None = None,
-    *,
-    dim: Any = None,
-    keepdim: bool | None = None,
-) -> Tensor:
-    """Smallest values over ``axis`` (all axes by default). Indices come from :func:`argmin`."""
-    axis, keep = axis_arg(pick(axis, dim, None)), pick(keepdims, keepdim, False)
-    return red.Extremum.apply(x, axis=axis, keepdims=keep, mode="min")
-
-
-def var(
-    x: Tensor,
-    axis: Any = None,
-    correction: int = 1,
-    keepdims: bool | None = None,
-    *,
-    dim: Any = None,
-    keepdim: bool | None = None,
-    unbiased: bool | None = None,
-) -> Tensor:
-    """Variance with Bessel's correction by default (``correction=1``), as ``torch.var``."""
-    if unbiased is not None:
-        correction = 1 if unbiased else 0
-    axis, keep = axis_arg(pick(axis, dim, None)), pick(keepdims, keepdim, False)
-    return red.Var.apply(x, axis=axis, correction=correction, keepdims=keep)
-
-
-def std(
-    x: Tensor,
-    axis: Any = None,
-    correction: int = 1,
-    keepdims: bool | None = None,
-    *,
-    dim: Any = None,
-    keepdim: bool | None = None,
-    unbiased: bool | None = None,
-) -> Tensor:
-    """Standard deviation: ``sqrt(var(...))`` with the same arguments."""
-    return sqrt(var(x, axis, correction, keepdims, dim=dim, keepdim=keepdim, unbiased=unbiased))
-
-
-def _arg(x: Tensor, axis: Any, keepdims: bool, fn: str) -> Tensor:
-    xp = array_module(x.array)
-    if axis is None:
-        return Tensor._wrap(xp.asarray(getattr(x.array, fn)(), dtype=np.int64))
-    out = getattr(x.array, fn)(axis=axis).astype(np.int64)
-    return Tensor._wrap(xp.expand_dims(out, axis) if keepdims else out)
-
-
-def argmax(
-    x: Tensor,
-    axis: int | None = None,
-    keepdims: bool | None = None,
-    *,
-    dim: int | None = None,
-    keepdim: bool | None = None,
-) -> Tensor:
-    return _arg(x, pick(axis, dim, None), pick(keepdims, keepdim, False), "argmax")
-
-
-def argmin(
-    x: Tensor,
-    axis: int | None = None,
-    keepdims: bool | None = None,
-    *,
-    dim: int | None = None,
-    keepdim: bool | None = None,
-) -> Tensor:
-    return _arg(x, pick(axis, dim, None), pick(keepdims, keepdim, False), "argmin")
 
 
 # ---- shapes -------------------------------------------------------------------------
@@ -302,15 +183,41 @@ def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
     return sh.Expand.apply(x, shape=tuple(shape))
 
 
+def view_as(x: Tensor, other: Tensor) -> Tensor:
+    return reshape(x, other.shape)
+
+
+def expand_as(x: Tensor, other: Tensor) -> Tensor:
+    return sh.Expand.apply(x, shape=tuple(other.shape))
+
+
+def t(x: Tensor) -> Tensor:
+    """Transpose of a matrix (0-D and 1-D tensors are returned as they are)."""
+    if x.ndim > 2:
+        raise ShapeError(f"t() expects a tensor with <= 2 dimensions, but self is {x.ndim}D")
+    return x if x.ndim < 2 else permute(x, (1, 0))
+
+
 def getitem(x: Tensor, index: Any) -> Tensor:
     """``x[index]``: slices, integers, integer arrays/tensors, boolean masks."""
-    if isinstance(index, Tensor):
-        index = index.array
-    elif isinstance(index, tuple):
-        index = tuple(i.array if isinstance(i, Tensor) else i for i in index)
-    elif isinstance(index, list):
-        index = np.asarray(index)
-    return sh.GetItem.apply(x, index=index)
+    return sh.GetItem.apply(x, index=raw_index(index))
+
+
+def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:  # noqa: A002 - PyTorch's name
+    """``out[i][j] = input[i][index[i][j]]`` for ``dim=1`` (and likewise for any dim)."""
+    return sh.Gather.apply(input, index.array if isinstance(index, Tensor) else index, axis=dim)
+
+
+def masked_fill(input: Tensor, mask: Any, value: Any) -> Tensor:  # noqa: A002
+    """``value`` where ``mask`` is True, ``input`` elsewhere (``mask`` broadcasts)."""
+    cond = mask.array if isinstance(mask, Tensor) else mask
+    if getattr(cond, "dtype", None) is not None and cond.dtype != np.bool_:
+        raise TypeError(
+            f"masked_fill only supports boolean masks, but got mask with dtype {cond.dtype}"
+        )
+    if isinstance(value, Tensor):
+        value = value.array.astype(input.dtype)
+    return pw.Where.apply(cond, value, input)
 
 
 def cat(tensors: Sequence[Tensor], axis: int | None = None, *, dim: int | None = None) -> Tensor:

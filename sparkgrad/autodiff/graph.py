@@ -1,19 +1,30 @@
-"""The backward engine: walk the recorded graph from a tensor back to the leaves.
+"""The backward engine: walk the recorded graph from the outputs back to the leaves.
 
-1. :func:`topological_order` lists every tensor the output depends on, outputs before
-   inputs, with an explicit stack (no recursion, so a 10,000-op chain is fine).
-2. :func:`backward` visits them in that order, calls each node's ``backward``, reduces
-   broadcast gradients with :func:`sum_to_shape` (the ONE place broadcasting is undone),
-   and accumulates into the leaves' ``.grad`` as PyTorch does.
+The graph's vertices are :class:`~sparkgrad.autodiff.function.Node`\\ s (one per recorded op)
+and the leaves that require grad; each node's ``edges`` lead to the vertices that made its
+inputs.
+
+1. :func:`topological_order` lists every vertex the outputs depend on, consumers before
+   producers, with an explicit stack (no recursion, so a 10,000-op chain is fine).
+2. :func:`backward` visits them in that order: the gradients that arrived at a node are
+   summed, its hooks run, its op's ``backward`` turns the gradient of its output into
+   gradients of its inputs, and those travel along the edges. :func:`sum_to_shape` (the ONE
+   place broadcasting is undone) gives each the shape of the input it belongs to. A leaf
+   adds what arrives to its ``.grad``, as PyTorch does.
 3. Unless ``retain_graph=True``, every visited node is released afterwards, so the
-   intermediate arrays it saved are freed as soon as nobody else holds them.
+   arrays it saved are freed as soon as nobody else holds them.
+
+:func:`grad` (``sg.autograd.grad``) is the same walk, but it hands the gradients of chosen
+tensors back instead of adding them to ``.grad``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sparkgrad.autodiff.backend import array_module
+from sparkgrad.autodiff.function import Node, OutputSlot, edge_to
 from sparkgrad.autodiff.grad_mode import no_grad
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import GradError, ShapeError
@@ -37,34 +48,223 @@ def sum_to_shape(grad: Any, shape: tuple[int, ...]) -> Any:
     return out.reshape(shape)
 
 
-def topological_order(root: Tensor) -> list[Tensor]:
-    """Tensors that ``root`` depends on (requiring grad), ``root`` first, inputs after outputs."""
-    order: list[Tensor] = []
+def topological_order(roots: Sequence[Any]) -> list[Any]:
+    """Every vertex the roots depend on, each after all the vertices that consume it."""
+    order: list[Any] = []
     visited: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    stack: list[tuple[Any, bool]] = [(r, False) for r in reversed(roots)]
     while stack:
-        tensor, finished = stack.pop()
+        vertex, finished = stack.pop()
         if finished:
-            order.append(tensor)
+            order.append(vertex)
             continue
-        if id(tensor) in visited:
+        if id(vertex) in visited:
             continue
-        visited.add(id(tensor))
-        stack.append((tensor, True))
-        node = tensor._node
-        if node is not None and node.inputs is not None:
-            # reversed: the first input (the data path) is explored first, so a weight
-            # lands right after its op in the order and its .grad is final early (DDP
-            # starts reducing it while backward still runs)
-            for parent in reversed(node.inputs):
-                if parent is not None and id(parent) not in visited:
-                    stack.append((parent, False))
+        visited.add(id(vertex))
+        stack.append((vertex, True))
+        edges = vertex.edges if isinstance(vertex, Node) else None
+        # reversed: the first input (the data path) is explored first, so a weight lands
+        # right after its op in the order and its .grad is final early (DDP starts
+        # reducing it while backward still runs)
+        for edge in reversed(edges or ()):
+            if type(edge) is OutputSlot:
+                edge = edge.node
+            if edge is not None and id(edge) not in visited:
+                stack.append((edge, False))
     order.reverse()
     return order
 
 
+def backward(
+    tensors: Sequence[Tensor],
+    grad_tensors: Sequence[Any] | None = None,
+    retain_graph: bool = False,
+    inputs: Sequence[Tensor] | None = None,
+) -> None:
+    """Add d(tensors)/d(leaf) · grad_tensors to ``leaf.grad`` for every leaf they depend on.
+
+    ``inputs`` limits the accumulation to those tensors (a non-leaf among them gets its
+    ``.grad`` too), as ``torch.autograd.backward(..., inputs=...)``.
+    """
+    roots = _roots(tensors, grad_tensors)
+    if inputs is None:
+        _walk(roots, retain_graph)
+        return
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    wanted = {id(edge_to(t)): t for t in inputs}
+    found = _walk(roots, retain_graph, capture=wanted)
+    for key, g in found.items():
+        _accumulate_leaf(wanted[key], g, owned=False)
+
+
+def grad(
+    outputs: Any,
+    inputs: Any,
+    grad_outputs: Any = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool | None = None,
+    materialize_grads: bool = False,
+) -> tuple[Tensor | None, ...]:
+    """The gradients of ``outputs`` with respect to ``inputs``, returned (``.grad`` untouched)."""
+    if create_graph:
+        raise GradError(
+            "create_graph=True is not supported: sparkgrad's backward works on raw arrays, so "
+            "it cannot record a graph of the gradients (no higher-order derivatives)"
+        )
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    single = isinstance(inputs, Tensor)
+    inputs = [inputs] if single else list(inputs)
+    if grad_outputs is not None and isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs]
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor) or not t.requires_grad:
+            raise GradError(f"The differentiated Tensor at index {i} does not require grad")
+    wanted = {id(edge_to(t)): t for t in inputs}
+    found = _walk(_roots(outputs, grad_outputs), bool(retain_graph), capture=wanted)
+    result: list[Tensor | None] = []
+    for i, t in enumerate(inputs):
+        g = found.get(id(edge_to(t)))
+        if g is None:
+            if not (allow_unused or materialize_grads):
+                raise GradError(
+                    f"The differentiated Tensor at index {i} appears to not have been used in "
+                    "the graph. Set allow_unused=True if this is the desired behavior."
+                )
+            result.append(
+                Tensor._wrap(array_module(t.array).zeros_like(t.array))
+                if materialize_grads
+                else None
+            )
+        else:
+            result.append(Tensor._wrap(g.copy()))
+    return tuple(result)
+
+
+def _roots(tensors: Sequence[Tensor], grads: Sequence[Any] | None) -> list[tuple[Any, Any]]:
+    """``(vertex, gradient array)`` for each output backward starts from."""
+    tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
+    grads = [None] * len(tensors) if grads is None else list(grads)
+    if len(grads) != len(tensors):
+        raise GradError(f"got {len(tensors)} tensors but {len(grads)} gradients")
+    roots = []
+    for t, g in zip(tensors, grads):
+        if not t.requires_grad:
+            raise GradError(
+                "element 0 of tensors does not require grad and does not have a grad_fn: "
+                "create the inputs with requires_grad=True (or call .requires_grad_())"
+            )
+        if t._node is not None and t._node.edges is None:
+            raise GradError(
+                "Trying to backward through the graph a second time: its saved values were "
+                "freed. Pass retain_graph=True to the first backward() if you need to call it "
+                "twice."
+            )
+        roots.append((edge_to(t), _root_grad(t, g)))
+    return roots
+
+
+def _root_grad(t: Tensor, g: Any) -> Any:
+    if g is None:
+        if t.array.size != 1:
+            raise GradError(
+                f"grad can be implicitly created only for scalar outputs; found shape "
+                f"{t.shape}: pass a gradient of that shape, e.g. y.backward(sg.ones_like(y))"
+            )
+        return array_module(t.array).ones_like(t.array)
+    g = g.array if isinstance(g, Tensor) else g
+    if tuple(g.shape) != t.shape:
+        raise ShapeError(f"gradient shape {tuple(g.shape)} does not match output {t.shape}")
+    return g
+
+
+def _walk(
+    roots: list[tuple[Any, Any]], retain_graph: bool, capture: dict[int, Any] | None = None
+) -> dict[int, Any]:
+    """Run backward from ``roots``. With ``capture``, the gradients arriving at those
+    vertices are returned instead of being accumulated into leaves."""
+    pending = _Pending()
+    for vertex, g in roots:
+        pending.add(vertex, g, fresh=False)
+    found: dict[int, Any] = {}
+    with no_grad():
+        for vertex in topological_order([v for v, _ in roots]):
+            if not pending.has(vertex):
+                continue
+            is_leaf = not isinstance(vertex, Node)
+            g, owned = pending.pop(vertex)
+            if not isinstance(g, list):
+                g, owned = _run_hooks(vertex._hooks if is_leaf else vertex.hooks, g, owned)
+            if capture is not None and id(vertex) in capture:
+                found[id(vertex)] = g
+                if is_leaf:
+                    continue
+            elif is_leaf:
+                if capture is None:
+                    _accumulate_leaf(vertex, g, owned)
+                continue
+            node = vertex
+            if node.edges is None:
+                raise GradError("Trying to backward through the graph a second time (freed node)")
+            if capture is None and node.retained is not None:
+                _retain(node.retained(), g)
+            handed_out: set[int] = set()
+            for edge, pg in zip(node.edges, node.run_backward(g)):
+                if edge is None or pg is None:
+                    continue
+                reduced = sum_to_shape(pg, edge.shape)
+                if reduced.dtype != edge.dtype:  # a grad has its tensor's dtype (PyTorch)
+                    reduced = reduced.astype(edge.dtype)
+                pending.add(edge, reduced, fresh=_is_private(reduced, g, handed_out))
+                handed_out.add(id(reduced))
+            if not retain_graph:
+                node.release()
+    return found
+
+
+class _Pending:
+    """The gradients that have arrived at each vertex and are not used yet (summed on arrival).
+
+    A node with several outputs (a custom Function) collects one gradient per output and
+    gets them as a list, ``None`` for outputs nothing depended on.
+    """
+
+    def __init__(self) -> None:
+        self._grads: dict[int, Any] = {}
+
+    def add(self, edge: Any, grad: Any, fresh: bool) -> None:
+        vertex, slot = (edge.node, edge.index) if type(edge) is OutputSlot else (edge, 0)
+        if getattr(vertex, "n_outputs", 1) > 1:
+            slots = self._grads.setdefault(id(vertex), [None] * vertex.n_outputs)
+            slots[slot] = grad if slots[slot] is None else slots[slot] + grad
+            return
+        previous = self._grads.get(id(vertex))
+        self._grads[id(vertex)] = (grad, fresh) if previous is None else (previous[0] + grad, True)
+
+    def has(self, vertex: Any) -> bool:
+        return id(vertex) in self._grads
+
+    def pop(self, vertex: Any) -> tuple[Any, bool]:
+        entry = self._grads.pop(id(vertex))
+        return (entry, False) if isinstance(entry, list) else entry
+
+
+def _is_private(array: Any, incoming: Any, handed_out: set[int]) -> bool:
+    """Fast path: may a leaf keep this array as its ``.grad`` without copying it?
+
+    Yes when nothing else can hold it: it is not the incoming gradient, not a view of
+    another array, and not an array this node already gave to another input. Otherwise
+    the leaf gets a copy, so that updating one ``.grad`` in place never changes another.
+    """
+    return (
+        array is not incoming
+        and getattr(array, "base", None) is None
+        and id(array) not in handed_out
+    )
+
+
 def _accumulate_leaf(leaf: Tensor, grad: Any, owned: bool) -> None:
-    """``leaf.grad += grad``; copies an array that other tensors may still share."""
+    """``leaf.grad += grad`` (a fresh Tensor the first time), then the post-accumulate hooks."""
     if leaf.grad is None:
         leaf.grad = Tensor._wrap(grad if owned else grad.copy())
     else:
@@ -73,80 +273,20 @@ def _accumulate_leaf(leaf: Tensor, grad: Any, owned: bool) -> None:
         hook(leaf)
 
 
-def _run_hooks(tensor: Tensor, grad: Any, owned: bool) -> tuple[Any, bool]:
-    for hook in tensor._hooks:
+def _retain(t: Tensor | None, grad: Any) -> None:
+    """``retain_grad()``: a non-leaf's ``.grad`` accumulates like a leaf's (PyTorch)."""
+    if t is None:
+        return
+    if t.grad is None:
+        t.grad = Tensor._wrap(grad.copy())
+    else:
+        t.grad = Tensor._wrap(t.grad.array + grad)
+
+
+def _run_hooks(hooks: list, grad: Any, owned: bool) -> tuple[Any, bool]:
+    """Each ``register_hook`` function sees the gradient and may return a replacement."""
+    for hook in hooks:
         result = hook(Tensor._wrap(grad))
         if result is not None:
             grad, owned = (result.array if isinstance(result, Tensor) else result), False
     return grad, owned
-
-
-def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None:
-    """Fill ``.grad`` of every leaf that ``root`` depends on with d(root)/d(leaf) * grad."""
-    if not root.requires_grad:
-        raise GradError(
-            "element 0 of tensors does not require grad and does not have a grad_fn: "
-            "create the inputs with requires_grad=True (or call .requires_grad_())"
-        )
-    if grad is None:
-        if root.array.size != 1:
-            raise GradError(
-                f"grad can be implicitly created only for scalar outputs; found shape "
-                f"{root.shape}: pass a gradient of that shape, e.g. y.backward(sg.ones_like(y))"
-            )
-        grad = array_module(root.array).ones_like(root.array)
-    else:
-        grad = grad.array if isinstance(grad, Tensor) else grad
-        if tuple(grad.shape) != root.shape:
-            raise ShapeError(
-                f"gradient shape {tuple(grad.shape)} does not match output {root.shape}"
-            )
-    if root._node is not None and root._node.inputs is None:
-        raise GradError(
-            "Trying to backward through the graph a second time: its saved values were freed. "
-            "Pass retain_graph=True to the first backward() if you need to call it twice."
-        )
-
-    grads: dict[int, tuple[Any, bool]] = {id(root): (grad, False)}
-    with no_grad():
-        for tensor in topological_order(root):
-            entry = grads.pop(id(tensor), None)
-            if entry is None:
-                continue
-            g, owned = _run_hooks(tensor, *entry)
-            node = tensor._node
-            if node is None:
-                _accumulate_leaf(tensor, g, owned)
-                continue
-            if tensor._retains_grad:  # accumulates like a leaf's grad, as in PyTorch
-                if tensor.grad is None:
-                    tensor.grad = Tensor._wrap(g.copy())
-                else:
-                    tensor.grad.array = tensor.grad.array + g
-            if node.inputs is None:
-                raise GradError("Trying to backward through the graph a second time (freed node)")
-            input_grads = node.fn.backward(node.ctx, g)
-            if not isinstance(input_grads, tuple):
-                input_grads = (input_grads,)
-            handed_out: set[int] = set()
-            for parent, pg in zip(node.inputs, input_grads):
-                if parent is None or pg is None:
-                    continue
-                reduced = sum_to_shape(pg, parent.shape)
-                if reduced.dtype != parent.dtype:  # a grad has its tensor's dtype (PyTorch)
-                    reduced = reduced.astype(parent.dtype)
-                # "fresh" = nothing else can hold this array: not the incoming grad, not a
-                # view, not an array this backward already gave to another input
-                fresh = (
-                    reduced is not g
-                    and getattr(reduced, "base", None) is None
-                    and id(reduced) not in handed_out
-                )
-                handed_out.add(id(reduced))
-                previous = grads.get(id(parent))
-                if previous is None:
-                    grads[id(parent)] = (reduced, fresh)
-                else:
-                    grads[id(parent)] = (previous[0] + reduced, True)
-            if not retain_graph:
-                node.release()

@@ -1,13 +1,19 @@
 """``Tensor``: an array (NumPy or CuPy) plus what autograd needs to differentiate it.
 
 A tensor is a leaf (made by you: data, weights) or the output of an op, in which case
-``_node`` remembers the op and its inputs. ``backward()`` walks those nodes in reverse
-(see :mod:`sparkgrad.autodiff.graph`). Arithmetic operators and methods such as
-``x.relu()`` are thin forwards to :mod:`sparkgrad.autodiff.functional`, where each op lives.
+``grad_fn`` is the recorded op (a :class:`~sparkgrad.autodiff.function.Node`) whose edges
+lead back to the leaves. ``backward()`` walks those nodes in reverse (see
+:mod:`sparkgrad.autodiff.graph`). Arithmetic operators and methods such as ``x.relu()``
+are thin forwards to :mod:`sparkgrad.autodiff.functional`, where each op lives; in-place
+updates (``x += 1``, ``x[0] = 2``, ``x.add_(y)``) live in :mod:`sparkgrad.autodiff.inplace`.
+
+The values are ``t.array``, a NumPy or CuPy array. ``t.data`` is PyTorch's ``.data``: the
+same storage as a Tensor that autograd does not see.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +28,7 @@ from sparkgrad.autodiff.backend import (
     to_numpy,
 )
 from sparkgrad.autodiff.grad_mode import is_grad_enabled
+from sparkgrad.autodiff.versions import VersionCounter
 from sparkgrad.errors import GradError
 
 
@@ -46,17 +53,31 @@ def _as_array(data: Any, dtype: Any, device: str | None) -> Any:
     return to_device(arr, device)
 
 
+class Size(tuple):
+    """A shape: a tuple of ints, with ``numel()`` as ``torch.Size`` has (printed as a tuple)."""
+
+    def numel(self) -> int:
+        n = 1
+        for d in self:
+            n *= d
+        return n
+
+
 class Tensor:
     """An n-dimensional array that can record the ops applied to it for backward."""
 
     __slots__ = (
-        "array",
+        "array",  # the values: a NumPy or CuPy array
         "requires_grad",
         "grad",
-        "_node",
-        "_hooks",
+        "_node",  # the op that made it (grad_fn), None for a leaf
+        "_hooks",  # register_hook functions of a leaf (a non-leaf keeps them on its node)
         "_post_hooks",
-        "_retains_grad",
+        "_version_counter",  # shared with every tensor viewing the same storage
+        "_base",  # the tensor this one is a view of (None if it owns its storage)
+        "_view_op",  # (Function, kwargs) that made the view, to replay or write back
+        "_node_version",  # the storage version when _node was recorded
+        "_output_nr",  # which output of _node this is (custom Functions may have several)
         "__weakref__",
         "__dict__",
     )
@@ -70,7 +91,9 @@ class Tensor:
         self._node = None
         self._hooks: list[Callable] = []
         self._post_hooks: list[Callable] = []
-        self._retains_grad = False
+        self._version_counter = VersionCounter()
+        self._base = self._view_op = None
+        self._node_version = self._output_nr = 0
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -91,16 +114,29 @@ class Tensor:
         t._node = None
         t._hooks = []
         t._post_hooks = []
-        t._retains_grad = False
+        t._version_counter = VersionCounter()
+        t._base = t._view_op = None
+        t._node_version = t._output_nr = 0
         return t
+
+    def _set_node(self, node: Any) -> None:
+        """Record ``node`` as the op that made the current values."""
+        self._node = node
+        self._node_version = self._version_counter.value
+
+    def _share_storage_with(self, base: Tensor, view_op: Any = None) -> None:
+        """Mark this tensor as a view of ``base``: one version counter for both."""
+        self._version_counter = base._version_counter
+        self._base, self._view_op = base, view_op
+        self._node_version = self._version_counter.value
 
     # ---- what it is -----------------------------------------------------------------
     @property
     def data(self) -> Tensor:
         """The values as a Tensor outside autograd, sharing storage (PyTorch's ``.data``).
 
-        ``p.data.add_(u)`` changes ``p`` without recording anything; prefer
-        ``with sg.no_grad():`` (``.data`` is also invisible to the in-place checks).
+        ``p.data.add_(u)`` changes ``p`` without recording anything and without the
+        in-place checks (a separate version counter): prefer ``with sg.no_grad():``.
         """
         return Tensor._wrap(self.array)
 
@@ -109,8 +145,8 @@ class Tensor:
         self.array = value.array if isinstance(value, Tensor) else value
 
     @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.array.shape)
+    def shape(self) -> Size:
+        return Size(self.array.shape)
 
     @property
     def dtype(self) -> np.dtype:
@@ -135,11 +171,24 @@ class Tensor:
         return self._node
 
     @property
+    def _version(self) -> int:
+        """How many in-place updates the storage has seen (PyTorch's ``t._version``)."""
+        return self._version_counter.value
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device == "cuda"
+
+    @property
     def T(self) -> Tensor:  # noqa: N802 - PyTorch's name
         return self.permute(*reversed(range(self.ndim)))
 
+    @property
+    def mT(self) -> Tensor:  # noqa: N802 - PyTorch's name
+        return self.transpose(-2, -1)
+
     def size(self, dim: int | None = None) -> Any:
-        return self.shape if dim is None else self.shape[dim]
+        return self.shape if dim is None else self.array.shape[dim]
 
     def dim(self) -> int:
         return self.ndim
@@ -147,8 +196,23 @@ class Tensor:
     def numel(self) -> int:
         return int(self.array.size)
 
+    nelement = numel
+
+    def element_size(self) -> int:
+        return int(self.array.itemsize)
+
+    def is_contiguous(self) -> bool:
+        return bool(self.array.flags.c_contiguous)
+
     def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
+
+    def __iter__(self) -> Any:
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
 
     # ---- leaving autograd -----------------------------------------------------------
     def numpy(self) -> np.ndarray:
@@ -168,8 +232,16 @@ class Tensor:
         return to_numpy(self.array).tolist()
 
     def detach(self) -> Tensor:
-        """The same values, cut from the graph (shares memory, as in PyTorch)."""
-        return Tensor._wrap(self.array)
+        """The same values, cut from the graph (shares memory and version, as in PyTorch)."""
+        out = Tensor._wrap(self.array)
+        out._version_counter = self._version_counter
+        return out
+
+    def detach_(self) -> Tensor:
+        """Cut this tensor from the graph it was made by (it becomes a leaf)."""
+        self._node = None
+        self.requires_grad = False
+        return self
 
     def clone(self) -> Tensor:
         from sparkgrad.autodiff import functional as F
@@ -206,8 +278,28 @@ class Tensor:
     def double(self) -> Tensor:
         return self.to(np.float64)
 
+    def half(self) -> Tensor:
+        return self.to(np.float16)
+
     def long(self) -> Tensor:
         return self.to(np.int64)
+
+    def int(self) -> Tensor:
+        return self.to(np.int32)
+
+    def bool(self) -> Tensor:
+        return self.to(np.bool_)
+
+    def type(self, dtype: Any = None) -> Any:
+        """The dtype's PyTorch-style name (``torch.FloatTensor``), or a cast to ``dtype``."""
+        if dtype is None:
+            from sparkgrad.autodiff.versions import torch_type_name
+
+            return f"sparkgrad.{torch_type_name(self.dtype)}Tensor"
+        return self.to(dtype)
+
+    def type_as(self, other: Tensor) -> Tensor:
+        return self.to(other.dtype)
 
     # ---- autograd -----------------------------------------------------------------------
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
@@ -221,21 +313,24 @@ class Tensor:
         self.requires_grad = requires_grad
         return self
 
-    def backward(self, gradient: Any = None, retain_graph: bool = False) -> None:
+    def backward(
+        self, gradient: Any = None, retain_graph: bool | None = None, inputs: Any = None
+    ) -> None:
         """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""
         from sparkgrad.autodiff.graph import backward
 
-        backward(self, gradient, retain_graph=retain_graph)
+        backward([self], [gradient], retain_graph=bool(retain_graph), inputs=inputs)
 
     def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> Callable[[], None]:
         """Call ``hook(grad)`` when this tensor's gradient is computed; it may return a new one.
 
-        Returns a function that removes the hook (PyTorch returns a handle with ``.remove()``).
+        Returns a handle whose ``.remove()`` (or a call) removes the hook.
         """
         if not self.requires_grad:
             raise GradError("cannot register a hook on a tensor that doesn't require gradient")
-        self._hooks.append(hook)
-        return _Removable(self._hooks, hook)
+        hooks = self._hooks if self._node is None else self._node.hooks
+        hooks.append(hook)
+        return _Removable(hooks, hook)
 
     def register_post_accumulate_grad_hook(self, hook: Callable[[Tensor], None]) -> Any:
         """Call ``hook(tensor)`` on a leaf right after its ``.grad`` was accumulated.
@@ -248,59 +343,16 @@ class Tensor:
         return _Removable(self._post_hooks, hook)
 
     def retain_grad(self) -> None:
-        """Keep ``.grad`` on this non-leaf tensor after backward."""
-        self._retains_grad = True
+        """Keep ``.grad`` on this non-leaf tensor after backward (a no-op on leaves)."""
+        if not self.requires_grad:
+            raise GradError("can't retain_grad on Tensor that has requires_grad=False")
+        if self._node is not None:
+            self._node.retained = weakref.ref(self)
 
-    # ---- in-place updates (no graph: for optimizers, initialisers, collectives) --------
-    def _check_inplace(self) -> None:
-        if self.requires_grad and self.is_leaf and is_grad_enabled():
-            raise GradError(
-                "a leaf Variable that requires grad is being used in an in-place operation; "
-                "wrap the update in `with sg.no_grad():`"
-            )
-
-    def _value(self, other: Any) -> Any:
-        return other.array if isinstance(other, Tensor) else other
-
-    def copy_(self, src: Any) -> Tensor:
-        """Overwrite the values with ``src`` (a tensor, array or number), across devices."""
-        self._check_inplace()
-        value = self._value(src)
-        self.array[...] = to_device(value, self.device) if hasattr(value, "shape") else value
-        return self
-
-    def zero_(self) -> Tensor:
-        self._check_inplace()
-        self.array.fill(0)
-        return self
-
-    def fill_(self, value: float) -> Tensor:
-        self._check_inplace()
-        self.array.fill(value)
-        return self
-
-    def add_(self, other: Any, alpha: float = 1.0) -> Tensor:
-        self._check_inplace()
-        other = self._value(other)
-        self.array += other if alpha == 1.0 else alpha * other
-        return self
-
-    def sub_(self, other: Any, alpha: float = 1.0) -> Tensor:
-        return self.add_(other, alpha=-alpha)
-
-    def mul_(self, other: Any) -> Tensor:
-        self._check_inplace()
-        self.array *= self._value(other)
-        return self
-
-    def div_(self, other: Any) -> Tensor:
-        self._check_inplace()
-        self.array /= self._value(other)
-        return self
-
-    def __setitem__(self, index: Any, value: Any) -> None:
-        self._check_inplace()
-        self.array[index] = self._value(value)
+    @property
+    def retains_grad(self) -> bool:
+        node = self._node
+        return node is not None and node.retained is not None and node.retained() is self
 
     # ---- printing -------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -316,15 +368,33 @@ class Tensor:
             extras.append("requires_grad=True")
         return "tensor(" + ", ".join([body, *extras]) + ")"
 
+    def __format__(self, spec: str) -> str:
+        """``f"{loss:.4f}"`` formats a 0-d tensor's value, exactly where PyTorch does."""
+        if self.ndim == 0:
+            return format(self.item(), spec)
+        if spec:
+            raise TypeError("unsupported format string passed to Tensor.__format__")
+        return repr(self)
+
     __hash__ = object.__hash__
 
     def __bool__(self) -> bool:
+        if self.array.size != 1:
+            raise RuntimeError(
+                f"Boolean value of Tensor with more than one value is ambiguous "
+                f"(shape {self.shape}); use .any() or .all()"
+            )
         return bool(self.item())
 
     def __float__(self) -> float:
         return float(self.item())
 
     def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self.array.size != 1 or self.dtype.kind not in "iub":
+            raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self.item())
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:

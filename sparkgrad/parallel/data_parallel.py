@@ -53,6 +53,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sparkgrad import distributed as dist
+from sparkgrad.autodiff.function import edge_to
 from sparkgrad.autodiff.grad_mode import is_grad_enabled
 from sparkgrad.autodiff.graph import topological_order
 from sparkgrad.autodiff.nn.module import Module
@@ -233,7 +234,8 @@ class DataParallel(Module):
         for out in outputs:
             if out.requires_grad:
                 out.register_hook(self._on_backward_start)
-                reachable |= {id(t) for t in topological_order(out) if id(t) in self._where}
+                order = topological_order([edge_to(out)])  # nodes and the leaves they reach
+                reachable |= {id(v) for v in order if id(v) in self._where}
         self._pending = set(reachable)
         if self.find_unused_parameters:
             for bucket in self.buckets:

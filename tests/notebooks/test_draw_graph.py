@@ -109,10 +109,10 @@ def test_drawing_neither_changes_the_graph_nor_keeps_it_alive():
     a, b, c = _leaves()
     ab = a * b
     y = (ab + c).relu().sum()
-    probe = weakref.ref(ab)
-    node_inputs = y._node.inputs
+    probe = weakref.ref(ab.grad_fn)
+    node_edges = y.grad_fn.edges
     fig = draw_graph(y, names={"a": a})
-    assert y._node.inputs is node_inputs and a.grad is None  # nothing ran, nothing moved
+    assert y.grad_fn.edges is node_edges and a.grad is None  # nothing ran, nothing moved
     y.backward()  # the graph still works after drawing, and gives PyTorch's gradients
     ta, tb, tc = (torch.tensor(t.array, requires_grad=True) for t in (a, b, c))
     (ta * tb + tc).relu().sum().backward()
@@ -120,7 +120,7 @@ def test_drawing_neither_changes_the_graph_nor_keeps_it_alive():
         np.testing.assert_allclose(ours.grad.array, theirs.grad.numpy())
     del ab, y
     gc.collect()
-    assert probe() is None, "the figure (or graph_nodes) kept an intermediate tensor alive"
+    assert probe() is None, "the figure (or graph_nodes) kept an intermediate node alive"
     assert isinstance(fig, Figure)
 
 

@@ -2,9 +2,11 @@
 
 During the forward pass every op keeps the arrays its backward will need. After
 ``backward()`` those are garbage: a training loop that kept them would grow by one
-graph per step. Here weak references (which do not keep an object alive) watch the
-intermediate tensors and their saved arrays, with the cyclic garbage collector switched
-off, so only plain reference counting frees them, as it must in a real loop.
+graph per step. The graph is made of nodes (each op's ``grad_fn``), which hold the arrays
+their backward needs, not the intermediate tensors. Here weak references (which do not
+keep an object alive) watch those nodes and their saved arrays, with the cyclic garbage
+collector switched off, so only plain reference counting frees them, as it must in a
+real loop.
 """
 
 from __future__ import annotations
@@ -39,11 +41,11 @@ def _graph(x, w):
 
 
 def _weakrefs_to_intermediates(intermediates, leaves):
-    """Weak refs to each intermediate tensor and to every non-leaf array its op saved."""
+    """Weak refs to each intermediate's node and to every non-leaf array its op saved."""
     leaf_arrays = {id(t.array) for t in leaves}
     refs = []
     for t in intermediates:
-        refs.append(weakref.ref(t))
+        refs.append(weakref.ref(t.grad_fn))
         for arr in t.grad_fn.ctx.saved_tensors:
             if isinstance(arr, np.ndarray) and id(arr) not in leaf_arrays:
                 refs.append(weakref.ref(arr))
@@ -58,7 +60,7 @@ def test_backward_frees_intermediates_and_saved_arrays(no_cyclic_gc):
     refs = _weakrefs_to_intermediates(intermediates, [x, w])
     saved_by_loss = [weakref.ref(a) for a in loss.grad_fn.ctx.saved_tensors if hasattr(a, "shape")]
     del intermediates
-    assert len(refs) >= 5  # 3 tensors + the arrays tanh and log saved
+    assert len(refs) >= 5  # 3 nodes + the arrays tanh and log saved
     assert all(r() is not None for r in refs), "before backward the loss keeps the graph alive"
     loss.backward()
     dead = [r() is None for r in refs + saved_by_loss]

@@ -5,9 +5,10 @@ before broadcasting the gradient. Hypothesis draws a shape and a set of axes (ne
 ones included); both spellings are checked: NumPy's ``axis``/``keepdims`` and PyTorch's
 ``dim``/``keepdim``.
 
-``max``/``min`` are compared with ``torch.amax``/``torch.amin``: sparkgrad's ``max(dim=...)``
-returns the values only (indices come from ``argmax``), and like ``amax`` it shares the
-gradient evenly between tied maxima.
+``amax``/``amin`` reduce over any set of dims and share the gradient evenly between tied
+maxima; ``max(x, dim)``/``min(x, dim)`` reduce one dim and return ``(values, indices)``,
+the gradient going to the chosen index only — both exactly as in PyTorch. (The NumPy
+spelling ``max(x, axis=...)`` returns the values, as ``np.max``.)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
 
+import sparkgrad as sg
 import sparkgrad.autodiff.functional as F
 
 FAST = settings(max_examples=20, deadline=None)
@@ -40,8 +42,8 @@ def _x(shape, seed):
 REDUCTIONS = {
     "sum": (lambda x, d, k: x.sum(dim=d, keepdim=k), lambda x, d, k: x.sum(dim=d, keepdim=k)),
     "mean": (lambda x, d, k: x.mean(dim=d, keepdim=k), lambda x, d, k: x.mean(dim=d, keepdim=k)),
-    "max": (lambda x, d, k: x.max(dim=d, keepdim=k), lambda x, d, k: x.amax(dim=d, keepdim=k)),
-    "min": (lambda x, d, k: x.min(dim=d, keepdim=k), lambda x, d, k: x.amin(dim=d, keepdim=k)),
+    "amax": (lambda x, d, k: x.amax(dim=d, keepdim=k), lambda x, d, k: x.amax(dim=d, keepdim=k)),
+    "amin": (lambda x, d, k: x.amin(dim=d, keepdim=k), lambda x, d, k: x.amin(dim=d, keepdim=k)),
 }
 
 
@@ -61,18 +63,20 @@ def test_reduction_over_dims_matches_torch(name, case, keepdim, seed, device, ch
 @settings(max_examples=8, deadline=None)
 @given(case=shape_and_dims(), keepdim=st.booleans(), seed=st.integers(0, 2**32 - 1))
 def test_reduction_gradcheck(name, case, keepdim, seed, device, check_grad):
-    """Finite differences agree (random normal values: no ties for max/min)."""
+    """Finite differences agree (random normal values: no ties for amax/amin)."""
     shape, dims = case
     fn, _ = REDUCTIONS[name]
     check_grad(lambda x: fn(x, dims, keepdim), [_x(shape, seed)], device)
 
 
-@pytest.mark.parametrize("name", ["sum", "mean", "max", "min"])
+@pytest.mark.parametrize("name", ["sum", "mean", "amax", "amin", "max", "min"])
 def test_full_reduction_and_numpy_spelling(name, device, check_op):
     """No axis reduces all to a 0-d tensor; ``axis``/``keepdims`` equal ``dim``/``keepdim``."""
     x = _x((2, 3, 4), 1)
     t_full = {"max": torch.amax, "min": torch.amin}.get(name, getattr(torch, name))
     check_op(lambda t: getattr(t, name)(), lambda t: t_full(t, dim=(0, 1, 2)), [x], device)
+    if name in ("amax", "amin"):  # PyTorch's names: dims only
+        return
     check_op(
         lambda t: getattr(F, name)(t, axis=[0, 2], keepdims=True),
         lambda t: t_full(t, dim=(0, 2), keepdim=True),
@@ -81,17 +85,48 @@ def test_full_reduction_and_numpy_spelling(name, device, check_op):
     )
 
 
-@pytest.mark.parametrize("dim", [None, 0, 1])
-@pytest.mark.parametrize("name,t_name", [("max", "amax"), ("min", "amin")])
-def test_max_min_ties_share_the_gradient_evenly(name, t_name, dim, device, check_op):
+TIES = np.array([[1.0, 3.0, 3.0], [2.0, -1.0, 0.0], [-5.0, -5.0, -5.0]], dtype=np.float32)
+
+
+@pytest.mark.parametrize("dim", [(), 0, 1])
+@pytest.mark.parametrize("name", ["amax", "amin"])
+def test_amax_amin_ties_share_the_gradient_evenly(name, dim, device, check_op):
     """Two equal maxima in a row each get half of that row's gradient, as ``torch.amax``."""
-    x = np.array([[1.0, 3.0, 3.0], [2.0, -1.0, 0.0], [-5.0, -5.0, -5.0]], dtype=np.float32)
-    check_op(
-        lambda t: getattr(t, name)(dim=dim),
-        lambda t: getattr(torch, t_name)(t, dim=() if dim is None else dim),
-        [x],
-        device,
-    )
+    fn = lambda t: getattr(t, name)(dim=dim)  # noqa: E731 - the same call on both sides
+    check_op(fn, fn, [TIES], device)
+
+
+@pytest.mark.parametrize("keepdim", [False, True])
+@pytest.mark.parametrize("dim", [0, 1, -1])
+@pytest.mark.parametrize("name", ["max", "min"])
+def test_max_min_over_a_dim_return_values_and_indices_as_torch(name, dim, keepdim, device):
+    """``values, indices = x.max(dim)``: torch's indices (first of tied maxima), and the
+    gradient of the values goes to that one index, not shared (unlike amax)."""
+    x = sg.tensor(TIES, device=device, requires_grad=True)
+    t = torch.tensor(TIES, requires_grad=True)
+    ours, theirs = getattr(x, name)(dim, keepdim), getattr(t, name)(dim, keepdim)
+    np.testing.assert_array_equal(ours.indices.numpy(), theirs.indices.numpy())
+    np.testing.assert_array_equal(ours.values.detach().numpy(), theirs.values.detach().numpy())
+    values, indices = ours  # unpacks like torch.return_types.max
+    assert indices.dtype == np.int64 and values.shape == tuple(theirs.values.shape)
+    up = np.arange(values.numel(), dtype=np.float32).reshape(values.shape) + 1
+    values.backward(sg.tensor(up, device=device))
+    theirs.values.backward(torch.tensor(up))
+    np.testing.assert_array_equal(x.grad.numpy(), t.grad.numpy())
+
+
+def test_max_three_forms_as_torch():
+    """``max(x)`` a value, ``max(x, y)`` element-wise, ``_, predicted = max(x, 1)``: the
+    CIFAR tutorial's spelling, which must not silently unpack something else."""
+    x, y = sg.tensor(TIES), sg.tensor(TIES[::-1].copy())
+    t, u = torch.tensor(TIES), torch.tensor(TIES[::-1].copy())
+    assert sg.max(x).item() == torch.max(t).item()
+    np.testing.assert_array_equal(sg.max(x, y).numpy(), torch.max(t, u).numpy())
+    _, predicted = sg.max(x, 1)
+    np.testing.assert_array_equal(predicted.numpy(), torch.max(t, 1)[1].numpy())
+    np.testing.assert_array_equal(F.max(x, axis=1).numpy(), TIES.max(axis=1))  # NumPy form
+    with pytest.raises(TypeError, match="amax"):
+        x.max(dim=(0, 1))
 
 
 def test_mixing_both_spellings_with_different_values_is_an_error():

@@ -147,9 +147,13 @@ def test_the_recorded_graph():
     assert not y.is_leaf and y.requires_grad
     assert y.grad_fn.name() == "AddBackward"
     assert ab.grad_fn.name() == "MulBackward"
-    assert y.grad_fn.inputs[0] is ab  # the edge back to the product
-    assert y.grad_fn.inputs[1] is None  # c needs no gradient, so no edge
-    assert ab.grad_fn.inputs == (a, b)
+    assert y.grad_fn.edges[0] is ab.grad_fn  # the edge back to the op that made the product
+    assert y.grad_fn.edges[1] is None  # c needs no gradient, so no edge
+    assert ab.grad_fn.edges[0] is a and ab.grad_fn.edges[1] is b  # edges into leaves end there
+    # PyTorch's spelling of the same edges: (node, output index) pairs, AccumulateGrad at leaves
+    assert y.grad_fn.next_functions[0] == (ab.grad_fn, 0)
+    (acc_a, _), (acc_b, _) = ab.grad_fn.next_functions
+    assert acc_a.name() == "AccumulateGrad" and acc_a.variable is a and acc_b.variable is b
     assert "grad_fn=<AddBackward>" in repr(y)
 
 

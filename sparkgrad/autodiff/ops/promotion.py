@@ -14,6 +14,7 @@ import numpy as np
 
 from sparkgrad.autodiff.backend import DEFAULT_DTYPE
 from sparkgrad.autodiff.tensor import Tensor
+from sparkgrad.errors import ShapeError
 
 
 def _kind(v: Any) -> str:
@@ -53,3 +54,18 @@ def promote(a: Any, b: Any, true_div: bool = False) -> tuple[Any, Any]:
 def floating(x: Tensor) -> Tensor:
     """Integer input to a float-valued function (exp, log ...) is taken as float32, as torch."""
     return x if x.array.dtype.kind in "fc" else Tensor._wrap(x.array.astype(DEFAULT_DTYPE))
+
+
+def apply_binary(fn: type, a: Any, b: Any, symbol: str) -> Tensor:
+    """Apply a broadcasting binary op, turning NumPy's broadcast error into a ShapeError."""
+    a, b = promote(a, b, true_div=fn.__name__ == "Div")
+    try:
+        return fn.apply(a, b)
+    except ValueError as exc:
+        if "broadcast" not in str(exc):
+            raise
+        sa = a.shape if hasattr(a, "shape") else ()
+        sb = b.shape if hasattr(b, "shape") else ()
+        raise ShapeError(
+            f"shapes {tuple(sa)} and {tuple(sb)} cannot be broadcast for '{symbol}'"
+        ) from None
