@@ -23,6 +23,6 @@ from sparkgrad.autodiff.factories import (
 from sparkgrad.autodiff.function import Context, Function
 from sparkgrad.autodiff.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from sparkgrad.autodiff.gradcheck import GradcheckError, gradcheck
-from sparkgrad.autodiff.random import get_rng_state, manual_seed, set_rng_state
+from sparkgrad.autodiff.random import Generator, get_rng_state, manual_seed, set_rng_state
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.autodiff.threads import get_num_threads, set_num_threads
