@@ -74,7 +74,7 @@ def _check_workers(
         raise ConfigError("timeout option should be non-negative")
     if num_workers == 0 and prefetch_factor is not None:
         raise ConfigError(
-            "prefetch_factor option could only be specified in multiprocessing. let "
+            "prefetch_factor option could only be specified in multiprocessing.let "
             "num_workers > 0 to enable multiprocessing, otherwise set prefetch_factor to None."
         )
     if num_workers > 0 and prefetch_factor is None:

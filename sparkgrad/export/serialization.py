@@ -79,7 +79,7 @@ def _native(array: np.ndarray, path: tuple) -> np.ndarray:
         )
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("="))
-    return np.ascontiguousarray(array)
+    return np.asarray(array, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
 
 
 class _Encoder:
@@ -275,13 +275,16 @@ def load(f: Any, map_location: Any = None, *, weights_only: bool = True, mmap: A
     is accepted and ignored (the file is read into memory).
     """
     raw, name = _read(f)
-    if raw[:4] == b"PK\x03\x04" or raw[:1] == b"\x80":
-        raise CheckpointError(
-            f"{name} looks like a PyTorch pickle checkpoint (torch.save); sparkgrad never "
-            "unpickles. Convert it in PyTorch, e.g. safetensors.torch.save_file(state_dict, "
-            "path), and load that with sparkgrad.export.load_safetensors"
-        )
-    arrays, metadata = parse_safetensors(raw, name)
+    try:
+        arrays, metadata = parse_safetensors(raw, name)
+    except CheckpointError:
+        if raw[:4] == b"PK\x03\x04" or (raw[:1] == b"\x80" and raw[1:2] in b"\x02\x03\x04\x05"):
+            raise CheckpointError(
+                f"{name} looks like a PyTorch checkpoint (torch.save: a pickle); sparkgrad "
+                "never unpickles. Convert it in PyTorch, e.g. safetensors.torch.save_file("
+                "state_dict, path), and load that with sparkgrad.export.load_safetensors"
+            ) from None
+        raise
     if metadata.get(FORMAT_KEY) != FORMAT or STRUCTURE_KEY not in metadata:
         raise CheckpointError(
             f"{name} is a safetensors file but not one written by sg.save (no "

@@ -11,8 +11,9 @@ The work is :class:`~sparkgrad.parallel.data_parallel.DataParallel`'s (read it: 
 ``all_reduce`` launched from gradient hooks during backward). This class only maps
 PyTorch's arguments onto it, with their meaning:
 
-- ``bucket_cap_mb`` (default 25) is the bucket size; the first bucket is 1 MB, as in
-  PyTorch, so communication starts early;
+- ``bucket_cap_mb`` (default 25) is the bucket size; with the default, the first bucket
+  is 1 MB so that communication starts early (PyTorch 2.13: a ``bucket_cap_mb`` you give
+  applies to the first bucket too);
 - ``find_unused_parameters=True`` counts a parameter that gets no gradient as a zero
   gradient instead of raising (see DataParallel for the one difference from PyTorch);
 - ``forward_sync_buffers`` (PyTorch 2.13's name; ``broadcast_buffers`` is the deprecated
@@ -143,7 +144,7 @@ class DistributedDataParallel(DataParallel):
             bucket_cap_mb=DEFAULT_BUCKET_CAP_MB if bucket_cap_mb is None else bucket_cap_mb,
             broadcast_buffers=sync_buffers,
             find_unused_parameters=find_unused_parameters,
-            first_bucket_mb=FIRST_BUCKET_MB,
+            first_bucket_mb=FIRST_BUCKET_MB if bucket_cap_mb is None else bucket_cap_mb,
             init_sync=False,
         )
         if init_sync:
