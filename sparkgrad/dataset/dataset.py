@@ -29,6 +29,7 @@ import numpy as np
 from sparkgrad.autodiff.backend import array_module
 from sparkgrad.autodiff.random import Generator, default_generator
 from sparkgrad.autodiff.tensor import Tensor
+from sparkgrad.dataset.sampler import check_generator
 from sparkgrad.errors import ConfigError, ShapeError
 
 
@@ -157,6 +158,7 @@ def random_split(
     generator, so ``sg.manual_seed`` makes it reproducible). PyTorch's lengths and
     fractions rule; the permutation itself comes from NumPy's PCG64, not torch's.
     """
+    check_generator(generator)
     lengths = list(lengths)
     if math.isclose(sum(lengths), 1) and sum(lengths) <= 1:
         lengths = _fraction_lengths(len(dataset), lengths)

@@ -33,7 +33,12 @@ from sparkgrad.autodiff.random import Generator
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.dataset.collate import default_collate, default_convert
 from sparkgrad.dataset.dataset import TensorDataset, fetch_collated
-from sparkgrad.dataset.sampler import BatchSampler, RandomSampler, SequentialSampler
+from sparkgrad.dataset.sampler import (
+    BatchSampler,
+    RandomSampler,
+    SequentialSampler,
+    check_generator,
+)
 from sparkgrad.errors import ConfigError
 
 __all__ = ["DataLoader", "TensorDataset", "get_worker_info"]
@@ -141,6 +146,7 @@ class DataLoader:
         seed: int | None = None,
         device: str | None = None,
     ) -> None:
+        check_generator(generator)
         self.prefetch_factor = _check_workers(
             num_workers, timeout, prefetch_factor, persistent_workers, multiprocessing_context
         )

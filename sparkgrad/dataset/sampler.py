@@ -64,6 +64,15 @@ class SequentialSampler(Sampler):
         return len(self.data_source)
 
 
+def check_generator(generator: object) -> None:
+    """A ``torch.Generator`` (or anything else) cannot drive NumPy draws: say so early."""
+    if generator is not None and not isinstance(generator, np.random.Generator):
+        raise TypeError(
+            "generator: expected a sparkgrad.Generator (or a numpy.random.Generator), found "
+            f"{type(generator).__module__}.{type(generator).__qualname__}"
+        )
+
+
 def _fresh_generator() -> Generator:
     """A generator seeded from the global one (what PyTorch does per pass)."""
     return Generator().manual_seed(int(default_generator().integers(0, 2**63)))
@@ -84,6 +93,7 @@ class RandomSampler(Sampler):
         num_samples: int | None = None,
         generator: Generator | None = None,
     ) -> None:
+        check_generator(generator)
         self.data_source = data_source
         self.replacement = replacement
         self._num_samples = num_samples

@@ -35,7 +35,7 @@ from multiprocessing import (
 from sparkgrad.comms.process_spawn import (
     Process,
     ProcessContext,
-    ProcessException,
+    ProcessException,  # torch keeps it in torch.multiprocessing.spawn; here it is also here
     ProcessExitedException,
     ProcessRaisedException,
     spawn,
@@ -53,7 +53,6 @@ __all__ = [
     "Pool",
     "Process",
     "ProcessContext",
-    "ProcessException",
     "ProcessExitedException",
     "ProcessRaisedException",
     "Queue",

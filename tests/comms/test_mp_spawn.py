@@ -80,3 +80,10 @@ def test_process_carries_the_secret(tmp_path, monkeypatch):
 def test_other_start_methods_warn_like_torch():
     with pytest.warns(FutureWarning, match="start_method=spawn"):
         mp.spawn(mp_workers.exiting_run, args=(0,), nprocs=1, start_method="fork")
+
+
+def test_the_names_are_torch_multiprocessings():
+    import torch.multiprocessing
+
+    missing = [name for name in mp.__all__ if not hasattr(torch.multiprocessing, name)]
+    assert not missing

@@ -357,6 +357,17 @@ def test_shuffle_covers_everything_reshuffles_and_follows_the_generator():
     assert len(loader) == len(t) == 7
 
 
+def test_a_torch_generator_is_refused_with_a_clear_error():
+    ds, _ = _pair(4)
+    for make in (
+        lambda g: sud.DataLoader(ds, shuffle=True, generator=g),
+        lambda g: sud.RandomSampler(ds, generator=g),
+        lambda g: sud.random_split(ds, [2, 2], generator=g),
+    ):
+        with pytest.raises(TypeError, match="sparkgrad.Generator"):
+            make(torch.Generator())
+
+
 def test_shuffle_without_generator_follows_manual_seed():
     ds = sud.TensorDataset(np.zeros((30, 1)), np.arange(30))
     sg.manual_seed(11)
@@ -431,3 +442,15 @@ def test_the_shim_exports_the_torch_names():
     ]:
         assert hasattr(tud, name) and hasattr(sud, name), name
     assert sg.utils.data.DataLoader is sud.DataLoader
+
+
+def test_the_seed_extra_needs_the_loaders_own_shuffle():
+    ds, _ = _pair(6)
+    for kwargs in ({"seed": 0}, {"seed": 0, "shuffle": True, "generator": sg.Generator()}):
+        with pytest.raises(ValueError, match="seed="):
+            sud.DataLoader(ds, **kwargs)
+    a = sud.DataLoader(ds, batch_size=2, shuffle=True, seed=4)
+    b = sud.DataLoader(ds, batch_size=2, shuffle=True, seed=4)
+    b.set_epoch(1)
+    list(a)  # pass 0
+    assert _order(a) == _order(b)  # a's pass 1 is b's pass 1
