@@ -69,3 +69,17 @@ __version__ = "0.1.0"
 from numpy import bool_, float16, float32, float64, int32, int64  # dtypes, as torch.float32
 
 from sparkgrad import autograd, nn, optim  # noqa: E402  (after the names they build on)
+from sparkgrad.export.serialization import load, save  # noqa: E402
+
+# Subpackages that ``import torch`` also makes reachable as attributes (``torch.utils.data``,
+# ``torch.distributed``, ``torch.multiprocessing``) are imported on first use here, so
+# ``import sparkgrad`` stays light and never pulls in the layers above autodiff.
+_LAZY_SUBPACKAGES = ("distributed", "multiprocessing", "utils")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"sparkgrad.{name}")
+    raise AttributeError(f"module 'sparkgrad' has no attribute {name!r}")

@@ -29,6 +29,6 @@ from sparkgrad.autodiff.grad_mode import (
     set_grad_enabled,
 )
 from sparkgrad.autodiff.gradcheck import GradcheckError, gradcheck
-from sparkgrad.autodiff.random import get_rng_state, manual_seed, set_rng_state
+from sparkgrad.autodiff.random import Generator, get_rng_state, manual_seed, set_rng_state
 from sparkgrad.autodiff.tensor import Size, Tensor
 from sparkgrad.autodiff.threads import get_num_threads, set_num_threads

@@ -1,7 +1,17 @@
-"""``DistributedSampler``: which samples rank ``r`` of ``n`` sees, as in PyTorch.
+"""Samplers: which indices a loader visits, in which order (``torch.utils.data``'s samplers).
 
-Every rank must run the same number of steps (a collective waits for all ranks), so the
-index list is first made divisible by ``num_replicas``:
+A sampler is an iterable of dataset indices (:class:`SequentialSampler` ``0, 1, 2, ...``;
+:class:`RandomSampler` a permutation per pass), or of lists of them
+(:class:`BatchSampler`: ``[0, 1, 2], [3, 4, 5], ...``). :class:`DistributedSampler`
+gives each rank its share.
+
+Shuffling draws from a :class:`~sparkgrad.autodiff.random.Generator`: the one you pass,
+or, like PyTorch, a fresh one per pass whose seed comes from the global generator (so
+``sg.manual_seed`` makes it reproducible). The orders are NumPy's PCG64 permutations, not
+torch's; lengths, coverage and every rule about them are PyTorch's.
+
+``DistributedSampler``: every rank must run the same number of steps (a collective waits
+for all ranks), so the index list is first made divisible by ``num_replicas``:
 
 - ``drop_last=False`` pads it by repeating its head: 10 samples on 4 ranks become
   ``[0..9, 0, 1]`` (12 = 3 per rank). Two samples are seen twice per epoch.
@@ -18,13 +28,140 @@ comes from our generator, not torch's.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
-from collections.abc import Iterator, Sized
+import sys
+from collections.abc import Iterable, Iterator, Sized
+from typing import Any
 
 import numpy as np
 
+from sparkgrad.autodiff.random import Generator, default_generator
 from sparkgrad.errors import ConfigError
+
+
+class Sampler:
+    """Base class: ``__iter__`` yields indices (or lists of them); ``__len__`` counts them."""
+
+    def __init__(self, data_source: Sized | None = None) -> None:
+        pass  # PyTorch ignores it too (kept for old subclasses that pass it)
+
+    def __iter__(self) -> Iterator[Any]:
+        raise NotImplementedError("Subclasses of Sampler should implement __iter__.")
+
+
+class SequentialSampler(Sampler):
+    """``0, 1, ..., len(data_source) - 1``, always in that order."""
+
+    def __init__(self, data_source: Sized) -> None:
+        self.data_source = data_source
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(len(self.data_source)))
+
+    def __len__(self) -> int:
+        return len(self.data_source)
+
+
+def check_generator(generator: object) -> None:
+    """A ``torch.Generator`` (or anything else) cannot drive NumPy draws: say so early."""
+    if generator is not None and not isinstance(generator, np.random.Generator):
+        raise TypeError(
+            "generator: expected a sparkgrad.Generator (or a numpy.random.Generator), found "
+            f"{type(generator).__module__}.{type(generator).__qualname__}"
+        )
+
+
+def _fresh_generator() -> Generator:
+    """A generator seeded from the global one (what PyTorch does per pass)."""
+    return Generator().manual_seed(int(default_generator().integers(0, 2**63)))
+
+
+class RandomSampler(Sampler):
+    """A random order of the indices (a new one per pass), or draws with replacement.
+
+    Without replacement, ``num_samples`` (default ``len(data_source)``) indices come from
+    as many permutations as needed; with ``replacement=True`` each index is drawn
+    independently (in chunks of 32, as PyTorch does).
+    """
+
+    def __init__(
+        self,
+        data_source: Sized,
+        replacement: bool = False,
+        num_samples: int | None = None,
+        generator: Generator | None = None,
+    ) -> None:
+        check_generator(generator)
+        self.data_source = data_source
+        self.replacement = replacement
+        self._num_samples = num_samples
+        self.generator = generator
+        if not isinstance(self.replacement, bool):
+            raise TypeError(
+                f"replacement should be a boolean value, but got replacement={self.replacement}"
+            )
+        if (
+            not isinstance(self.num_samples, int)
+            or isinstance(self.num_samples, bool)
+            or self.num_samples <= 0
+        ):
+            raise ConfigError(
+                "num_samples should be a positive integer value, but got "
+                f"num_samples={self.num_samples}"
+            )
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.data_source) if self._num_samples is None else self._num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        n = len(self.data_source)
+        rng = _fresh_generator() if self.generator is None else self.generator
+        if self.replacement:
+            for _ in range(self.num_samples // 32):
+                yield from rng.integers(0, n, size=32).tolist()
+            yield from rng.integers(0, n, size=self.num_samples % 32).tolist()
+        else:
+            for _ in range(self.num_samples // n):
+                yield from rng.permutation(n).tolist()
+            yield from rng.permutation(n).tolist()[: self.num_samples % n]
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class BatchSampler(Sampler):
+    """Group the indices of ``sampler`` into lists of ``batch_size`` (the last may be short).
+
+    ``drop_last=True`` drops a last list shorter than ``batch_size``.
+    """
+
+    def __init__(self, sampler: Iterable[int], batch_size: int, drop_last: bool) -> None:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+            raise ConfigError(
+                f"batch_size should be a positive integer value, but got batch_size={batch_size}"
+            )
+        if not isinstance(drop_last, bool):
+            raise ConfigError(f"drop_last should be a boolean value, but got drop_last={drop_last}")
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+
+    def __iter__(self) -> Iterator[list[int]]:
+        it = iter(self.sampler)
+        batch = list(itertools.islice(it, self.batch_size))
+        while batch:
+            if self.drop_last and len(batch) < self.batch_size:
+                return
+            yield batch
+            batch = list(itertools.islice(it, self.batch_size))
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return len(self.sampler) // self.batch_size
+        return (len(self.sampler) + self.batch_size - 1) // self.batch_size
 
 
 def padded_indices(order: list[int], total_size: int) -> list[int]:
@@ -45,11 +182,25 @@ def total_size(n: int, num_replicas: int, drop_last: bool = False) -> int:
     return math.ceil(n / num_replicas) * num_replicas
 
 
-class DistributedSampler:
+def _default_world() -> tuple[int, int]:
+    """``(world_size, rank)`` of the default process group, else of the environment.
+
+    The process group is looked up only if ``sparkgrad.distributed`` was imported already
+    (whoever called ``init_process_group`` did): this layer does not import it.
+    """
+    dist = sys.modules.get("sparkgrad.distributed")
+    if dist is not None and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
+
+
+class DistributedSampler(Sampler):
     """Indices of one rank's share of ``dataset`` (PyTorch's ``DistributedSampler``).
 
-    ``num_replicas`` and ``rank`` default to the ``WORLD_SIZE`` and ``RANK`` environment
-    variables (as set by ``torchrun`` and by sparkgrad's Spark runner), else 1 and 0.
+    ``num_replicas`` and ``rank`` default, as in PyTorch, to the world size and rank of the
+    default process group when ``sparkgrad.distributed.init_process_group`` has run on this
+    rank; otherwise to the ``WORLD_SIZE`` and ``RANK`` environment variables (as set by
+    ``torchrun`` and by sparkgrad's Spark runner), else 1 and 0 (PyTorch raises there).
     """
 
     def __init__(
@@ -61,10 +212,11 @@ class DistributedSampler:
         seed: int = 0,
         drop_last: bool = False,
     ) -> None:
+        group_size, group_rank = _default_world()
         if num_replicas is None:
-            num_replicas = int(os.environ.get("WORLD_SIZE", 1))
+            num_replicas = group_size
         if rank is None:
-            rank = int(os.environ.get("RANK", 0))
+            rank = group_rank
         if num_replicas < 1:
             raise ConfigError(f"num_replicas must be >= 1, found {num_replicas}")
         if not 0 <= rank < num_replicas:

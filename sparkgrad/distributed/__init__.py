@@ -58,6 +58,35 @@ from sparkgrad.errors import ConfigError
 ProcessGroup = Group
 
 
+class _DeprecatedReduceOp:
+    """``torch.distributed.reduce_op``: the deprecated alias of :class:`ReduceOp`.
+
+    Every attribute read gives PyTorch's ``FutureWarning``; the members are ReduceOp's.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        import warnings
+
+        if name.startswith("__") and name != "__members__":
+            raise AttributeError(name)  # copy, pickle and friends probing, not a user
+
+        warnings.warn(
+            "`sparkgrad.distributed.reduce_op` is deprecated, please use "
+            "`sparkgrad.distributed.ReduceOp` instead",
+            FutureWarning,
+            stacklevel=2,
+        )
+        if name == "__members__":
+            return ReduceOp.__members__
+        try:
+            return ReduceOp[name]
+        except KeyError:
+            raise AttributeError(f"reduce_op has no member {name!r}") from None
+
+
+reduce_op = _DeprecatedReduceOp()
+
+
 def is_available() -> bool:
     """Always True: sparkgrad's distributed package needs nothing extra."""
     return True

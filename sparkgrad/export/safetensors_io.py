@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,10 +70,19 @@ def save_safetensors(
         payload = save(arrays, metadata=meta)
     except SafetensorError as exc:
         raise CheckpointError(f"cannot export to {os.fspath(path)!r}: {exc}") from None
+    return write_atomic(path, payload)
+
+
+def write_atomic(path: str | os.PathLike, payload: bytes) -> str:
+    """Write ``payload`` to a temporary name in the same directory, then rename it.
+
+    ``os.replace`` is atomic on one file system: a reader sees the old file or the new
+    one, never half of it, and a crash leaves only a ``.tmp-*`` file behind.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
+    tmp = f"{path}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         with open(tmp, "wb") as f:
             f.write(payload)
@@ -87,28 +97,36 @@ def save_safetensors(
 
 def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Read ``(arrays, metadata)``; CheckpointError for a missing, corrupt or altered file."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load
-
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as exc:
         raise CheckpointError(f"cannot read safetensors file {path!r}: {exc}") from None
+    return parse_safetensors(raw, repr(path))
+
+
+def parse_safetensors(raw: bytes, name: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """``(arrays, metadata)`` from the bytes of a safetensors file, digest checked.
+
+    ``name`` is how messages call the file (its quoted path, or ``<file object>``).
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
     try:
         arrays = load(raw)
         header_len = int.from_bytes(raw[:8], "little")
         metadata = json.loads(raw[8 : 8 + header_len]).get("__metadata__", {}) or {}
-    except (SafetensorError, ValueError, OverflowError) as exc:
+    except (SafetensorError, ValueError, OverflowError, AttributeError) as exc:
         raise CheckpointError(
-            f"{path!r} is not a valid safetensors file ({len(raw)} bytes): {exc}. "
+            f"{name} is not a valid safetensors file ({len(raw)} bytes): {exc}. "
             "It may be truncated or overwritten; re-export it."
         ) from None
     expected = metadata.get(DIGEST_KEY)
     if expected is not None and tensor_digest(arrays) != expected:
         raise CheckpointError(
-            f"{path!r}: tensor bytes do not match the SHA-256 stored in its header "
+            f"{name}: tensor bytes do not match the SHA-256 stored in its header "
             f"(expected {expected[:12]}…): the file was altered after it was written"
         )
     return arrays, metadata

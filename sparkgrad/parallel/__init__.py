@@ -7,12 +7,11 @@
 
 from sparkgrad.parallel.buckets import compute_bucket_assignment_by_size
 from sparkgrad.parallel.data_parallel import DataParallel
+from sparkgrad.parallel.ddp import DistributedDataParallel
 from sparkgrad.parallel.ddp_timeline import BucketTiming, StepTimeline
 from sparkgrad.parallel.registry import STRATEGIES, make_strategy
 from sparkgrad.parallel.strategy import DataParallelStrategy, SingleProcess, Strategy
 from sparkgrad.parallel.timeline import Timeline
-
-DistributedDataParallel = DataParallel  # PyTorch's name
 
 __all__ = [
     "STRATEGIES",

@@ -37,6 +37,9 @@ through the loss, not through the model's outputs, must therefore also appear in
 forward). If the loss ignores part of the outputs, the error comes at the next forward
 or :meth:`DataParallel.finish`, as PyTorch's does.
 
+:class:`~sparkgrad.parallel.ddp.DistributedDataParallel` is this class with PyTorch's
+constructor signature (``sparkgrad.nn.parallel.DistributedDataParallel``).
+
 Not done (PyTorch does): rebuilding buckets in the order gradients arrived after the
 first step, gradients as views into the buckets, static graphs and mixed devices.
 
@@ -98,6 +101,8 @@ class DataParallel(Module):
             at None, which matters for weight decay and Adam's moments).
         first_bucket_mb: size of the first bucket (the last layers), so communication
             starts early (PyTorch: 1 MB).
+        init_sync: broadcast rank 0's parameters and buffers at construction (False: the
+            caller guarantees equal replicas, as PyTorch's ``init_sync=False``).
     """
 
     def __init__(
@@ -108,6 +113,7 @@ class DataParallel(Module):
         broadcast_buffers: bool = True,
         find_unused_parameters: bool = False,
         first_bucket_mb: float = 1,
+        init_sync: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(module, Module):
@@ -139,7 +145,8 @@ class DataParallel(Module):
         self.require_backward_grad_sync = True
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         self._names = {id(p): n for n, p in named}
-        self._broadcast([p for _, p in named] + list(module.buffers()))
+        if init_sync:
+            self._broadcast([p for _, p in named] + list(module.buffers()))
 
         reverse = [p for _, p in reversed(named)]
         limits = [max(1, int(first_bucket_mb * MB)), max(1, int(bucket_cap_mb * MB))]
