@@ -228,6 +228,9 @@ def parse_to_args(*args: Any, **kwargs: Any) -> tuple[device | None, np.dtype | 
             raise _invalid(args, kwargs)
         values[key] = value
     non_blocking, copy = values.get("non_blocking", False), values.get("copy", False)
+    if not all(isinstance(flag, (bool, np.bool_)) for flag in (non_blocking, copy)):
+        raise _invalid(args, kwargs)
+    non_blocking, copy = bool(non_blocking), bool(copy)
     if "tensor" in values:
         other = values["tensor"]
         if not _is_tensor(other):

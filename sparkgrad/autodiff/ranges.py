@@ -13,10 +13,13 @@ so both ends are exact. One more detail decides the last bit: the C++ compiler f
 that (:func:`_fused`) gives PyTorch's float32 and float64 values bit for bit (checked on
 a million random values); without it about one value in five differs by one ulp.
 
-``logspace`` is ``base ** linspace`` with the exponent in float64; ``arange`` computes
-``start + i·step`` per element in float64 (NumPy's ``arange`` adds ``i`` times a rounded
-step instead, an error that grows with ``i``). Values are computed on the CPU with NumPy
-and then moved, so every device gets the same numbers.
+``logspace`` is ``base ** linspace`` with the exponent in float64, unfused (that code is
+compiled outside the FMA kernels) and the power from the C library (bit for bit as torch
+again). ``arange`` computes ``start + i·step`` per element in float64 and rounds once
+(NumPy's ``arange`` adds ``i`` times a rounded step instead, an error that grows with
+``i``); torch's SIMD loop restarts that sum every 8 elements, so the last bit can differ
+there. Values are computed on the CPU with NumPy and then moved, so every device gets
+the same numbers.
 """
 
 from __future__ import annotations
@@ -70,6 +73,17 @@ def _fused(a: Any, b: np.ndarray, c: Any, dtype: np.dtype) -> np.ndarray:
     p, e = _two_product(a, b)  # float64 (Ogita, Rump and Oishi's compensated FMA)
     s, t = _two_sum(p, c)
     return s + (t + e)
+
+
+def _pow(base: float, exponent: float) -> float:
+    """C's ``pow`` (Python's ``math.pow``), with C's inf/NaN where Python raises instead."""
+    try:
+        return math.pow(base, exponent)
+    except (OverflowError, ValueError):
+        return float(np.power(base, exponent))
+
+
+_libm_pow = np.frompyfunc(_pow, 2, 1)
 
 
 # ---- linspace --------------------------------------------------------------------------
@@ -145,11 +159,14 @@ def logspace(
         i = np.arange(steps)
         lower = i < steps // 2
         k = np.where(lower, i, steps - 1 - i)
-        exponents = np.where(lower, _fused(step, k, s, np.float64), _fused(-step, k, e, np.float64))
-    values = np.power(base, exponents)
-    if dtype == np.float16:  # double -> float -> half, as c10::Half's constructor does
-        values = values.astype(np.float32)
-    values = values.astype(dtype)
+        # not fused here: torch's logspace is compiled outside the FMA-enabled kernels
+        exponents = np.where(lower, np.float64(s) + step * k, np.float64(e) - step * k)
+    # the C library's pow, as std::pow: NumPy's SIMD np.power differs in the last bit
+    with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN, silently as torch
+        values = _libm_pow(base, exponents).astype(np.float64)
+        if dtype == np.float16:  # double -> float -> half, as c10::Half's constructor does
+            values = values.astype(np.float32)
+        values = values.astype(dtype)
     return Tensor(to_device(values, resolve(device)), requires_grad=requires_grad)
 
 

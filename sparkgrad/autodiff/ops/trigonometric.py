@@ -172,7 +172,8 @@ class Atanh(Function):
 class Atan2(Function):
     """z = atan2(a, b), the angle of the point (b, a);  dz/da = b/(a²+b²), dz/db = -a/(a²+b²)
 
-    At the origin both derivatives are 0/0 = NaN, as in PyTorch (the angle jumps there).
+    At the origin (where a² + b² is 0) the angle jumps and both derivatives are taken as 0,
+    as PyTorch does (it masks 1/(a² + b²) to 0 there).
     """
 
     @staticmethod
@@ -183,6 +184,9 @@ class Atan2(Function):
     @staticmethod
     def backward(ctx: Context, grad: Any) -> Any:
         a, b = ctx.saved_tensors
+        xp = array_module(grad)
         need_a, need_b = ctx.needs_input_grad
-        scale = grad / (a * a + b * b)
-        return (scale * b if need_a else None), (scale * -a if need_b else None)
+        denom = a * a + b * b
+        origin = denom == 0
+        recip = xp.where(origin, 0, 1 / xp.where(origin, 1, denom))
+        return (grad * b * recip if need_a else None), (grad * -a * recip if need_b else None)
