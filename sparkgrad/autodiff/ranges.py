@@ -14,12 +14,11 @@ that (:func:`_fused`) gives PyTorch's float32 and float64 values bit for bit (ch
 a million random values); without it about one value in five differs by one ulp.
 
 ``logspace`` is ``base ** linspace`` with the exponent in float64, unfused (that code is
-compiled outside the FMA kernels) and the power from the C library (bit for bit as torch
-again). ``arange`` computes ``start + i·step`` per element in float64 and rounds once
-(NumPy's ``arange`` adds ``i`` times a rounded step instead, an error that grows with
-``i``); torch's SIMD loop restarts that sum every 8 elements, so the last bit can differ
-there. Values are computed on the CPU with NumPy and then moved, so every device gets
-the same numbers.
+compiled outside the FMA kernels) and the power from the C library: bit for bit as torch
+again. ``arange`` computes ``start + i·step`` per element in float64 and rounds once, as
+torch's scalar loop; torch's SIMD loop restarts that sum every 8 elements, so its last bit
+can differ there (never by more than one ulp of the larger end). Values are computed on
+the CPU with NumPy and then moved, so every device gets the same numbers.
 """
 
 from __future__ import annotations
@@ -59,20 +58,29 @@ def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return hi, ((ah * bh - hi) + ah * bl + al * bh) + al * bl
 
 
+def _round_to_odd_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a + b`` rounded *to odd*: truncated, with the last bit set when anything was lost.
+
+    A value rounded to odd with two extra bits rounds to nearest correctly a second time,
+    which is how the fused results below avoid double-rounding errors at ties.
+    """
+    hi, lo = _two_sum(a, b)
+    even = (hi.view(np.int64) & 1) == 0
+    return np.where((lo != 0) & even, np.nextafter(hi, np.where(lo > 0, np.inf, -np.inf)), hi)
+
+
 def _fused(a: Any, b: np.ndarray, c: Any, dtype: np.dtype) -> np.ndarray:
     """``a·b + c`` rounded once to ``dtype`` (float32 or float64; ``b`` holds integers)."""
     a, b, c = (np.asarray(v, dtype=np.float64) for v in (a, b, c))
+    b, a, c = np.broadcast_arrays(b, a, c)
     if dtype == np.float32:
-        # a (24 bits) times an integer below 2**29 is exact in float64; TwoSum keeps the sum
-        # exact as hi + lo; rounding hi "to odd" then makes the second rounding exact.
-        hi, lo = _two_sum(a * b, c)
-        even = (hi.view(np.int64) & 1) == 0
-        nudge = (lo != 0) & even
-        hi = np.where(nudge, np.nextafter(hi, np.where(lo > 0, np.inf, -np.inf)), hi)
-        return hi.astype(np.float32)
-    p, e = _two_product(a, b)  # float64 (Ogita, Rump and Oishi's compensated FMA)
-    s, t = _two_sum(p, c)
-    return s + (t + e)
+        # a (24 bits) times an integer below 2**29 is exact in float64; the sum rounded to
+        # odd in float64 (53 bits) then rounds to nearest float32 correctly.
+        return _round_to_odd_sum(a * b, c).astype(np.float32)
+    # float64: Boldo and Melquiond's emulation (exact product, TwoSum, one sum to odd)
+    uh, ul = _two_product(a, b)
+    th, tl = _two_sum(c, uh)
+    return th + _round_to_odd_sum(tl, ul)
 
 
 def _pow(base: float, exponent: float) -> float:

@@ -36,10 +36,23 @@ def _float_dtype(dtype: Any, kernel: str) -> np.dtype:
     return dtype
 
 
+def _uniform(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Uniform in [0, 1) *in dtype*: float64 draws cut down to the dtype's grid of 2^-bits.
+
+    Rounding instead would turn draws just below 1 into 1.0 (one float16 in 4096), outside
+    [0, 1); truncating keeps the interval, as torch's ``(bits & mask) · 2^-bits`` does.
+    """
+    values = default_generator().random(shape)
+    bits = np.finfo(dtype).nmant + 1
+    if bits < 53:
+        values = np.floor(values * 2.0**bits) * 2.0**-bits
+    return values
+
+
 def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1): ``rand(2, 3)`` or ``rand((2, 3))``."""
     dtype = _float_dtype(dtype, "check_uniform_bounds")
-    return _drawn(default_generator().random(sizes(size)), dtype, device, requires_grad)
+    return _drawn(_uniform(sizes(size), dtype), dtype, device, requires_grad)
 
 
 def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
