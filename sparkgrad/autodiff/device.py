@@ -136,7 +136,7 @@ def _parse_string(text: str) -> tuple[str, int | None]:
     if kind not in _TYPES:
         raise DeviceError(
             f"Expected one of {', '.join(_TYPES)} device type at start of device string: "
-            f"{text} (sparkgrad runs on NumPy for cpu and CuPy for cuda)"
+            f"{text!r} (sparkgrad runs on NumPy for cpu and CuPy for cuda)"
         )
     return kind, None if idx is None else int(idx)
 
