@@ -212,7 +212,7 @@ def parse_to_args(*args: Any, **kwargs: Any) -> tuple[device | None, np.dtype | 
     if unknown:
         raise _invalid(args, kwargs, f" (unexpected keyword {sorted(unknown)[0]!r})")
     first = args[0] if args else None
-    if args and _is_tensor(first) or "tensor" in kwargs:
+    if (args and _is_tensor(first)) or "tensor" in kwargs:
         names = ("tensor", "non_blocking", "copy")
     elif args and first is not None and not _is_device(first):
         names = ("dtype", "non_blocking", "copy")
