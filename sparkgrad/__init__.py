@@ -10,29 +10,55 @@ Everyday names live here, as in ``torch``::
 
 from sparkgrad.autodiff import *  # noqa: F403
 from sparkgrad.autodiff import functional as _F
+from sparkgrad.autodiff.device import device, get_default_device, set_default_device
 from sparkgrad.autodiff.functional import (
     abs,
+    acos,
+    acosh,
     all,
     allclose,
     amax,
     amin,
     any,
+    arccos,
+    arccosh,
+    arcsin,
+    arcsinh,
+    arctan,
+    arctan2,
+    arctanh,
     argmax,
     argmin,
+    asin,
+    asinh,
+    atan,
+    atan2,
+    atanh,
     cat,
+    ceil,
     chunk,
     clamp,
     clip,
+    cos,
+    cosh,
     eq,
     equal,
+    erf,
     exp,
+    exp2,
+    expm1,
+    fix,
     flatten,
+    floor,
     gather,
     ge,
     gt,
     isclose,
     le,
     log,
+    log1p,
+    log2,
+    log10,
     log_softmax,
     lt,
     masked_fill,
@@ -46,19 +72,30 @@ from sparkgrad.autodiff.functional import (
     ne,
     norm,
     permute,
+    reciprocal,
     relu,
     reshape,
+    round,
+    rsqrt,
     sigmoid,
+    sign,
+    sin,
+    sinh,
     softmax,
     split,
     sqrt,
+    square,
     squeeze,
     stack,
     std,
     sum,
     t,
+    tan,
     tanh,
     transpose,
+    tril,
+    triu,
+    trunc,
     unsqueeze,
     var,
     where,
@@ -66,9 +103,13 @@ from sparkgrad.autodiff.functional import (
 
 __version__ = "0.1.0"
 
-from numpy import bool_, float16, float32, float64, int32, int64  # dtypes, as torch.float32
+# dtypes, as torch.float32 & co. They shadow the builtins float/int/bool in this module, so
+# nothing below this line may use those builtins.
+from numpy import bool_  # noqa: E402 - kept: older code spells torch.bool this way
 
-from sparkgrad import autograd, nn, optim  # noqa: E402  (after the names they build on)
+from sparkgrad import accelerator, autograd, backends, cuda, nn, optim  # noqa: E402
+from sparkgrad.autodiff.dtypes import *  # noqa: E402, F403 - float32, long, bool, ...
+from sparkgrad.autodiff.dtypes import bool, float, int  # noqa: E402, F401, A004
 from sparkgrad.export.serialization import load, save  # noqa: E402
 
 # Subpackages that ``import torch`` also makes reachable as attributes (``torch.utils.data``,

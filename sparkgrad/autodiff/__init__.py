@@ -1,21 +1,22 @@
 """The autodiff engine: tensors, the ops they record, backward, layers and optimizers.
 
-Read in this order: ``backend`` (NumPy or CuPy) → ``tensor`` (the data) → ``function``
-(one op = forward + backward) → ``ops/`` (every op) → ``graph`` (backward) →
-``functional`` (the public op API) → ``nn`` → ``optim``.
+Read in this order: ``backend`` (NumPy or CuPy), ``dtypes`` and ``device`` → ``tensor``
+(the data) → ``function`` (one op = forward + backward) → ``ops/`` (every op) → ``graph``
+(backward) → ``functional`` (the public op API) → ``factories``, ``ranges``, ``sampling``
+(ways to make tensors) → ``nn`` → ``optim``.
 """
 
 from sparkgrad.autodiff.backend import cuda_is_available
 from sparkgrad.autodiff.draw_graph import draw_graph, graph_nodes
+from sparkgrad.autodiff.dtypes import get_default_dtype, is_floating_point, set_default_dtype
 from sparkgrad.autodiff.factories import (
-    arange,
     empty,
+    empty_like,
+    eye,
     full,
+    full_like,
     ones,
     ones_like,
-    rand,
-    randint,
-    randn,
     tensor,
     zeros,
     zeros_like,
@@ -30,5 +31,15 @@ from sparkgrad.autodiff.grad_mode import (
 )
 from sparkgrad.autodiff.gradcheck import GradcheckError, gradcheck
 from sparkgrad.autodiff.random import Generator, get_rng_state, manual_seed, set_rng_state
+from sparkgrad.autodiff.ranges import arange, linspace, logspace
+from sparkgrad.autodiff.sampling import (
+    rand,
+    rand_like,
+    randint,
+    randint_like,
+    randn,
+    randn_like,
+    randperm,
+)
 from sparkgrad.autodiff.tensor import Size, Tensor
 from sparkgrad.autodiff.threads import get_num_threads, set_num_threads

@@ -15,7 +15,8 @@ import numpy as np
 
 from sparkgrad.errors import DeviceError
 
-DEFAULT_DTYPE = np.float32
+DEFAULT_DTYPE = np.float32  # the *initial* default: read the current one with
+# sparkgrad.autodiff.dtypes.get_default_dtype() (sg.set_default_dtype changes it)
 _cupy: ModuleType | None = None
 _cupy_error: str | None = None
 
@@ -26,7 +27,8 @@ def _load_cupy() -> ModuleType | None:
     if _cupy is None and _cupy_error is None:
         try:
             cp = importlib.import_module("cupy")
-            cp.cuda.runtime.getDeviceCount()
+            if cp.cuda.runtime.getDeviceCount() < 1:
+                raise RuntimeError("CuPy found no GPU")
             _cupy = cp
         except Exception as exc:  # ImportError, CUDARuntimeError, ...
             _cupy_error = f"{type(exc).__name__}: {exc}"
@@ -38,11 +40,26 @@ def cuda_is_available() -> bool:
     return _load_cupy() is not None
 
 
+def cuda_device_count() -> int:
+    """How many GPUs CuPy sees (0 without CuPy or a GPU)."""
+    cp = _load_cupy()
+    return 0 if cp is None else int(cp.cuda.runtime.getDeviceCount())
+
+
 def normalize_device(device: Any) -> str:
-    """Map ``None``, ``"cpu"``, ``"cuda"``, ``"cuda:0"`` to ``"cpu"`` or ``"cuda"``."""
+    """Map ``None``, ``"cpu"``, ``"cuda"``, ``"cuda:0"``, an ``sg.device`` or a GPU number
+    (``0``) to ``"cpu"`` or ``"cuda"`` (the backend; the GPU index is not used)."""
     if device is None:
         return "cpu"
-    name = str(device).split(":")[0].lower()
+    kind = getattr(device, "type", None)  # an sg.device (or a torch.device)
+    if isinstance(kind, str):
+        name = kind
+    elif isinstance(device, (int, np.integer)) and not isinstance(device, (bool, np.bool_)):
+        if device < 0:
+            raise DeviceError(f"Device index must not be negative, found {device}")
+        return "cuda"
+    else:
+        name = str(device).split(":")[0].lower()
     if name not in ("cpu", "cuda"):
         raise DeviceError(f"expected device 'cpu' or 'cuda', found {device!r}")
     return name

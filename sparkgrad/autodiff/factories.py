@@ -1,4 +1,12 @@
-"""Ways to make tensors: from data, filled with a value, or drawn from the seeded generator."""
+"""Ways to make tensors: from data, filled with a value, shaped like another, the identity.
+
+Ranges (``arange``, ``linspace``, ``logspace``) are in :mod:`.ranges`, random draws in
+:mod:`.sampling`. Every factory takes PyTorch's keywords: ``dtype=`` (``sg.float64``,
+``sg.long`` ...), ``device=`` (``"cuda:0"``, ``sg.device("cuda")`` or ``0``) and
+``requires_grad=``. Without ``dtype=`` floats get the default dtype (float32 unless
+``sg.set_default_dtype`` says otherwise); without ``device=`` tensors go to the default
+device (cpu unless ``sg.set_default_device`` says otherwise).
+"""
 
 from __future__ import annotations
 
@@ -6,115 +14,176 @@ from typing import Any
 
 import numpy as np
 
-from sparkgrad.autodiff.backend import DEFAULT_DTYPE, get_array_module, normalize_device, to_device
-from sparkgrad.autodiff.random import default_generator
+from sparkgrad.autodiff.backend import device_of, get_array_module
+from sparkgrad.autodiff.device import get_default_device, resolve
+from sparkgrad.autodiff.dtypes import as_dtype, get_default_dtype
 from sparkgrad.autodiff.tensor import Tensor
 
+__all__ = [
+    "tensor", "zeros", "ones", "empty", "full", "eye",
+    "zeros_like", "ones_like", "empty_like", "full_like",
+]  # fmt: skip
 
-def tensor(
-    data: Any, requires_grad: bool = False, dtype: Any = None, device: str | None = "cpu"
-) -> Tensor:
-    """A new tensor from a list, scalar or array (copied, as ``torch.tensor`` does)."""
+
+def dtype_or(dtype: Any, default: Any) -> np.dtype:
+    """``dtype`` checked and as a ``numpy.dtype``; ``default`` when it is ``None``."""
+    return as_dtype(default if dtype is None else dtype)
+
+
+def sizes(size: tuple[Any, ...]) -> tuple[int, ...]:
+    """``(2, 3)`` from ``zeros(2, 3)`` or ``zeros((2, 3))``; negative sizes refused (torch)."""
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    shape = tuple(int(n) for n in size)
+    if any(n < 0 for n in shape):
+        raise RuntimeError(f"Trying to create tensor with negative dimension: {list(shape)}")
+    return shape
+
+
+def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, device: Any = None) -> Tensor:
+    """A new tensor from a list, scalar, array or tensor, always copied (``torch.tensor``).
+
+    Without ``dtype``: Python floats take the default dtype, Python ints int64, booleans
+    bool; an array or tensor keeps its dtype. Without ``device``: a tensor or CuPy array
+    stays on its GPU, anything else goes to the default device (and so does everything
+    once a non-cpu default device is set, as in torch).
+    """
     if isinstance(data, Tensor):
         data = data.array
-    out = Tensor(data, requires_grad=False, dtype=dtype, device=normalize_device(device))
-    if hasattr(data, "shape") and out.array is data:
+    if isinstance(data, np.generic):
+        data = np.asarray(data)
+    fresh = not hasattr(data, "dtype")
+    if fresh:  # Python data: torch's inference (float -> default dtype, int -> int64)
+        data = np.asarray(data)
+        if dtype is None and data.dtype.kind == "f":
+            dtype = get_default_dtype()
+        elif dtype is None and data.dtype.kind in "iu":
+            dtype = np.int64
+    if device is not None:
+        target = resolve(device)
+    elif device_of(data) == "cuda" and get_default_device().type == "cpu":
+        target = "cuda"  # a GPU tensor stays on its GPU
+    else:
+        target = get_default_device().type
+    dtype = None if dtype is None else as_dtype(dtype)
+    out = Tensor(data, requires_grad=False, dtype=dtype, device=target)
+    if out.array is data and not fresh:
         out.array = out.array.copy()
     if requires_grad:
         out.requires_grad_(True)
     return out
 
 
-def _shape(size: tuple[Any, ...]) -> tuple[int, ...]:
-    if len(size) == 1 and isinstance(size[0], (tuple, list)):
-        return tuple(size[0])
-    return tuple(size)
-
-
-def _filled(kind: str, size: tuple, dtype: Any, device: str, requires_grad: bool) -> Tensor:
-    xp = get_array_module(device)
-    array = getattr(xp, kind)(_shape(size), dtype=dtype or DEFAULT_DTYPE)
+def _filled(kind: str, size: tuple, dtype: Any, device: Any, requires_grad: bool) -> Tensor:
+    xp = get_array_module(resolve(device))
+    array = getattr(xp, kind)(sizes(size), dtype=dtype_or(dtype, get_default_dtype()))
     return Tensor(array, requires_grad=requires_grad)
 
 
-def zeros(
-    *size: Any, dtype: Any = None, device: str = "cpu", requires_grad: bool = False
-) -> Tensor:
+def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor of zeros: ``zeros(2, 3)`` or ``zeros((2, 3))``."""
     return _filled("zeros", size, dtype, device, requires_grad)
 
 
-def ones(*size: Any, dtype: Any = None, device: str = "cpu", requires_grad: bool = False) -> Tensor:
+def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ones: ``ones(2, 3)`` or ``ones((2, 3))``."""
     return _filled("ones", size, dtype, device, requires_grad)
 
 
-def empty(
-    *size: Any, dtype: Any = None, device: str = "cpu", requires_grad: bool = False
-) -> Tensor:
+def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor whose values are whatever was in memory: fill it before reading it."""
     return _filled("empty", size, dtype, device, requires_grad)
 
 
 def full(
     size: Any,
-    fill_value: float,
+    fill_value: Any,
     dtype: Any = None,
-    device: str = "cpu",
+    device: Any = None,
     requires_grad: bool = False,
 ) -> Tensor:
-    xp = get_array_module(device)
-    size = (size,) if isinstance(size, int) else tuple(size)
-    if dtype is None:  # as torch.full: bool -> bool, int -> int64, float -> float32
-        if isinstance(fill_value, bool):
-            dtype = np.bool_
-        else:
-            dtype = np.int64 if isinstance(fill_value, int) else DEFAULT_DTYPE
-    return Tensor(xp.full(size, fill_value, dtype=dtype), requires_grad=requires_grad)
-
-
-def zeros_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return zeros(t.shape, dtype=dtype or t.dtype, device=t.device, requires_grad=requires_grad)
-
-
-def ones_like(t: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return ones(t.shape, dtype=dtype or t.dtype, device=t.device, requires_grad=requires_grad)
-
-
-def arange(
-    start: float,
-    end: float | None = None,
-    step: float = 1,
-    dtype: Any = None,
-    device: str = "cpu",
-    requires_grad: bool = False,
-) -> Tensor:
-    """``arange(5)`` or ``arange(2, 10, 2)``; integers give int64, floats float32 (PyTorch)."""
-    if end is None:
-        start, end = 0, start
+    """A tensor of ``fill_value``; its dtype follows the value as torch: bool -> bool,
+    int -> int64, float -> the default dtype."""
     if dtype is None:
-        is_int = all(isinstance(v, int) for v in (start, end, step))
-        dtype = np.int64 if is_int else DEFAULT_DTYPE
-    xp = get_array_module(device)
-    return Tensor(xp.arange(start, end, step, dtype=dtype), requires_grad=requires_grad)
+        if isinstance(fill_value, (bool, np.bool_)):
+            dtype = np.bool_
+        elif isinstance(fill_value, (int, np.integer)):
+            dtype = np.int64
+        else:
+            dtype = get_default_dtype()
+    shape = sizes((size,) if isinstance(size, int) else tuple(size))
+    xp = get_array_module(resolve(device))
+    return Tensor(xp.full(shape, fill_value, dtype=as_dtype(dtype)), requires_grad=requires_grad)
 
 
-def _drawn(array: np.ndarray, dtype: Any, device: str, requires_grad: bool) -> Tensor:
-    """Drawn on the CPU (same numbers on every device), then cast and moved."""
-    data = to_device(array.astype(dtype or DEFAULT_DTYPE), normalize_device(device))
-    return Tensor(data, requires_grad=requires_grad)
-
-
-def randn(
-    *size: Any, dtype: Any = None, device: str = "cpu", requires_grad: bool = False
+def eye(
+    n: int,
+    m: int | None = None,
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
 ) -> Tensor:
-    """Standard normal samples from the generator seeded by ``manual_seed``."""
-    return _drawn(default_generator().standard_normal(_shape(size)), dtype, device, requires_grad)
+    """The ``n × m`` identity (``m = n`` by default): ones on the main diagonal."""
+    for name, value in (("n", n), ("m", m)):
+        if value is None:
+            continue
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+            raise TypeError(f"eye(): argument '{name}' must be int, not {type(value).__name__}")
+        if value < 0:
+            raise RuntimeError(f"{name} must be greater or equal to 0, got {value}")
+    xp = get_array_module(resolve(device))
+    array = xp.eye(n, n if m is None else m, dtype=dtype_or(dtype, get_default_dtype()))
+    return Tensor(array, requires_grad=requires_grad)
 
 
-def rand(*size: Any, dtype: Any = None, device: str = "cpu", requires_grad: bool = False) -> Tensor:
-    """Uniform samples in [0, 1) from the generator seeded by ``manual_seed``."""
-    return _drawn(default_generator().random(_shape(size)), dtype, device, requires_grad)
+# ---- shaped like another tensor: same shape, dtype and device unless told otherwise ------
+def _like(input: Tensor, dtype: Any, device: Any) -> tuple[tuple[int, ...], Any, Any]:
+    return (
+        input.shape,
+        input.dtype if dtype is None else dtype,
+        (input.device if device is None else device),
+    )
 
 
-def randint(low: int, high: int, size: Any, device: str = "cpu") -> Tensor:
-    """Integers in [low, high) as int64."""
-    size = (size,) if isinstance(size, int) else tuple(size)
-    return _drawn(default_generator().integers(low, high, size), np.int64, device, False)
+def zeros_like(
+    input: Tensor,  # noqa: A002 - torch's argument name
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
+    shape, dtype, device = _like(input, dtype, device)
+    return zeros(shape, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def ones_like(
+    input: Tensor,  # noqa: A002
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
+    shape, dtype, device = _like(input, dtype, device)
+    return ones(shape, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def empty_like(
+    input: Tensor,  # noqa: A002
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
+    shape, dtype, device = _like(input, dtype, device)
+    return empty(shape, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def full_like(
+    input: Tensor,  # noqa: A002
+    fill_value: Any,
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
+    """``fill_value`` in ``input``'s shape and dtype (``full_like(int_tensor, 2.7)`` is 2)."""
+    shape, dtype, device = _like(input, dtype, device)
+    xp = get_array_module(resolve(device))
+    array = xp.full(shape, fill_value).astype(as_dtype(dtype))  # cast as torch: 2.7 -> 2
+    return Tensor(array, requires_grad=requires_grad)

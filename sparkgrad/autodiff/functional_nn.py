@@ -10,22 +10,29 @@ from typing import Any
 
 import numpy as np
 
+from sparkgrad.autodiff.grad_mode import is_grad_enabled
+from sparkgrad.autodiff.ops import activation as act
 from sparkgrad.autodiff.ops import arithmetic as ar
 from sparkgrad.autodiff.ops import neural as nn_ops
 from sparkgrad.autodiff.spelling import pick
 from sparkgrad.autodiff.tensor import Tensor
-from sparkgrad.errors import ShapeError
+from sparkgrad.errors import GradError, ShapeError
 
 __all__ = [
     "cross_entropy",
     "dropout",
+    "elu",
     "embedding",
+    "hardtanh",
     "layer_norm",
+    "leaky_relu",
     "linear",
     "log_softmax",
     "mse_loss",
     "nll_loss",
+    "silu",
     "softmax",
+    "softplus",
 ]
 
 
@@ -40,6 +47,61 @@ def softmax(x: Tensor, axis: int | None = None, *, dim: int | None = None) -> Te
 
 def log_softmax(x: Tensor, axis: int | None = None, *, dim: int | None = None) -> Tensor:
     return nn_ops.LogSoftmax.apply(x, axis=pick(axis, dim, -1))
+
+
+# ---- activations (relu, gelu, sigmoid, tanh are in functional.py) ------------------------
+def _activation(op: type, x: Tensor, inplace: bool, name: str, **kwargs: Any) -> Tensor:
+    """Apply ``op``; with ``inplace=True`` write the result into ``x`` and return ``x``.
+
+    In-place needs no graph: it is refused while ``x`` takes part in autograd (sparkgrad
+    cannot yet record an in-place op), instead of silently returning a new tensor.
+    """
+    if x.dtype.kind not in "f":
+        raise NotImplementedError(f"{name} is not implemented for {x.dtype} tensors (as torch)")
+    out = op.apply(x, **kwargs)
+    if not inplace:
+        return out
+    if is_grad_enabled() and (x.requires_grad or out.requires_grad):
+        raise GradError(
+            f"{name}(inplace=True) on a tensor that takes part in autograd is not supported; "
+            f"use y = F.{name}(x) (the nn modules do that for you)"
+        )
+    x.array[...] = out.array
+    return x
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:  # noqa: A002
+    """``log(1 + exp(beta·x)) / beta``, the identity where ``beta·x > threshold``."""
+    return _activation(act.Softplus, input, False, "softplus", beta=beta, threshold=threshold)
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``x · sigmoid(x)`` (swish)."""
+    return _activation(act.SiLU, input, inplace, "silu")
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``x`` where positive, ``negative_slope · x`` elsewhere."""
+    return _activation(act.LeakyReLU, input, inplace, "leaky_relu", negative_slope=negative_slope)
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``x`` where positive, ``alpha · (exp(x) - 1)`` elsewhere."""
+    return _activation(act.ELU, input, inplace, "elu", alpha=alpha)
+
+
+def hardtanh(
+    input: Tensor,  # noqa: A002
+    min_val: float = -1.0,
+    max_val: float = 1.0,
+    inplace: bool = False,
+) -> Tensor:
+    """``x`` clamped to ``[min_val, max_val]``; gradient 0 at and beyond the bounds."""
+    if min_val > max_val:
+        raise ValueError("min_val cannot be greater than max_val")
+    if input.dtype.kind in "iu":  # torch accepts integers here (no gradient to take)
+        return Tensor._wrap(input.array.clip(min_val, max_val).astype(input.dtype))
+    return _activation(act.Hardtanh, input, inplace, "hardtanh", min_val=min_val, max_val=max_val)
 
 
 def cross_entropy(

@@ -6,7 +6,19 @@ Read ``parameter`` → ``module`` (the tree) → ``state_dict`` → ``linear`` �
 """
 
 from sparkgrad.autodiff.nn import init, utils
-from sparkgrad.autodiff.nn.activation import GELU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from sparkgrad.autodiff.nn.activation import (
+    ELU,
+    GELU,
+    Hardtanh,
+    LeakyReLU,
+    LogSoftmax,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Tanh,
+)
 from sparkgrad.autodiff.nn.containers import ModuleDict, ModuleList, Sequential
 from sparkgrad.autodiff.nn.dropout import Dropout
 from sparkgrad.autodiff.nn.embedding import Embedding
@@ -23,6 +35,7 @@ __all__ = [
     "DenseLayer", "Linear", "Identity",
     "Sequential", "ModuleList", "ModuleDict",
     "ReLU", "GELU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax",
+    "LeakyReLU", "ELU", "SiLU", "Softplus", "Hardtanh",
     "Dropout", "LayerNorm", "Embedding", "Flatten",
     "CrossEntropyLoss", "NLLLoss", "MSELoss",
 ]  # fmt: skip

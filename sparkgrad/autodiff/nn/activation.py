@@ -14,11 +14,15 @@ from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import ConfigError
 
-__all__ = ["ReLU", "GELU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax"]
+__all__ = [
+    "ReLU", "GELU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax",
+    "LeakyReLU", "ELU", "SiLU", "Softplus", "Hardtanh",
+]  # fmt: skip
 
 
 class ReLU(Module):
-    """max(x, 0). ``inplace`` is accepted for PyTorch compatibility; a new tensor is returned."""
+    """max(x, 0). ``inplace`` is accepted for PyTorch compatibility; a new tensor is returned
+    (in a model the input is an intermediate nobody reads again, so the result is the same)."""
 
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
@@ -99,3 +103,81 @@ class LogSoftmax(Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+
+class LeakyReLU(Module):
+    """x where x > 0, ``negative_slope``·x elsewhere. ``inplace`` as for :class:`ReLU`."""
+
+    def __init__(self, negative_slope: float = 1e-2, inplace: bool = False) -> None:
+        super().__init__()
+        self.negative_slope = negative_slope
+        self.inplace = inplace
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.leaky_relu(x, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
+
+
+class ELU(Module):
+    """x where x > 0, ``alpha``·(eˣ - 1) elsewhere. ``inplace`` as for :class:`ReLU`."""
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+        super().__init__()
+        self.alpha = alpha
+        self.inplace = inplace
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.elu(x, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")
+
+
+class SiLU(Module):
+    """x·σ(x) (swish). ``inplace`` as for :class:`ReLU`."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.silu(x)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class Softplus(Module):
+    """ln(1 + e^(βx))/β, a smooth ReLU; the identity where βx > ``threshold``."""
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
+        super().__init__()
+        self.beta = beta
+        self.threshold = threshold
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.softplus(x, self.beta, self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
+class Hardtanh(Module):
+    """x clamped to [``min_val``, ``max_val``]; gradient 0 at and beyond the bounds."""
+
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> None:
+        super().__init__()
+        if not max_val > min_val:  # torch asserts this (an AssertionError)
+            raise AssertionError(f"max_val ({max_val}) must be greater than min_val ({min_val})")
+        self.min_val = min_val
+        self.max_val = max_val
+        self.inplace = inplace
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.hardtanh(x, self.min_val, self.max_val)
+
+    def extra_repr(self) -> str:
+        inplace = ", inplace=True" if self.inplace else ""
+        return f"min_val={self.min_val}, max_val={self.max_val}{inplace}"

@@ -20,7 +20,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sparkgrad.autodiff.backend import DEFAULT_DTYPE, get_array_module, normalize_device
+from sparkgrad.autodiff.backend import get_array_module
+from sparkgrad.autodiff.device import resolve
+from sparkgrad.autodiff.dtypes import get_default_dtype
 from sparkgrad.autodiff.nn import init
 from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.nn.parameter import Parameter
@@ -31,9 +33,10 @@ __all__ = ["DenseLayer", "Linear", "Identity"]
 
 
 def empty_parameter(*shape: int, device: Any = None, dtype: Any = None) -> Parameter:
-    """An uninitialised parameter of ``shape`` on ``device`` (float32 by default)."""
-    xp = get_array_module(normalize_device(device))
-    return Parameter(xp.empty(shape, dtype=dtype or DEFAULT_DTYPE))
+    """An uninitialised parameter of ``shape`` on ``device`` (default dtype and device unless
+    given, as torch's layers)."""
+    xp = get_array_module(resolve(device))
+    return Parameter(xp.empty(shape, dtype=get_default_dtype() if dtype is None else dtype))
 
 
 class DenseLayer(Module):

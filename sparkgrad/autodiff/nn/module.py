@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from sparkgrad.autodiff.backend import is_floating, normalize_device, to_device
+from sparkgrad.autodiff.device import parse_to_args
 from sparkgrad.autodiff.nn.hooks import RemovableHandle, add_hook, call_with_hooks
 from sparkgrad.autodiff.nn.parameter import Parameter
 from sparkgrad.autodiff.nn.state_dict import IncompatibleKeys, collect_state, load_into
@@ -262,20 +263,26 @@ class Module:
                 param.grad.array.fill(0)
 
     # ---- device and dtype ------------------------------------------------------------
-    def to(self, device_or_dtype: Any = None, dtype: Any = None) -> Module:
-        """Move (``"cuda"``) and/or cast (``np.float64``) parameters and buffers **in place**.
+    def to(self, *args: Any, **kwargs: Any) -> Module:
+        """Move and/or cast parameters and buffers **in place**, with torch's arguments:
+        ``to("cuda")``, ``to(sg.device("cuda", 0))``, ``to(0)``, ``to(sg.float64)``,
+        ``to(other_tensor)``, ``to("cpu", sg.float64)``, ``to(device=..., dtype=...)``.
 
-        The Parameter objects stay the same (only their arrays change), so an optimizer
-        built before ``to()`` still updates the right tensors. Gradients move along.
+        Only floating parameters and buffers are cast (integer buffers keep their dtype),
+        and the dtype must be floating. The Parameter objects stay the same (only their
+        arrays change), so an optimizer built before ``to()`` still updates the right
+        tensors. Gradients move along.
         """
-        device = None
-        if isinstance(device_or_dtype, str):
-            device = normalize_device(device_or_dtype)
-        elif device_or_dtype is not None:
-            dtype = device_or_dtype
+        if "copy" in kwargs:
+            raise RuntimeError(".to() does not accept copy argument")
+        target, dtype, _non_blocking, copy = parse_to_args(*args, **kwargs)
+        if copy:
+            raise RuntimeError(".to() does not accept copy argument")
+        device = None if target is None else normalize_device(target)
         if dtype is not None and not is_floating(dtype):
-            raise ConfigError(
-                f"Module.to only accepts floating point dtypes, found {np.dtype(dtype)}"
+            raise TypeError(
+                "nn.Module.to only accepts floating point or complex dtypes, "
+                f"but got desired dtype={dtype}"
             )
 
         def convert(array: Any) -> Any:
@@ -292,8 +299,9 @@ class Module:
     def cpu(self) -> Module:
         return self.to("cpu")
 
-    def cuda(self) -> Module:
-        return self.to("cuda")
+    def cuda(self, device: Any = None) -> Module:
+        """``to("cuda")``; ``cuda(1)`` or ``cuda("cuda:1")`` name the GPU, as torch."""
+        return self.to("cuda" if device is None else device)
 
     def float(self) -> Module:
         return self.to(np.float32)

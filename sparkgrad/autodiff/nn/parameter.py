@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sparkgrad.autodiff.backend import DEFAULT_DTYPE, get_array_module
+from sparkgrad.autodiff.backend import get_array_module
+from sparkgrad.autodiff.dtypes import get_default_dtype
 from sparkgrad.autodiff.tensor import Tensor
 
 __all__ = ["Parameter"]
@@ -24,12 +25,12 @@ class Parameter(Tensor):
     """A leaf tensor registered by modules; ``requires_grad=True`` unless told otherwise.
 
     ``Parameter(t)`` shares memory with the tensor (or array) ``t``, as in PyTorch;
-    ``Parameter()`` is an empty float32 parameter.
+    ``Parameter()`` is an empty parameter of the default dtype.
     """
 
     def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
         if data is None:
-            data = get_array_module("cpu").empty((0,), dtype=DEFAULT_DTYPE)
+            data = get_array_module("cpu").empty((0,), dtype=get_default_dtype())
         super().__init__(data, requires_grad=requires_grad)
 
     def __repr__(self) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from sparkgrad.autodiff.backend import DEFAULT_DTYPE
+from sparkgrad.autodiff.dtypes import get_default_dtype
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import ShapeError
 
@@ -32,6 +32,12 @@ def _as_float(v: Any, dtype: Any) -> Any:
     return v.astype(dtype) if hasattr(v, "astype") else v
 
 
+def _float_dtype_of(v: Any) -> Any:
+    """The dtype of a float operand; a Python float stands for the default dtype."""
+    dtype = getattr(v, "dtype", None)
+    return get_default_dtype() if dtype is None else dtype
+
+
 def promote(a: Any, b: Any, true_div: bool = False) -> tuple[Any, Any]:
     """PyTorch's type promotion where NumPy's differs.
 
@@ -43,17 +49,18 @@ def promote(a: Any, b: Any, true_div: bool = False) -> tuple[Any, Any]:
     b = b.item() if isinstance(b, np.generic) else b
     ka, kb = _kind(a), _kind(b)
     if ka == "i" and kb == "f":
-        a = _as_float(a, getattr(b, "dtype", DEFAULT_DTYPE))
+        a = _as_float(a, _float_dtype_of(b))
     elif ka == "f" and kb == "i":
-        b = _as_float(b, getattr(a, "dtype", DEFAULT_DTYPE))
+        b = _as_float(b, _float_dtype_of(a))
     elif true_div and ka == kb == "i":
-        a, b = _as_float(a, DEFAULT_DTYPE), _as_float(b, DEFAULT_DTYPE)
+        a, b = _as_float(a, get_default_dtype()), _as_float(b, get_default_dtype())
     return a, b
 
 
 def floating(x: Tensor) -> Tensor:
-    """Integer input to a float-valued function (exp, log ...) is taken as float32, as torch."""
-    return x if x.array.dtype.kind in "fc" else Tensor._wrap(x.array.astype(DEFAULT_DTYPE))
+    """Integer input to a float-valued function (exp, log ...) is taken in the default dtype
+    (float32 unless ``sg.set_default_dtype`` changed it), as torch."""
+    return x if x.array.dtype.kind in "fc" else Tensor._wrap(x.array.astype(get_default_dtype()))
 
 
 def apply_binary(fn: type, a: Any, b: Any, symbol: str) -> Tensor:
