@@ -107,8 +107,9 @@ def addcmul(y: Any, x1: Any, x2: Any, value: float, scratch: Any) -> None:
         scaled = x1
     else:
         scaled = xp.multiply(x1, value, out=scratch)
-    flat = _flat_views(y, scaled, x2) if y.dtype == np.float32 and y.flags.writeable else None
-    if flat is None or not all(type(a) is np.ndarray and a.dtype == y.dtype for a in flat):
+    exact = all(type(a) is np.ndarray and a.dtype == np.float32 for a in (y, scaled, x2))
+    flat = _flat_views(y, scaled, x2) if exact and y.flags.writeable else None
+    if flat is None:  # CuPy, float64, mixed layouts: two rounded ops
         if scaled is not scratch:
             scaled = xp.multiply(x1, 1, out=scratch)
         scratch *= x2
