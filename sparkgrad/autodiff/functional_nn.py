@@ -76,7 +76,7 @@ def cross_entropy(
     return nn_ops.CrossEntropy.apply(
         input,
         _raw(target),
-        _class_weight(weight, "cross_entropy"),
+        _class_weight(weight, input, "cross_entropy"),
         reduction=reduction,
         ignore_index=ignore_index,
         label_smoothing=label_smoothing,
@@ -97,7 +97,7 @@ def nll_loss(
     return nn_ops.NLLLoss.apply(
         input,
         _raw(target),
-        _class_weight(weight, "nll_loss"),
+        _class_weight(weight, input, "nll_loss"),
         reduction=reduction,
         ignore_index=ignore_index,
     )
@@ -250,9 +250,14 @@ def _like(target: Any, input: Tensor) -> Any:  # noqa: A002
 
 
 def _regression_target(input: Tensor, target: Any) -> Any:  # noqa: A002
-    """PyTorch's rule: a target of another shape is broadcast, with a warning."""
+    """PyTorch's rule: a target of another shape is broadcast, with a warning (one that
+    cannot broadcast is left to the op, whose ShapeError names both shapes)."""
     target = _like(target, input)
     if tuple(target.shape) != tuple(input.shape):
+        try:
+            np.broadcast_shapes(target.shape, input.shape)
+        except ValueError:
+            return target
         warnings.warn(
             f"Using a target size ({tuple(target.shape)}) that is different to the input size "
             f"({tuple(input.shape)}). This will likely lead to incorrect results due to "
@@ -265,11 +270,12 @@ def _regression_target(input: Tensor, target: Any) -> Any:  # noqa: A002
 def _weighted(
     loss: Tensor,
     weight: Any,
-    input: Tensor,
+    input: Tensor,  # noqa: A002
     reduction: str,
-    mean_over_weights: bool,  # noqa: A002
+    mean_over_weights: bool,
 ) -> Tensor:
-    """Element weights on a 'none' loss, reduced as PyTorch's composite code reduces them."""
+    """Element weights on a 'none' loss, reduced as PyTorch's composite code reduces them:
+    a mean is Σ w·l / Σ w (``mean_over_weights``, l1 and mse) or Σ w·l / n (huber)."""
     if not isinstance(weight, Tensor) or tuple(weight.shape) != tuple(input.shape):
         raise ValueError(
             "Weights and input must have the same size: "
@@ -278,9 +284,9 @@ def _weighted(
     weighted = loss * weight
     if reduction == "none":
         return weighted
-    if reduction == "sum" or not mean_over_weights:
-        return weighted.sum() if reduction == "sum" else weighted.mean()
-    return weighted.sum() / weight.sum()
+    if reduction == "sum":
+        return weighted.sum()
+    return weighted.sum() / weight.sum() if mean_over_weights else weighted.mean()
 
 
 def _not_differentiable(weight: Tensor, fn: str, name: str) -> None:
@@ -291,8 +297,8 @@ def _not_differentiable(weight: Tensor, fn: str, name: str) -> None:
         )
 
 
-def _class_weight(weight: Any, fn: str) -> Any:
-    """Per-class weights as a raw array (the op checks that there is one per class)."""
+def _class_weight(weight: Any, input: Tensor, fn: str) -> Any:  # noqa: A002
+    """Per-class weights as a raw array of the input's dtype (the op checks their shape)."""
     if weight is None:
         return None
     if not isinstance(weight, Tensor):
@@ -300,7 +306,7 @@ def _class_weight(weight: Any, fn: str) -> Any:
             f"{fn}: weight must be a Tensor of one weight per class, found {type(weight).__name__}"
         )
     _not_differentiable(weight, fn, "weight")
-    return weight.array
+    return weight.array.astype(input.dtype, copy=False)
 
 
 def _plain_weight(weight: Any, input: Tensor, fn: str, name: str) -> Any:  # noqa: A002

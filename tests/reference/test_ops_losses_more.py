@@ -150,7 +150,7 @@ def test_regression_target_broadcasts_with_torchs_warning(
 
 
 @pytest.mark.parametrize("name", ["l1_loss", "mse_loss", "smooth_l1_loss", "huber_loss"])
-@pytest.mark.filterwarnings("ignore:Using a target size")  # both warn first, as torch does
+@pytest.mark.filterwarnings("ignore:Using a target size")  # torch warns before it raises
 def test_regression_target_that_cannot_broadcast_names_both_shapes(name):
     """torch raises a RuntimeError from its broadcast; sparkgrad its ShapeError (ValueError)."""
     with pytest.raises(RuntimeError, match="must match"):
@@ -296,6 +296,7 @@ def test_binary_cross_entropy_with_logits_matches_torch(reduction, case, scale, 
 
 
 WEIGHTS = [  # (weight shape, pos_weight shape) for input (4, 3): None is "not given"
+    (None, None),
     (None, (3,)),
     (None, (1, 3)),
     (None, (4, 3)),

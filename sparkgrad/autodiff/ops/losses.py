@@ -208,7 +208,7 @@ class BinaryCrossEntropy(Function):
         if ctx.needs_input_grad[1]:
             with np.errstate(divide="ignore"):  # ±inf at p = 0 or 1, as torch's -logit(p)
                 gy = g * (xp.log1p(-p) - xp.log(p))
-        return gp, gy
+        return gp, gy, None
 
 
 class BinaryCrossEntropyWithLogits(Function):
@@ -272,4 +272,4 @@ class BinaryCrossEntropyWithLogits(Function):
                 gy = g * ((log_sig - x) - pos_weight * log_sig)  # log σ(-x) = log σ(x) - x
             else:
                 gy = g * -x
-        return gx, gy
+        return gx, gy, None, None
