@@ -124,7 +124,7 @@ def test_nll_loss_gradcheck_and_equals_cross_entropy(device, check_grad, assert_
 def test_mse_loss_matches_torch(reduction, target_shape, device, check_op, check_grad):
     """Mean/sum/none of squared errors; a broadcastable target gets its gradient summed back.
 
-    torch warns about a target that broadcasts; the values must still agree.
+    torch (and sparkgrad) warn about a target that broadcasts; the values must still agree.
     """
     rng = np.random.default_rng(3)
     pred = rng.standard_normal((3, 4)).astype(np.float32)
@@ -141,4 +141,4 @@ def test_mse_loss_matches_torch(reduction, target_shape, device, check_op, check
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch's broadcasting warning
         check_op(fn, t_fn, [pred, target], device)
-    check_grad(fn, [pred, target], device)
+        check_grad(fn, [pred, target], device)

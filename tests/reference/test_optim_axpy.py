@@ -57,6 +57,9 @@ OPTIMIZERS = [
     ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True, maximize=True)),
     ("Adam", dict(lr=0.01, weight_decay=0.01, amsgrad=True)),
     ("AdamW", dict(lr=0.01)),
+    ("Adadelta", dict(weight_decay=0.01)),
+    ("RMSprop", dict(centered=True, weight_decay=0.01)),
+    ("Adagrad", dict(lr=0.1, maximize=True)),
 ]
 
 
@@ -93,3 +96,55 @@ def test_threaded_update_is_bit_identical_to_one_thread_and_to_torch(name, kw, n
     tol = dict(rtol=0, atol=0) if name == "SGD" else dict(rtol=1e-6, atol=1e-7)
     for ours, theirs in zip(split, params):
         np.testing.assert_allclose(ours, theirs.detach().numpy(), **tol)
+
+
+@pytest.mark.parametrize("n", [1, 2, 15, 16, 17, 63, 64, 65, 129, 8191, 8192, 8193, 20_001])
+def test_addcmul_rounds_like_torchs_fused_kernel(n):
+    """``y.addcmul_(x1, x2, value=v)`` is ``fma(v * x1, x2, y)`` in torch: the same bits here."""
+    from sparkgrad.autodiff.optim.fused import addcmul
+
+    rng = np.random.default_rng(n)
+    x1, x2, y = (rng.standard_normal(n).astype(np.float32) for _ in range(3))
+    for value in (1.0, -1.0, 0.01, 0.7):
+        ours = np.empty(n + 1, np.float32)[1:]  # off SIMD alignment
+        ours[...] = y
+        addcmul(ours, x1, x2, value, np.empty_like(ours))
+        theirs = torch.from_numpy(y.copy())
+        theirs.addcmul_(torch.from_numpy(x1), torch.from_numpy(x2), value=value)
+        np.testing.assert_array_equal(ours, theirs.numpy(), err_msg=f"n={n} value={value}")
+
+
+def test_addcmul_on_0dim_transposed_and_mixed_layouts():
+    """0-d arrays stay 0-d and change in place; F-ordered arrays take the exact path too;
+    mixed layouts fall back to two rounded ops (within an ulp of torch)."""
+    from sparkgrad.autodiff.optim.fused import addcmul
+
+    rng = np.random.default_rng(0)
+    y0 = np.array(1.5, np.float32)
+    addcmul(y0, np.array(0.3, np.float32), np.array(-2.0, np.float32), 0.5, np.empty_like(y0))
+    assert y0.shape == () and y0 == np.float32(1.5) + np.float32(0.15) * np.float32(-2.0)
+
+    x1, x2, y = (rng.standard_normal((40, 30)).astype(np.float32) for _ in range(3))
+    expected = torch.from_numpy(y.copy())
+    expected.addcmul_(torch.from_numpy(x1), torch.from_numpy(x2), value=0.1)
+    yt = np.asfortranarray(y)
+    addcmul(yt, np.asfortranarray(x1), np.asfortranarray(x2), 0.1, np.empty_like(yt))
+    np.testing.assert_array_equal(yt, expected.numpy())
+    mixed = y.copy()
+    addcmul(mixed, np.asfortranarray(x1), x2, 0.1, np.empty_like(mixed))
+    np.testing.assert_allclose(mixed, expected.numpy(), rtol=2.4e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.1, 0.4999, 0.5, 0.9, 1.0])
+def test_lerp_is_torchs_at_both_branches(weight):
+    """``start.lerp_(end, w)``: torch switches form at w = 0.5; w = 1 lands on ``end``."""
+    from sparkgrad.autodiff.optim.fused import lerp
+
+    rng = np.random.default_rng(1)
+    start, end = (rng.standard_normal(1000).astype(np.float32) for _ in range(2))
+    ours = start.copy()
+    lerp(ours, end, weight, np.empty_like(ours))
+    theirs = torch.from_numpy(start.copy()).lerp_(torch.from_numpy(end), weight).numpy()
+    np.testing.assert_array_equal(ours, theirs)
+    if weight == 1.0:
+        np.testing.assert_array_equal(ours, end)

@@ -24,7 +24,16 @@ from sparkgrad.autodiff.nn.dropout import Dropout
 from sparkgrad.autodiff.nn.embedding import Embedding
 from sparkgrad.autodiff.nn.flatten import Flatten
 from sparkgrad.autodiff.nn.linear import DenseLayer, Identity, Linear
-from sparkgrad.autodiff.nn.loss import CrossEntropyLoss, MSELoss, NLLLoss
+from sparkgrad.autodiff.nn.loss import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.nn.normalization import LayerNorm
 from sparkgrad.autodiff.nn.parameter import Parameter
@@ -37,5 +46,6 @@ __all__ = [
     "ReLU", "GELU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax",
     "LeakyReLU", "ELU", "SiLU", "Softplus", "Hardtanh",
     "Dropout", "LayerNorm", "Embedding", "Flatten",
-    "CrossEntropyLoss", "NLLLoss", "MSELoss",
+    "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss",
+    "BCELoss", "BCEWithLogitsLoss",
 ]  # fmt: skip

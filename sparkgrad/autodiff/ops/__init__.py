@@ -5,6 +5,7 @@ forward and backward side by side and the derivative in a one-line docstring.
 - :mod:`.pointwise`: exp, log, sqrt, tanh, sigmoid, relu, gelu, abs, clamp, maximum, where
 - :mod:`.reduction`: sum, mean, max/min, var
 - :mod:`.shape`: reshape, permute, expand, indexing, cat, stack, casts and device moves
-- :mod:`.neural`: linear, softmax, log_softmax, losses, dropout, layer_norm, embedding
+- :mod:`.neural`: linear, softmax, log_softmax, cross_entropy/nll, dropout, layer_norm, embedding
+- :mod:`.losses`: mse, l1, smooth L1, Huber, binary cross-entropy (on probabilities or logits)
 - :mod:`.promotion`: which dtype a binary op computes in (PyTorch's rules, not NumPy's)
 """

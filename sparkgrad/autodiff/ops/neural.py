@@ -1,4 +1,8 @@
-"""The ops of neural networks, fused where fusing is both faster and more stable."""
+"""The ops of neural networks, fused where fusing is both faster and more stable.
+
+The classification losses (cross-entropy, nll) live here, next to the log-softmax they
+fuse with; the other losses are in :mod:`.losses`.
+"""
 
 from __future__ import annotations
 
@@ -105,11 +109,33 @@ def _check_targets(logits: Any, target: Any, ignore_index: int) -> Any:
         )
 
 
+def _check_weight(weight: Any, n_classes: int) -> None:
+    """Class weights: one per class, as PyTorch's message says."""
+    if weight is not None and tuple(weight.shape) != (n_classes,):
+        raise RuntimeError(
+            f"weight tensor should be defined either for all {n_classes} classes or no "
+            f"classes but got weight tensor of shape: {list(weight.shape)}"
+        )
+
+
+def _reduce_rows(loss: Any, row_weight: Any, reduction: str, target_shape: Any) -> Any:
+    """Per-row losses reduced as PyTorch's nll_loss: a mean divides by Σ of the rows' weights."""
+    if reduction == "none":
+        return loss.reshape(target_shape)
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return loss.sum() / row_weight.sum()
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', found {reduction!r}")
+
+
 class CrossEntropy(Function):
-    """L = -Σ q·log_softmax(a) with q = (1-ε)·onehot + ε/C;  dL/da = softmax(a) - q (per row)
+    """L = -Σ q·log_softmax(a) with q = (1-ε)·w_y·onehot + (ε/C)·w;  dL/da = softmax(a)·Σq - q
 
     Fused with log_softmax: one pass computes the loss, the backward needs no extra exp of
-    the logits' raw values, and nothing overflows for large logits.
+    the logits' raw values, and nothing overflows for large logits. Without class weights
+    (w = 1) Σq = 1. With them, PyTorch's weighted mean divides by Σ w_y over the counted
+    targets, not by their number.
     """
 
     @staticmethod
@@ -117,6 +143,7 @@ class CrossEntropy(Function):
         ctx: Context,
         logits: Any,
         target: Any,
+        weight: Any = None,
         reduction: str = "mean",
         ignore_index: int = -100,
         label_smoothing: float = 0.0,
@@ -125,124 +152,93 @@ class CrossEntropy(Function):
         xp = array_module(logits)
         shape_in, target_shape = logits.shape, target.shape
         flat, tgt = _classes_last(logits, target)
+        _check_weight(weight, flat.shape[1])
         logp = _log_softmax(flat, axis=1)
         valid = tgt != ignore_index
         safe = xp.where(valid, tgt, 0)
         rows = xp.arange(flat.shape[0])
         eps, n_classes = float(label_smoothing), flat.shape[1]
-        loss = -logp[rows, safe]
+        row_weight = valid.astype(logp.dtype) if weight is None else weight[safe] * valid
+        loss = -logp[rows, safe] * row_weight
         if eps:
-            loss = (1 - eps) * loss - (eps / n_classes) * logp.sum(axis=1)
-        loss = loss * valid
-        count = valid.sum()
-        ctx.save_for_backward(logp, safe, valid)
-        ctx.meta = (reduction, eps, shape_in, target_shape, count)
-        if reduction == "none":
-            return loss.reshape(target_shape)
-        if reduction == "sum":
-            return loss.sum()
-        if reduction == "mean":
-            return loss.sum() / count.astype(loss.dtype)
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', found {reduction!r}")
+            smooth = (logp.sum(axis=1) if weight is None else logp @ weight) * valid
+            loss = (1 - eps) * loss - (eps / n_classes) * smooth
+        ctx.save_for_backward(logp, safe, valid, row_weight, weight)
+        ctx.meta = (reduction, eps, shape_in)
+        return _reduce_rows(loss, row_weight, reduction, target_shape)
 
     @staticmethod
     def backward(ctx: Context, grad: Any) -> Any:
-        logp, safe, valid = ctx.saved_tensors
-        reduction, eps, shape_in, _, count = ctx.meta
+        logp, safe, valid, row_weight, weight = ctx.saved_tensors
+        reduction, eps, shape_in = ctx.meta
         xp = array_module(logp)
         d = xp.exp(logp)  # softmax
         rows = xp.arange(d.shape[0])
-        d[rows, safe] -= 1 - eps
-        if eps:
-            d -= eps / d.shape[1]
-        if reduction == "none":
-            scale = grad.reshape(-1, 1) * valid[:, None]
+        n_classes = d.shape[1]
+        if weight is None:  # Σq = 1 for every counted row
+            d[rows, safe] -= 1 - eps
+            if eps:
+                d -= eps / n_classes
+            d *= valid[:, None]
         else:
-            scale = valid[:, None] * (grad / count.astype(d.dtype) if reduction == "mean" else grad)
-        d *= scale
+            total = (1 - eps) * row_weight + (eps / n_classes) * weight.sum() * valid
+            d *= total[:, None]
+            d[rows, safe] -= (1 - eps) * row_weight
+            if eps:
+                d -= (eps / n_classes) * weight[None, :] * valid[:, None]
+        if reduction == "none":
+            d *= grad.reshape(-1, 1)
+        else:
+            d *= grad / row_weight.sum() if reduction == "mean" else grad
         if len(shape_in) == 1:
             d = d.reshape(shape_in)
         elif len(shape_in) > 2:
             moved = (shape_in[0],) + tuple(shape_in[2:]) + (shape_in[1],)
             d = xp.moveaxis(d.reshape(moved), -1, 1)
-        return d, None
+        return d, None, None
 
 
 class NLLLoss(Function):
-    """L = -logp[target] averaged;  dL/dlogp = -1/n at each target, 0 elsewhere"""
+    """L = -w_y·logp[y], a mean divides by Σ w_y;  dL/dlogp = -w_y (/Σ w_y) at y, 0 elsewhere"""
 
     @staticmethod
     def forward(
-        ctx: Context, logp: Any, target: Any, reduction: str = "mean", ignore_index: int = -100
+        ctx: Context,
+        logp: Any,
+        target: Any,
+        weight: Any = None,
+        reduction: str = "mean",
+        ignore_index: int = -100,
     ) -> Any:
         _check_targets(logp, target, ignore_index)
         xp = array_module(logp)
         flat, tgt = _classes_last(logp, target)
+        _check_weight(weight, flat.shape[1])
         valid = tgt != ignore_index
         safe = xp.where(valid, tgt, 0)
-        loss = -flat[xp.arange(flat.shape[0]), safe] * valid
-        count = valid.sum()
-        ctx.save_for_backward(safe, valid)
-        ctx.meta = (reduction, logp.shape, flat.shape, count)
-        if reduction == "none":
-            return loss.reshape(target.shape)
-        if reduction == "sum":
-            return loss.sum()
-        if reduction == "mean":
-            return loss.sum() / count.astype(loss.dtype)
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', found {reduction!r}")
+        row_weight = valid.astype(flat.dtype) if weight is None else weight[safe] * valid
+        loss = -flat[xp.arange(flat.shape[0]), safe] * row_weight
+        ctx.save_for_backward(safe, row_weight)
+        ctx.meta = (reduction, logp.shape, flat.shape)
+        return _reduce_rows(loss, row_weight, reduction, target.shape)
 
     @staticmethod
     def backward(ctx: Context, grad: Any) -> Any:
-        safe, valid = ctx.saved_tensors
-        reduction, shape_in, flat_shape, count = ctx.meta
+        safe, row_weight = ctx.saved_tensors
+        reduction, shape_in, flat_shape = ctx.meta
         xp = array_module(grad)
         d = xp.zeros(flat_shape, dtype=grad.dtype)
         if reduction == "none":
             per_row = grad.reshape(-1)
         else:
-            per_row = grad / count.astype(grad.dtype) if reduction == "mean" else grad
-        d[xp.arange(flat_shape[0]), safe] = -per_row * valid
+            per_row = grad / row_weight.sum() if reduction == "mean" else grad
+        d[xp.arange(flat_shape[0]), safe] = -per_row * row_weight
         if len(shape_in) == 1:
             d = d.reshape(shape_in)
         elif len(shape_in) > 2:
             moved = (shape_in[0],) + tuple(shape_in[2:]) + (shape_in[1],)
             d = xp.moveaxis(d.reshape(moved), -1, 1)
-        return d, None
-
-
-class MSELoss(Function):
-    """L = mean((a - b)²);  dL/da = 2(a - b)/n, dL/db = -2(a - b)/n"""
-
-    @staticmethod
-    def forward(ctx: Context, a: Any, b: Any, reduction: str = "mean") -> Any:
-        xp = array_module(a, b)
-        try:
-            fits = tuple(xp.broadcast_shapes(a.shape, b.shape)) == tuple(a.shape)
-        except ValueError:
-            fits = False
-        if not fits:
-            raise ShapeError(
-                f"mse_loss: input shape {tuple(a.shape)} and target shape {tuple(b.shape)} differ"
-            )
-        diff = a - b
-        ctx.save_for_backward(diff)
-        ctx.reduction = reduction
-        sq = diff * diff
-        if reduction == "none":
-            return sq
-        if reduction == "sum":
-            return sq.sum()
-        if reduction == "mean":
-            return sq.mean()
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', found {reduction!r}")
-
-    @staticmethod
-    def backward(ctx: Context, grad: Any) -> Any:
-        (diff,) = ctx.saved_tensors
-        scale = 2 / diff.size if ctx.reduction == "mean" else 2
-        ga = grad * diff * scale
-        return ga, (-ga if ctx.needs_input_grad[1] else None)
+        return d, None, None
 
 
 class Dropout(Function):

@@ -1,4 +1,4 @@
-"""``axpy``: ``y += alpha * x`` in place, rounded once as PyTorch rounds it.
+"""``axpy``, ``lerp``, ``addcmul``: the fused updates of the optimizers, rounded as PyTorch's.
 
 PyTorch's CPU kernels compute ``y.add_(x, alpha=a)`` (and ``lerp_``, and the weight decay
 ``g.add(p, alpha=wd)``) with a *fused multiply-add*: ``y + a*x`` is computed exactly and
@@ -21,10 +21,17 @@ instead of two. So, on the CPU, we call it through SciPy, with two precautions:
 
 Everywhere else (CuPy arrays, no SciPy, non-contiguous ``y``) two array ops do the same
 maths with the extra rounding. Either way ``y`` is updated in place.
+
+``addcmul`` (``y.addcmul_(x1, x2, value=v)``, the running averages of squared gradients
+in Adam, RMSprop, Adadelta and Adagrad) is fused as well: PyTorch's compiled kernel is
+``fma(v * x1, x2, y)``, the product ``v * x1`` rounded, the rest rounded once. BLAS has no
+element-wise fused multiply-add, so float32 goes through float64 as above, in slices of
+:data:`WIDE_CHUNK` elements and one float64 buffer per thread.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -63,3 +70,67 @@ def _fma_float32(alpha: float, x: np.ndarray, y: np.ndarray) -> None:
     """``y = fma(alpha, x, y)`` for a few float32 elements, through float64."""
     product = x.astype(np.float64) * np.float64(np.float32(alpha))  # exact: 24 + 24 bits
     y[...] = (product + y).astype(np.float32)
+
+
+def lerp(start: Any, end: Any, weight: float, scratch: Any) -> None:
+    """``start += weight * (end - start)`` in place, as ``torch.Tensor.lerp_`` computes it.
+
+    PyTorch picks one of two forms by the size of the weight, each one fused multiply-add,
+    so that ``weight = 1`` lands exactly on ``end``::
+
+        start + weight * (end - start)          if |weight| < 0.5
+        end - (1 - weight) * (end - start)      otherwise
+
+    ``weight`` is rounded to ``start``'s dtype first, as PyTorch does; ``scratch`` (shaped
+    like ``start``) holds ``end - start``.
+    """
+    xp = array_module(start)
+    w = start.dtype.type(weight)
+    xp.subtract(end, start, out=scratch)
+    if abs(w) < 0.5:
+        axpy(w, scratch, start, scratch)
+    else:
+        start[...] = end
+        axpy(-(1 - w), scratch, start, scratch)
+
+
+WIDE_CHUNK = 8192  # float64 elements per slice of addcmul: 64 KiB, stays in cache
+_wide = threading.local()  # one float64 buffer per thread (ranks may run as threads)
+
+
+def addcmul(y: Any, x1: Any, x2: Any, value: float, scratch: Any) -> None:
+    """``y += value * x1 * x2`` in place, as ``torch.Tensor.addcmul_`` rounds it on the CPU:
+    ``fma(value * x1, x2, y)``. ``scratch`` (shaped like ``y``, may be ``x1``) holds
+    ``value * x1``."""
+    xp = array_module(y)
+    if value == 1:
+        scaled = x1
+    else:
+        scaled = xp.multiply(x1, value, out=scratch)
+    exact = all(type(a) is np.ndarray and a.dtype == np.float32 for a in (y, scaled, x2))
+    flat = _flat_views(y, scaled, x2) if exact and y.flags.writeable else None
+    if flat is None:  # CuPy, float64, mixed layouts: two rounded ops
+        if scaled is not scratch:
+            scaled = xp.multiply(x1, 1, out=scratch)
+        scratch *= x2
+        y += scratch
+        return
+    yf, sf, x2f = flat
+    wide = getattr(_wide, "buffer", None)
+    if wide is None:
+        wide = _wide.buffer = np.empty(WIDE_CHUNK, dtype=np.float64)
+    for start in range(0, yf.size, WIDE_CHUNK):
+        stop = min(start + WIDE_CHUNK, yf.size)
+        w = wide[: stop - start]
+        np.multiply(sf[start:stop], x2f[start:stop], out=w, dtype=np.float64)  # exact
+        w += yf[start:stop]  # rounded once to float64 ...
+        yf[start:stop] = w  # ... and once to float32
+
+
+def _flat_views(*arrays: Any) -> list[Any] | None:
+    """1-D views of arrays that share one contiguous layout (C, or F as its transpose)."""
+    if all(a.flags.c_contiguous for a in arrays):
+        return [a.reshape(-1) for a in arrays]
+    if all(a.flags.f_contiguous for a in arrays):
+        return [a.T.reshape(-1) for a in arrays]
+    return None

@@ -33,23 +33,26 @@ ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
 
 
 class Scratch:
-    """Two temporary arrays that survive from one step to the next.
+    """Temporary arrays that survive from one step to the next.
 
-    ``pair(like)`` returns two uninitialised arrays with ``like``'s shape, dtype and device.
-    Behind them is one flat buffer per (device, dtype), grown to twice the largest parameter
-    seen, so every parameter reuses the same memory: after the first step no update
-    allocates anything.
+    ``pair(like)`` returns two uninitialised arrays with ``like``'s shape, dtype and device
+    (``take(like, n)``: ``n`` of them). Behind them is one flat buffer per (device, dtype),
+    grown to ``n`` times the largest parameter seen, so every parameter reuses the same
+    memory: after the first step no update allocates anything.
     """
 
     def __init__(self) -> None:
         self._flat: dict[tuple[Any, ...], Any] = {}
 
-    def pair(self, like: Any) -> tuple[Any, Any]:
+    def take(self, like: Any, n: int) -> tuple[Any, ...]:
         key = (type(like), like.dtype, getattr(like, "device", None))
-        flat, n = self._flat.get(key), like.size
-        if flat is None or flat.size < 2 * n:
-            flat = self._flat[key] = array_module(like).empty(2 * n, dtype=like.dtype)
-        return flat[:n].reshape(like.shape), flat[n : 2 * n].reshape(like.shape)
+        flat, size = self._flat.get(key), like.size
+        if flat is None or flat.size < n * size:
+            flat = self._flat[key] = array_module(like).empty(n * size, dtype=like.dtype)
+        return tuple(flat[i * size : (i + 1) * size].reshape(like.shape) for i in range(n))
+
+    def pair(self, like: Any) -> tuple[Any, Any]:
+        return self.take(like, 2)  # type: ignore[return-value]
 
 
 class Optimizer:
