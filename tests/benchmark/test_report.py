@@ -115,7 +115,10 @@ def test_summary_numbers_parse_and_verdicts_follow_the_ratio(quick_report):
             assert math.isnan(ratio) and words == "n/a", name
             continue
         assert math.isclose(ratio, ours / theirs, rel_tol=2e-3, abs_tol=1e-4), name
-        assert words == verdict(ratio) or words == verdict(ratio, "smaller", "larger"), name
+        # the table shows the ratio rounded to 3 decimals; the verdict used the exact one
+        near = [ratio - 5e-4, ratio, ratio + 5e-4]
+        allowed = {verdict(r) for r in near} | {verdict(r, "smaller", "larger") for r in near}
+        assert words in allowed, name
 
 
 def test_every_table_cell_that_looks_numeric_parses(quick_report):
