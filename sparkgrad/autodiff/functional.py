@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from sparkgrad.autodiff.backend import array_module
+from sparkgrad.autodiff.functional_conv import *  # noqa: F403 - conv2d, pooling
 from sparkgrad.autodiff.functional_nn import *  # noqa: F403 - linear, softmax, losses ...
 from sparkgrad.autodiff.grad_mode import is_grad_enabled
 from sparkgrad.autodiff.ops import arithmetic as ar
