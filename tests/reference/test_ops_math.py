@@ -344,14 +344,22 @@ def test_inplace_writes_into_the_input_outside_autograd(name, device):
     np.testing.assert_allclose(s.numpy(), t.numpy(), rtol=1e-6)
 
 
-def test_inplace_is_refused_inside_autograd():
-    """No silent copy: a tensor in the graph cannot be overwritten (yet), the error says how."""
-    x = sg.tensor([1.0, -1.0], requires_grad=True)
-    with pytest.raises(GradError, match="inplace"):
-        F.elu(x * 2, inplace=True)
-    with sg.no_grad():
+@pytest.mark.parametrize("name", ["elu", "leaky_relu", "silu", "hardtanh"])
+def test_inplace_inside_autograd_is_recorded_as_torch_records_it(name):
+    """``F.elu(x * 2, inplace=True)`` overwrites the product and differentiates like torch;
+    on a leaf that requires grad it raises torch's error."""
+    values = np.array([1.0, -1.0, 0.25], dtype=np.float32)
+    grads = []
+    for lib, fns in ((sg, F), (torch, TF)):
+        x = lib.tensor(values, requires_grad=True)
         y = x * 2
-        assert F.elu(y, inplace=True) is y
+        out = getattr(fns, name)(y, inplace=True)
+        assert out is y
+        (out * out).sum().backward()
+        grads.append(x.grad.numpy())
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-6)
+    with pytest.raises(GradError, match="a leaf Variable that requires grad"):
+        getattr(F, name)(sg.tensor(values, requires_grad=True), inplace=True)
 
 
 # ---- nn modules ---------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """``sparkgrad.nn``'s layers: ``Module``, ``Parameter``, ``DenseLayer``/``Linear``, containers,
-activations, dropout, normalisation, embeddings and losses, as in ``torch.nn``.
+activations, dropout, normalisation, convolution, pooling, embeddings and losses, as in
+``torch.nn``.
 
 Read ``parameter`` → ``module`` (the tree) → ``state_dict`` → ``linear`` → the rest;
 ``init`` holds the initialisers and ``utils`` gradient clipping.
@@ -19,8 +20,10 @@ from sparkgrad.autodiff.nn.activation import (
     Softplus,
     Tanh,
 )
+from sparkgrad.autodiff.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from sparkgrad.autodiff.nn.containers import ModuleDict, ModuleList, Sequential
-from sparkgrad.autodiff.nn.dropout import Dropout
+from sparkgrad.autodiff.nn.conv import Conv2d
+from sparkgrad.autodiff.nn.dropout import Dropout, Dropout2d
 from sparkgrad.autodiff.nn.embedding import Embedding
 from sparkgrad.autodiff.nn.flatten import Flatten
 from sparkgrad.autodiff.nn.linear import DenseLayer, Identity, Linear
@@ -37,6 +40,7 @@ from sparkgrad.autodiff.nn.loss import (
 from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.nn.normalization import LayerNorm
 from sparkgrad.autodiff.nn.parameter import Parameter
+from sparkgrad.autodiff.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from sparkgrad.autodiff.nn.state_dict import IncompatibleKeys
 
 __all__ = [
@@ -45,7 +49,8 @@ __all__ = [
     "Sequential", "ModuleList", "ModuleDict",
     "ReLU", "GELU", "Tanh", "Sigmoid", "Softmax", "LogSoftmax",
     "LeakyReLU", "ELU", "SiLU", "Softplus", "Hardtanh",
-    "Dropout", "LayerNorm", "Embedding", "Flatten",
+    "Dropout", "Dropout2d", "LayerNorm", "Embedding", "Flatten",
     "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss",
     "BCELoss", "BCEWithLogitsLoss",
+    "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d",
 ]  # fmt: skip

@@ -7,5 +7,8 @@ forward and backward side by side and the derivative in a one-line docstring.
 - :mod:`.shape`: reshape, permute, expand, indexing, cat, stack, casts and device moves
 - :mod:`.neural`: linear, softmax, log_softmax, cross_entropy/nll, dropout, layer_norm, embedding
 - :mod:`.losses`: mse, l1, smooth L1, Huber, binary cross-entropy (on probabilities or logits)
+- :mod:`.conv`: conv2d as one matmul of the unfolded patches (im2col / col2im)
+- :mod:`.pooling`: max, average and adaptive average pooling, on the same unfolding
+- :mod:`.batchnorm`: batch normalisation with its running statistics
 - :mod:`.promotion`: which dtype a binary op computes in (PyTorch's rules, not NumPy's)
 """

@@ -242,11 +242,15 @@ class NLLLoss(Function):
 
 
 class Dropout(Function):
-    """z = a·m/(1-p) with m ~ Bernoulli(1-p);  dL/da = g·m/(1-p)"""
+    """z = a·m/(1-p) with m ~ Bernoulli(1-p);  dL/da = g·m/(1-p)
+
+    ``mask_shape`` (broadcastable to ``a``) draws one coin per mask entry: ``(N, C, 1, 1)``
+    keeps or drops whole channels (``dropout2d``).
+    """
 
     @staticmethod
-    def forward(ctx: Context, a: Any, p: float = 0.5) -> Any:
-        keep = default_generator().random(a.shape) >= p
+    def forward(ctx: Context, a: Any, p: float = 0.5, mask_shape: tuple | None = None) -> Any:
+        keep = default_generator().random(a.shape if mask_shape is None else mask_shape) >= p
         mask = to_device(keep.astype(a.dtype) / (1 - p), device_of(a))
         ctx.save_for_backward(mask)
         return a * mask
