@@ -175,7 +175,7 @@ def _root_grad(t: Tensor, g: Any) -> Any:
     g = g.array if isinstance(g, Tensor) else g
     if tuple(g.shape) != t.shape:
         raise ShapeError(f"gradient shape {tuple(g.shape)} does not match output {t.shape}")
-    return g
+    return g if g.dtype == t.dtype else g.astype(t.dtype)  # as torch: the output's dtype
 
 
 def _walk(

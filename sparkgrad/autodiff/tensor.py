@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 
 from sparkgrad.autodiff.backend import (
-    DEFAULT_DTYPE,
     device_of,
     get_array_module,
     is_floating,
     to_device,
     to_numpy,
 )
+from sparkgrad.autodiff.dtypes import get_default_dtype
 from sparkgrad.autodiff.grad_mode import is_grad_enabled
 from sparkgrad.autodiff.versions import VersionCounter
 from sparkgrad.errors import GradError
@@ -46,8 +46,8 @@ def _as_array(data: Any, dtype: Any, device: str | None) -> Any:
     if hasattr(data, "dtype"):
         return to_device(data, device)
     arr = np.asarray(data)
-    if arr.dtype == np.float64:  # Python floats become float32, as in PyTorch
-        arr = arr.astype(DEFAULT_DTYPE)
+    if arr.dtype == np.float64:  # Python floats take the default dtype (float32), as PyTorch
+        arr = arr.astype(get_default_dtype())
     elif arr.dtype.kind in "iu":
         arr = arr.astype(np.int64)
     return to_device(arr, device)
@@ -201,6 +201,9 @@ class Tensor:
     def element_size(self) -> int:
         return int(self.array.itemsize)
 
+    def is_floating_point(self) -> bool:
+        return self.dtype.kind == "f"
+
     def is_contiguous(self) -> bool:
         return bool(self.array.flags.c_contiguous)
 
@@ -248,22 +251,21 @@ class Tensor:
 
         return F.clone(self)
 
-    def to(self, device_or_dtype: Any = None, dtype: Any = None) -> Tensor:
-        """``t.to("cuda")``, ``t.to(np.float64)`` or ``t.to("cpu", np.float32)``."""
-        device = None
-        if isinstance(device_or_dtype, str):
-            device = device_or_dtype
-        elif device_or_dtype is not None:
-            dtype = device_or_dtype
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
+        """``t.to("cuda")``, ``t.to(sg.float64)``, ``t.to(other)``, ``t.to("cpu", sg.float32)``,
+        ``t.to(device=..., dtype=...)``: every form of ``torch.Tensor.to``. Differentiable;
+        ``self`` itself when nothing changes (and ``copy=False``)."""
+        from sparkgrad.autodiff import functional as F
+        from sparkgrad.autodiff.device import parse_to_args
+
+        device, dtype, _, copy = parse_to_args(*args, **kwargs)
         out = self
-        if dtype is not None and np.dtype(dtype) != self.dtype:
-            from sparkgrad.autodiff import functional as F
-
+        if dtype is not None and dtype != self.dtype:
             out = F.cast(out, dtype)
-        if device is not None and device_of(out.array) != device.split(":")[0]:
-            from sparkgrad.autodiff import functional as F
-
-            out = F.move(out, device)
+        if device is not None and device.type != device_of(out.array):
+            out = F.move(out, device.type)
+        if copy and out is self:
+            out = F.clone(self)
         return out
 
     def cpu(self) -> Tensor:

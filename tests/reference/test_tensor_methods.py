@@ -116,3 +116,54 @@ def test_max_with_dim_unpacks_as_in_the_cifar_tutorial():
     _, predicted = sg.max(outputs, 1)
     assert predicted.tolist() == torch.max(torch.tensor(A), 1)[1].tolist()
     assert (predicted == sg.tensor([2, 1])).sum().item() == 2
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        lambda L, t: t.to(L.float64),
+        lambda L, t: t.to("cpu"),
+        lambda L, t: t.to(L.device("cpu"), L.float64),
+        lambda L, t: t.to(device="cpu", dtype=L.float16),
+        lambda L, t: t.to(L.zeros(1, dtype=L.float64)),
+        lambda L, t: t.to(L.float32, copy=True),
+        lambda L, t: t.to(L.int64),
+    ],
+)
+def test_tensor_to_accepts_every_torch_form(form):
+    """Same dtype and values as torch; ``to`` returns ``self`` exactly when torch does."""
+    x, tx = sg.tensor(A), torch.tensor(A)
+    ours, theirs = form(sg, x), form(torch, tx)
+    assert str(ours.dtype) == str(theirs.dtype).replace("torch.", "")
+    assert ours.tolist() == theirs.tolist()
+    assert (ours is x) == (theirs is tx)
+
+
+def test_to_is_differentiable_and_grads_take_the_outputs_dtype():
+    x = sg.tensor(A, requires_grad=True)
+    y = x.to(sg.float64) * 2
+    y.backward(sg.ones(2, 3))  # a float32 gradient for a float64 output: cast, as torch
+    assert x.grad.dtype == np.float32 and x.grad.tolist() == [[2.0] * 3] * 2
+
+
+def test_math_methods_are_attached_like_torchs():
+    x, tx = sg.tensor(A), torch.tensor(A)
+    for name in ("sin", "cos", "tanh", "floor", "ceil", "sign", "square", "log1p", "expm1"):
+        if name in ("log1p",):
+            ours, theirs = getattr(x.abs(), name)(), getattr(tx.abs(), name)()
+        else:
+            ours, theirs = getattr(x, name)(), getattr(tx, name)()
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6, err_msg=name)
+    assert x.tril().tolist() == tx.tril().tolist() and x.is_floating_point()
+    y = x.clone()
+    y.floor_()
+    assert y.tolist() == tx.floor().tolist()
+
+
+def test_default_dtype_reaches_the_tensor_constructor():
+    sg.set_default_dtype(sg.float64)
+    try:
+        assert sg.Tensor([1.5]).dtype == np.float64 and sg.tensor([1.5]).dtype == np.float64
+    finally:
+        sg.set_default_dtype(sg.float32)
+    assert sg.Tensor([1.5]).dtype == np.float32
