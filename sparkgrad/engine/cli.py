@@ -12,6 +12,7 @@ import os
 import sys
 
 from sparkgrad.engine.config import OPTIMIZERS, SCHEDULES, STRATEGIES, RunConfig
+from sparkgrad.engine.model import MODELS
 from sparkgrad.errors import SparkgradError
 
 
@@ -35,7 +36,8 @@ def _hidden(text: str) -> tuple[int, ...]:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="main.py",
-        description="Train an MLP on MNIST with sparkgrad, in one process or across Spark tasks.",
+        description="Train an MLP or a CNN on MNIST with sparkgrad, in one process or across "
+        "Spark tasks.",
         epilog="Examples: spark-submit main.py --strategy data --world-size 2 | "
         "python main.py --strategy single --data synthetic:20000",
     )
@@ -47,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
         "pipeline: micro-batched stages; tensor: Megatron column/row layers; zero1/zero2/zero3: "
         "sharded optimizer state / +gradients / +weights; hybrid: a --mesh of data x tensor",
     )
+    p.add_argument(
+        "--model",
+        choices=tuple(MODELS),
+        default="mlp",
+        help="mlp: 784-hidden-10 (--hidden); cnn: PyTorch's MNIST example network (two conv "
+        "layers, max-pool, dropout, two linear layers; trained with NLL loss)",
+    )
     p.add_argument("--world-size", type=int, default=2, help="number of ranks (Spark tasks)")
     p.add_argument("--epochs", type=int, default=3, help="passes over the training data")
     p.add_argument(
@@ -57,8 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--lr", type=float, default=0.05, help="learning rate")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="optimizer (torch maths)")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    p.add_argument("--hidden", type=_hidden, default=(256, 256), help="hidden widths, e.g. 256,256")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD (and RMSprop) momentum")
+    p.add_argument(
+        "--gamma",
+        type=float,
+        default=None,
+        help="StepLR: multiply the learning rate by GAMMA after every epoch (as in PyTorch's "
+        "MNIST example: --model cnn --optimizer adadelta --lr 1.0 --gamma 0.7)",
+    )
+    p.add_argument(
+        "--hidden", type=_hidden, default=(256, 256), help="mlp: hidden widths, e.g. 256,256"
+    )
     p.add_argument(
         "--data",
         default="mnist-5k",

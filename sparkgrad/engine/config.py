@@ -15,12 +15,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from sparkgrad.engine.model import MODELS, OPTIMIZERS
 from sparkgrad.errors import ConfigError
 from sparkgrad.parallel.registry import STRATEGIES
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("1f1b", "gpipe")
 DATA_SPLIT = ("data", "zero1", "zero2", "zero3")  # strategies that cut the batch over all ranks
+LAYER_SPLIT = ("model", "pipeline", "tensor", "hybrid")  # strategies that cut the model
 
 
 @dataclass
@@ -28,12 +29,14 @@ class RunConfig:
     """One training run (see ``python main.py --help`` for each field's meaning)."""
 
     strategy: str = "data"
+    model: str = "mlp"
     world_size: int = 2
     epochs: int = 3
     batch_size: int = 64
     lr: float = 0.05
     optimizer: str = "sgd"
     momentum: float = 0.9
+    gamma: float | None = None
     hidden: tuple[int, ...] = (256, 256)
     data: str = "mnist-5k"
     device: str = "cpu"
@@ -59,6 +62,8 @@ class RunConfig:
             raise ConfigError(
                 f"--strategy must be one of {', '.join(STRATEGIES)}, found {self.strategy!r}"
             )
+        if self.model not in MODELS:
+            raise ConfigError(f"--model must be one of {', '.join(MODELS)}, found {self.model!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(
                 f"--optimizer must be one of {', '.join(OPTIMIZERS)}, found {self.optimizer!r}"
@@ -79,6 +84,10 @@ class RunConfig:
         self._validate_strategy()
         if self.lr <= 0:
             raise ConfigError(f"--lr must be positive, found {self.lr}")
+        if self.gamma is not None and not 0 < self.gamma <= 1:
+            raise ConfigError(
+                f"--gamma must be in (0, 1] (lr *= gamma each epoch), found {self.gamma}"
+            )
         if not self.hidden or min(self.hidden) < 1:
             raise ConfigError(
                 f"--hidden needs positive widths such as 256,256, found {self.hidden}"
@@ -94,6 +103,11 @@ class RunConfig:
         return self
 
     def _validate_strategy(self) -> None:
+        if not MODELS[self.model].splits_layers and self.strategy in LAYER_SPLIT:
+            raise ConfigError(
+                f"--strategy {self.strategy} cuts an MLP's Linear layers across ranks and cannot "
+                f"split --model {self.model}; use --strategy single, data, zero1, zero2 or zero3"
+            )
         layers = len(self.hidden) + 1  # Linear layers of the MLP
         if self.micro_batches < 1:
             raise ConfigError(f"--micro-batches must be >= 1, found {self.micro_batches}")

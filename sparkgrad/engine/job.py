@@ -4,7 +4,7 @@
 ``--strategy data`` has :class:`~sparkgrad.engine.spark_runner.SparkRunner` call it on
 every Spark task with a :class:`~sparkgrad.engine.spark_runner.RankContext`. The steps:
 
-1. Build the MLP from the seed (identical on every rank) and hand it to the strategy
+1. Build the model (``--model``) from the seed (identical on every rank) and hand it to the strategy
    (``--strategy``: :func:`~sparkgrad.parallel.registry.make_strategy`), which keeps this
    rank's share of it: a full copy (data), some layers (model, pipeline), slices of every
    layer (tensor), a shard of the optimizer state, gradients or weights (ZeRO).
@@ -41,7 +41,7 @@ from sparkgrad.dataset import (
 from sparkgrad.dataset.sources import to_float
 from sparkgrad.engine.checkpoint import load_latest_checkpoint, save_checkpoint
 from sparkgrad.engine.config import RunConfig
-from sparkgrad.engine.model import build_mlp, build_optimizer
+from sparkgrad.engine.model import MODELS, build_optimizer
 from sparkgrad.engine.trainer import Trainer
 from sparkgrad.parallel.registry import make_strategy
 from sparkgrad.parallel.strategy import Strategy
@@ -72,12 +72,16 @@ def _loaders(
     samples. With a Hadoop URI the driver has already cut the shards (``shard``: this
     rank's records, read by Spark where the data lives) and the rank shuffles within it.
     """
+    standardize = MODELS[config.model].standardize
     if shard is None:
-        train = TensorDataset(*load_mnist(config.data, "train", seed=config.seed))
+        train = TensorDataset(
+            *load_mnist(config.data, "train", seed=config.seed, standardize=standardize)
+        )
         replicas, position = strategy.data_parallel_size, strategy.data_parallel_rank
     else:
         images, labels = records_to_arrays(shard)
-        train, replicas, position = TensorDataset(to_float(images), labels), 1, 0
+        images = to_float(images, standardize=standardize)
+        train, replicas, position = TensorDataset(images, labels), 1, 0
     sampler = DistributedSampler(
         train, replicas, position, shuffle=True, seed=config.seed, drop_last=True
     )
@@ -87,8 +91,11 @@ def _loaders(
     )
     test_loader = None
     if strategy.rank == 0 or strategy.predict_is_collective:
-        test = test_set or load_mnist(config.data, "test", seed=config.seed)
-        test_loader = DataLoader(TensorDataset(*test), batch_size=1000, device=config.device)
+        test = test_set or load_mnist(
+            config.data, "test", seed=config.seed, standardize=standardize
+        )
+        eval_batch = MODELS[config.model].eval_batch
+        test_loader = DataLoader(TensorDataset(*test), batch_size=eval_batch, device=config.device)
     return train_loader, test_loader
 
 
@@ -102,23 +109,28 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: tuple | None = None
     attempt = ctx.attempt if ctx is not None else 0
     say = ctx.log.info if ctx is not None else (lambda *a: None)
 
-    model = build_mlp(config.hidden, config.seed).to(config.device)
+    spec = MODELS[config.model]
+    model = spec.build(config).to(config.device)
     strategy = make_strategy(
         config.strategy if world > 1 else "single",
         model,
         lambda params: build_optimizer(config.optimizer, params, config.lr, config.momentum),
-        sg.nn.CrossEntropyLoss(),
+        spec.loss(),
         **config.strategy_options(),
     )
+    scheduler = None
+    if config.gamma is not None:  # made before a resume loads the (already decayed) lr
+        scheduler = sg.optim.lr_scheduler.StepLR(strategy.optimizer, 1, gamma=config.gamma)
     shard = ctx.records if ctx is not None else None
     train_loader, test_loader = _loaders(config, strategy, shard, test_set)
     total_steps = len(train_loader) * config.epochs
     trainer = Trainer(
         strategy,
-        sg.nn.CrossEntropyLoss(),
+        spec.loss(),
         train_loader,
         test_loader,
         config.epochs,
+        scheduler=scheduler,
         progress=config.progress and ctx is None,
     )
 
@@ -130,6 +142,10 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: tuple | None = None
             trainer.global_step = resumed_from = ckpt.step
             start_epoch, skip = ckpt.meta["sampler"]["epoch"], ckpt.meta["sampler"]["batch"]
             trainer.restore(ckpt.meta.get("history", []), ckpt.meta["sampler"].get("running"))
+            if scheduler is not None:  # the lr itself came back with the optimizer state
+                scheduler.last_epoch = start_epoch - 1
+            if "rng" in ckpt.meta:  # the same dropout masks as an uninterrupted run
+                sg.set_rng_state(ckpt.meta["rng"])
             say(f"resumed from checkpoint step {ckpt.step} (epoch {start_epoch}, batch {skip})")
         elif attempt > 0:
             say("no checkpoint yet: starting again from step 0")
@@ -153,6 +169,8 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: tuple | None = None
                     },
                     "config": config.to_dict(),
                     "history": [m.as_dict() for m in tr.history],
+                    # dropout's generator: every rank draws alike, so rank 0's state is all
+                    "rng": sg.get_rng_state(),
                 },
             )
         if rank == 0 and ctx is not None:

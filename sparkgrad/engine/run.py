@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from sparkgrad.engine.config import RunConfig
 from sparkgrad.engine.job import PROGRESS_TAG, train_rank
-from sparkgrad.engine.model import architecture
+from sparkgrad.engine.model import MODELS
 from sparkgrad.errors import ConfigError
 
 _PROGRESS = re.compile(rf"{PROGRESS_TAG} step=(\d+) total=(\d+) loss=([-+0-9.eEnaif]+)")
@@ -144,7 +144,9 @@ def _spark_run(config: RunConfig) -> dict:
         from sparkgrad.dataset import load_mnist, shard_uri
 
         shards = shard_uri(spark, config.data, config.world_size, "train", drop_last=True)
-        test_set = load_mnist(config.data, "test", spark=spark)
+        test_set = load_mnist(
+            config.data, "test", spark=spark, standardize=MODELS[config.model].standardize
+        )
         return runner.run(train_rank, config.to_dict(), test_set, inputs=shards)
     finally:
         progress.close()
@@ -181,7 +183,7 @@ def run(config: RunConfig) -> RunResult:
             out["state_dict"],
             config.export,
             {
-                "architecture": architecture(config.hidden),
+                "architecture": MODELS[config.model].name(config),
                 "strategy": config.strategy,
                 "world_size": str(config.world_size),
                 "epochs": str(config.epochs),
