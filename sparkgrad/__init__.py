@@ -69,6 +69,7 @@ from sparkgrad.autodiff.functional import (
     min,
     minimum,
     mm,
+    narrow,
     ne,
     norm,
     permute,

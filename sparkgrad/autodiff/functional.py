@@ -206,6 +206,36 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     return sh.GetItem.apply(x, index=raw_index(index))
 
 
+def narrow(input: Tensor, dim: int, start: Any, length: int) -> Tensor:  # noqa: A002
+    """``input[..., start:start + length, ...]`` along ``dim``: a view, as ``torch.narrow``.
+
+    ``start`` may be negative (counted from the end) or a 0-d integer tensor; the slice
+    must fit inside the dimension (PyTorch raises, where Python slicing would shorten).
+    """
+    if input.ndim == 0:
+        raise RuntimeError("narrow() cannot be applied to a 0-dim tensor.")
+    axis = dim % input.ndim if -input.ndim <= dim < input.ndim else None
+    if axis is None:
+        raise IndexError(
+            f"Dimension out of range (expected to be in range of [{-input.ndim}, "
+            f"{input.ndim - 1}], but got {dim})"
+        )
+    size, start = input.shape[axis], int(start)
+    if not -size <= start <= size:
+        raise IndexError(f"start out of range (expected to be in range of [{-size}, {size}], "
+                         f"but got {start})")  # fmt: skip
+    if start < 0:
+        start += size
+    if length < 0 or start + length > size:
+        raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({size}).")
+    return getitem(input, (slice(None),) * axis + (slice(start, start + length),))
+
+
+def contiguous(x: Tensor) -> Tensor:
+    """``x`` itself if its values lie in row-major order, else a row-major copy (a clone)."""
+    return x if x.is_contiguous() else clone(x)
+
+
 def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:  # noqa: A002 - PyTorch's name
     """``out[i][j] = input[i][index[i][j]]`` for ``dim=1`` (and likewise for any dim)."""
     return sh.Gather.apply(input, index.array if isinstance(index, Tensor) else index, axis=dim)

@@ -148,6 +148,8 @@ METHODS = {
     "expand_as": F.expand_as,
     "t": F.t,
     "gather": F.gather,
+    "narrow": F.narrow,
+    "contiguous": F.contiguous,
     "masked_fill": F.masked_fill,
     "flatten": F.flatten,
     "permute": F.permute,
