@@ -81,6 +81,8 @@ METHODS = {
     "pow": F.pow,
     "matmul": F.matmul,
     "mm": F.mm,
+    "bmm": F.bmm,
+    "dot": F.dot,
     "neg": F.neg,
     "exp": F.exp,
     "log": F.log,
