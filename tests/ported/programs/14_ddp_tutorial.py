@@ -96,7 +96,9 @@ def demo_checkpoint(rank, world_size):
     dist.barrier()
     # the checkpoint's tensors, moved from rank 0's device to this rank's
     map_location = {"cuda:%d" % 0: "cuda:%d" % rank}
-    ddp_model.load_state_dict(torch.load(CHECKPOINT_PATH, map_location=map_location))
+    ddp_model.load_state_dict(
+        torch.load(CHECKPOINT_PATH, map_location=map_location, weights_only=True)
+    )
 
     loss_fn = nn.MSELoss()
     optimizer = optim.SGD(ddp_model.parameters(), lr=0.1)
