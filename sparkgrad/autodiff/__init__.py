@@ -10,11 +10,15 @@ from sparkgrad.autodiff.backend import cuda_is_available
 from sparkgrad.autodiff.draw_graph import draw_graph, graph_nodes
 from sparkgrad.autodiff.dtypes import get_default_dtype, is_floating_point, set_default_dtype
 from sparkgrad.autodiff.factories import (
+    as_tensor,
     empty,
     empty_like,
     eye,
+    from_numpy,
     full,
     full_like,
+    is_tensor,
+    numel,
     ones,
     ones_like,
     tensor,

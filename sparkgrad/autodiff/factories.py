@@ -20,7 +20,8 @@ from sparkgrad.autodiff.dtypes import as_dtype, get_default_dtype
 from sparkgrad.autodiff.tensor import Tensor
 
 __all__ = [
-    "tensor", "zeros", "ones", "empty", "full", "eye",
+    "tensor", "from_numpy", "as_tensor", "is_tensor", "numel",
+    "zeros", "ones", "empty", "full", "eye",
     "zeros_like", "ones_like", "empty_like", "full_like",
 ]  # fmt: skip
 
@@ -72,6 +73,60 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, device: An
     if requires_grad:
         out.requires_grad_(True)
     return out
+
+
+#: the NumPy dtypes a tensor can share memory with (torch.from_numpy's list)
+_SHAREABLE = {np.dtype(t) for t in ("f8", "f4", "f2", "c8", "c16", "i8", "i4", "i2", "i1")} | {
+    np.dtype(t) for t in ("u8", "u4", "u2", "u1", "?")
+}
+
+
+def from_numpy(ndarray: Any) -> Tensor:
+    """A tensor that *shares memory* with ``ndarray`` and keeps its dtype (``torch.from_numpy``).
+
+    Writing into one shows in the other (``torch.tensor`` copies instead); a float64 array
+    stays float64, so ``x.float()`` is often the next call.
+    """
+    if not isinstance(ndarray, np.ndarray):
+        raise TypeError(f"expected np.ndarray (got {type(ndarray).__name__})")
+    if ndarray.dtype.newbyteorder("=") not in _SHAREABLE:
+        raise TypeError(
+            f"can't convert np.ndarray of type numpy.{ndarray.dtype.type.__name__}. The only "
+            "supported types are: float64, float32, float16, complex64, complex128, int64, "
+            "int32, int16, int8, uint64, uint32, uint16, uint8, and bool."
+        )
+    return Tensor._wrap(ndarray)
+
+
+def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
+    """``data`` as a tensor, without a copy where none is needed (``torch.as_tensor``).
+
+    A tensor of the asked dtype and device is returned itself; a NumPy array of the asked
+    dtype, going to the CPU, is shared as :func:`from_numpy` does; anything else is
+    converted like :func:`tensor` (and keeps its graph when it is a tensor, as in torch).
+    """
+    want = None if dtype is None else as_dtype(dtype)
+    if isinstance(data, Tensor):
+        out = data if want is None or data.dtype == want else data.to(want)
+        return out if device is None else out.to(resolve(device))
+    target = get_default_device().type if device is None else resolve(device)
+    if (
+        isinstance(data, np.ndarray)
+        and target == "cpu"
+        and (want is None or want == data.dtype)  # not `in (None, ...)`: dtype(None) is f8
+    ):
+        return from_numpy(data)
+    return tensor(data, dtype=want, device=target)
+
+
+def is_tensor(obj: Any) -> bool:
+    """``isinstance(obj, Tensor)`` (``torch.is_tensor``)."""
+    return isinstance(obj, Tensor)
+
+
+def numel(input: Tensor) -> int:  # noqa: A002 - PyTorch's name
+    """The number of elements of ``input`` (``torch.numel``)."""
+    return input.numel()
 
 
 def _filled(kind: str, size: tuple, dtype: Any, device: Any, requires_grad: bool) -> Tensor:

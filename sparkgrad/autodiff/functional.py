@@ -70,6 +70,43 @@ def mm(input: Tensor, mat2: Tensor) -> Tensor:  # noqa: A002
     return ar.MatMul.apply(input, mat2)
 
 
+def bmm(input: Tensor, mat2: Tensor) -> Tensor:  # noqa: A002
+    """Batched matrix product ``(b, n, m) @ (b, m, p) -> (b, n, p)``, no broadcasting."""
+    for name, t in (("batch1", input), ("batch2", mat2)):
+        if t.ndim != 3:
+            raise RuntimeError(f"{name} must be a 3D tensor")
+    if input.shape[0] != mat2.shape[0] or input.shape[2] != mat2.shape[1]:
+        raise RuntimeError(
+            f"Expected size for first two dimensions of batch2 tensor to be: "
+            f"[{input.shape[0]}, {input.shape[2]}] but got: [{mat2.shape[0]}, {mat2.shape[1]}]."
+        )
+    return ar.MatMul.apply(input, mat2)
+
+
+def dot(input: Tensor, other: Tensor) -> Tensor:  # noqa: A002
+    """Inner product of two 1-D tensors of the same length and dtype (a 0-d tensor)."""
+    if input.ndim != 1 or other.ndim != 1:
+        raise RuntimeError(f"1D tensors expected, but got {input.ndim}D and {other.ndim}D tensors")
+    if input.shape[0] != other.shape[0]:
+        n, m = input.shape[0], other.shape[0]
+        raise RuntimeError(
+            f"inconsistent tensor size, expected tensor [{n}] and src [{m}] to have the same "
+            f"number of elements, but got {n} and {m} elements respectively"
+        )
+    if input.dtype != other.dtype:
+        raise RuntimeError(
+            "dot : expected both vectors to have same dtype, but found "
+            f"{_torch_name(input.dtype)} and {_torch_name(other.dtype)}"
+        )
+    return ar.MatMul.apply(input, other)
+
+
+def _torch_name(dtype: Any) -> str:
+    """PyTorch's short type name of a dtype in messages: ``Float``, ``Double``, ``Long``."""
+    names = {"float32": "Float", "float64": "Double", "float16": "Half", "int64": "Long"}
+    return names.get(np.dtype(dtype).name, np.dtype(dtype).name)
+
+
 # ---- element-wise -------------------------------------------------------------------
 def exp(x: Tensor) -> Tensor:
     return pw.Exp.apply(floating(x))
@@ -204,6 +241,36 @@ def t(x: Tensor) -> Tensor:
 def getitem(x: Tensor, index: Any) -> Tensor:
     """``x[index]``: slices, integers, integer arrays/tensors, boolean masks."""
     return sh.GetItem.apply(x, index=raw_index(index))
+
+
+def narrow(input: Tensor, dim: int, start: Any, length: int) -> Tensor:  # noqa: A002
+    """``input[..., start:start + length, ...]`` along ``dim``: a view, as ``torch.narrow``.
+
+    ``start`` may be negative (counted from the end) or a 0-d integer tensor; the slice
+    must fit inside the dimension (PyTorch raises, where Python slicing would shorten).
+    """
+    if input.ndim == 0:
+        raise RuntimeError("narrow() cannot be applied to a 0-dim tensor.")
+    axis = dim % input.ndim if -input.ndim <= dim < input.ndim else None
+    if axis is None:
+        raise IndexError(
+            f"Dimension out of range (expected to be in range of [{-input.ndim}, "
+            f"{input.ndim - 1}], but got {dim})"
+        )
+    size, start = input.shape[axis], int(start)
+    if not -size <= start <= size:
+        raise IndexError(f"start out of range (expected to be in range of [{-size}, {size}], "
+                         f"but got {start})")  # fmt: skip
+    if start < 0:
+        start += size
+    if length < 0 or start + length > size:
+        raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({size}).")
+    return getitem(input, (slice(None),) * axis + (slice(start, start + length),))
+
+
+def contiguous(x: Tensor) -> Tensor:
+    """``x`` itself if its values lie in row-major order, else a row-major copy (a clone)."""
+    return x if x.is_contiguous() else clone(x)
 
 
 def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:  # noqa: A002 - PyTorch's name

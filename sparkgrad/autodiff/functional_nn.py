@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from sparkgrad.autodiff.backend import array_module
 from sparkgrad.autodiff.inplace import update_in_place
 from sparkgrad.autodiff.ops import activation as act
 from sparkgrad.autodiff.ops import arithmetic as ar
@@ -32,6 +33,7 @@ __all__ = [
     "leaky_relu",
     "linear",
     "log_softmax",
+    "one_hot",
     "silu",
     "softmax",
     "softplus",
@@ -212,6 +214,26 @@ def layer_norm(
     if x.shape[-len(shape) :] != shape:
         raise ShapeError(f"layer_norm over {shape} needs an input ending in it, found {x.shape}")
     return nn_ops.LayerNorm.apply(x, weight, bias, n_dims=len(shape), eps=eps)
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """int64 ``(*, num_classes)``: 1 at each index of ``tensor``, 0 elsewhere (not differentiable).
+
+    ``num_classes=-1`` takes one more than the largest index, as PyTorch does.
+    """
+    if tensor.dtype != np.int64:
+        raise RuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
+    xp = array_module(tensor.array)
+    idx = tensor.array
+    if idx.size and int(idx.min()) < 0:
+        raise RuntimeError("Class values must be non-negative.")
+    if num_classes == -1:
+        if idx.size == 0:
+            raise RuntimeError("Can not infer total number of classes from empty tensor.")
+        num_classes = int(idx.max()) + 1
+    elif idx.size and int(idx.max()) >= num_classes:
+        raise RuntimeError("Class values must be smaller than num_classes.")
+    return Tensor._wrap((idx[..., None] == xp.arange(num_classes)).astype(np.int64))
 
 
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:  # noqa: A002

@@ -28,6 +28,7 @@ PyTorch's arguments onto it, with their meaning:
   with an id given, forward moves Tensor inputs to the GPU, as PyTorch does. ``dim`` is
   accepted and stored: PyTorch uses it only to scatter inputs over several devices, which
   one process per device never does;
+- ``state_dict()`` has PyTorch DDP's ``module.`` prefix (``DataParallel``'s has none);
 - ``gradient_as_bucket_view``, ``static_graph``, ``check_reduction`` are accepted and
   change nothing here: gradients are always copied out of the buckets (same values, one
   extra copy), and the used-parameter walk runs every iteration, so a static graph needs
@@ -157,6 +158,18 @@ class DistributedDataParallel(DataParallel):
         self.gradient_as_bucket_view = gradient_as_bucket_view
         self.static_graph = static_graph
         self._move_inputs = move_inputs
+
+    def state_dict(
+        self, destination: dict | None = None, prefix: str = "", keep_vars: bool = False
+    ) -> Any:
+        """PyTorch DDP's keys: the wrapped module's under ``module.`` (``module.net1.weight``).
+
+        A checkpoint of ``ddp_model.state_dict()`` therefore has the keys PyTorch's has;
+        load it back with ``ddp_model.load_state_dict`` (which also takes plain keys), or into
+        the bare model through ``ddp_model.module.state_dict()`` when saving. (The engine's
+        :class:`DataParallel` keeps plain keys: its checkpoints load into the bare model.)
+        """
+        return Module.state_dict(self, destination, prefix, keep_vars)
 
     def forward(self, *inputs: Any, **kwargs: Any) -> Any:
         """As :meth:`DataParallel.forward`; inputs go to the GPU first when device_ids is set."""

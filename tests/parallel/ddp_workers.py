@@ -61,7 +61,7 @@ def demo_basic(rank: int, world_size: int, out_dir: str) -> None:
         loss_fn(outputs, labels).backward()
         optimizer.step()
     sg.save(
-        {"state": ddp_model.state_dict(), "rank": rank, "samples": len(sampler)},
+        {"state": ddp_model.module.state_dict(), "rank": rank, "samples": len(sampler)},
         os.path.join(out_dir, f"rank{rank}.pt"),
     )
     dist.destroy_process_group()

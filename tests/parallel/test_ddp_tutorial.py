@@ -195,3 +195,29 @@ def test_nn_parallel_is_lazy_and_reduce_op_is_the_deprecated_alias():
     assert importlib.import_module("sparkgrad.nn.parallel").DistributedDataParallel is DDP
     with pytest.warns(FutureWarning, match="reduce_op"):
         assert dist.reduce_op.SUM is dist.ReduceOp.SUM
+
+
+def test_state_dict_has_torch_ddps_module_prefix_and_loads_back(tmp_path):
+    """``ddp_model.state_dict()`` keys as PyTorch's DDP gives them (``module.0.weight``...)."""
+    import torch.distributed as tdist
+
+    store = tdist.FileStore(str(tmp_path / "store"), 1)
+    tdist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        twin = torch.nn.Sequential(torch.nn.Linear(4, 300), torch.nn.BatchNorm1d(300))
+        theirs = list(torch.nn.parallel.DistributedDataParallel(twin).state_dict())
+    finally:
+        tdist.destroy_process_group()
+
+    def check(rank):
+        ddp = DDP(sg.nn.Sequential(sg.nn.Linear(4, 300), sg.nn.BatchNorm1d(300)))
+        state = ddp.state_dict()
+        for v in state.values():
+            v.zero_()  # values share memory with the model, as in PyTorch
+        assert float(ddp.module[0].weight.abs().sum()) == 0.0
+        ddp.load_state_dict({k: sg.ones(v.shape) for k, v in state.items()})  # prefixed keys
+        ddp.load_state_dict(ddp.module.state_dict())  # plain keys are accepted too
+        return list(state), float(ddp.module[0].weight.sum())
+
+    for keys, total in _in_threads(check):
+        assert keys == theirs and total == 4 * 300

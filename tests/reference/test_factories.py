@@ -357,3 +357,39 @@ def test_sampling_integer_dtypes_is_torch_error():
             getattr(sg, fn)(sg.zeros(2, dtype=sg.long))
     ints = sg.randint_like(sg.zeros(3, dtype=sg.int32), 10)
     assert ints.dtype == np.int32
+
+
+@pytest.mark.parametrize("dtype", ["f8", "f4", "f2", "i8", "i4", "u1", "bool"])
+def test_from_numpy_shares_memory_and_keeps_the_dtype(dtype):
+    a = np.arange(6).reshape(2, 3).astype(dtype)
+    ours, theirs = sg.from_numpy(a), torch.from_numpy(a)
+    assert str(ours.dtype) == str(theirs.dtype).removeprefix("torch.")
+    a[0, 0] = 1  # both see the write: no copy was made
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    ours[1, 1] = 0  # and a write through the tensor shows in the array
+    assert a[1, 1] == 0
+
+
+@pytest.mark.parametrize("bad", [[1.0, 2.0], np.array(["a"]), np.array([None])])
+def test_from_numpy_refuses_what_torch_refuses(bad):
+    with pytest.raises(TypeError) as theirs:
+        torch.from_numpy(bad)
+    with pytest.raises(TypeError) as ours:
+        sg.from_numpy(bad)
+    assert str(ours.value) == str(theirs.value)
+
+
+def test_as_tensor_copies_only_when_it_must():
+    a = np.ones(3, dtype=np.float32)
+    for lib in (sg, torch):
+        shared, converted = lib.as_tensor(a), lib.as_tensor(a, dtype=lib.float64)
+        a[0] = 7
+        assert shared[0].item() == 7 and converted[0].item() == 1, lib
+        a[0] = 1
+        t = lib.ones(2, requires_grad=True)
+        assert lib.as_tensor(t) is t and lib.as_tensor(t, dtype=lib.float32) is t
+        assert lib.as_tensor(t, dtype=lib.float64).grad_fn is not None  # a converted view of t
+        assert lib.as_tensor([1, 2]).dtype == lib.int64
+        assert lib.as_tensor([1.5]).dtype == lib.float32
+        assert lib.as_tensor([1.5], dtype=lib.float64).dtype == lib.float64
+        assert lib.is_tensor(t) and not lib.is_tensor(a) and lib.numel(lib.ones(2, 3)) == 6

@@ -165,3 +165,55 @@ def test_matmul_broadcast_batches_matches_torch(batch, n, k, m, seed, device, ch
     sa, sb = batch.input_shapes
     arrays = _arrays([sa + (n, k), sb + (k, m)], seed)
     check_op(operator.matmul, operator.matmul, arrays, device, atol=1e-5)
+
+
+def _raises_like_torch(ours, theirs):
+    """Both calls raise, the same exception type with the same message."""
+    with pytest.raises(Exception) as want:
+        theirs()
+    with pytest.raises(type(want.value)) as got:
+        ours()
+    assert str(got.value) == str(want.value)
+
+
+def test_bmm_and_dot_match_torch(device, check_op, check_grad):
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((3, 2, 4)), rng.standard_normal((3, 4, 5))
+    u, v = rng.standard_normal(6), rng.standard_normal(6)
+    for fn, args in ((lambda x, y: x.bmm(y), (a, b)), (lambda x, y: x.dot(y), (u, v))):
+        check_op(fn, fn, [x.astype(np.float32) for x in args], device)
+        check_grad(fn, list(args), device)
+    check_op(sg.bmm, torch.bmm, [a.astype(np.float32), b.astype(np.float32)], device)
+    check_op(sg.dot, torch.dot, [u.astype(np.float32), v.astype(np.float32)], device)
+
+
+@pytest.mark.parametrize(
+    "shapes, dtypes",
+    [
+        (((2, 3), (2, 3, 4)), "ff"),  # bmm: batch1 not 3-D
+        (((2, 3, 4), (4, 5)), "ff"),  # bmm: batch2 not 3-D
+        (((2, 3, 4), (3, 4, 5)), "ff"),  # bmm: batch sizes differ
+        (((2, 3, 4), (2, 3, 5)), "ff"),  # bmm: inner sizes differ
+    ],
+)
+def test_bmm_errors_are_torchs(shapes, dtypes):
+    a, b = (np.zeros(s, np.float32) for s in shapes)
+    _raises_like_torch(
+        lambda: sg.bmm(sg.tensor(a), sg.tensor(b)),
+        lambda: torch.bmm(torch.tensor(a), torch.tensor(b)),
+    )
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        (np.zeros((2, 2), np.float32), np.zeros((2, 2), np.float32)),
+        (np.zeros(3, np.float32), np.zeros(4, np.float32)),
+        (np.zeros(3, np.float32), np.zeros(3, np.float64)),
+    ],
+)
+def test_dot_errors_are_torchs(a, b):
+    _raises_like_torch(
+        lambda: sg.dot(sg.tensor(a), sg.tensor(b)),
+        lambda: torch.dot(torch.tensor(a), torch.tensor(b)),
+    )

@@ -165,3 +165,32 @@ def test_dropout_eval_and_edge_probabilities(device):
     np.testing.assert_array_equal(F.dropout(x, 1.0).detach().to("cpu").numpy(), np.zeros((3, 4)))
     with pytest.raises(ValueError, match="between 0 and 1"):
         F.dropout(x, 1.5)
+
+
+@pytest.mark.parametrize(
+    "labels, num_classes",
+    [([0, 2, 1], -1), ([[3], [0]], 5), ([], 4), ([1, 1], 2)],
+)
+def test_one_hot_matches_torch(labels, num_classes):
+    import torch
+
+    x = np.array(labels, dtype=np.int64)
+    want = TF.one_hot(torch.tensor(x), num_classes)
+    got = F.one_hot(sg.tensor(x), num_classes)
+    assert got.dtype == np.int64 and got.shape == tuple(want.shape)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+@pytest.mark.parametrize(
+    "labels, num_classes",
+    [([0, 3], 3), ([-1, 0], 2), ([], -1), ([0.0, 1.0], 2)],
+)
+def test_one_hot_errors_are_torchs(labels, num_classes):
+    import torch
+
+    x = np.array(labels, dtype=np.int64 if isinstance(labels[0] if labels else 0, int) else None)
+    with pytest.raises(RuntimeError) as theirs:
+        TF.one_hot(torch.tensor(x), num_classes)
+    with pytest.raises(RuntimeError) as ours:
+        F.one_hot(sg.tensor(x), num_classes)
+    assert str(ours.value) == str(theirs.value)

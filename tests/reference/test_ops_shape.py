@@ -44,6 +44,11 @@ SAME_CALL = {  # the same method call on a sparkgrad and a torch tensor
     "expand_new_dims": lambda t: t[0, 0].expand(3, 2, 4),
     "broadcast_to": lambda t: t[:, :1].broadcast_to((2, 3, 4)),
     "clone": lambda t: t.clone(),
+    "narrow": lambda t: t.narrow(2, 1, 2),
+    "narrow_neg_start": lambda t: t.narrow(-1, -3, 3),
+    "narrow_empty": lambda t: t.narrow(1, 3, 0),
+    "contiguous": lambda t: t.contiguous(),
+    "contiguous_of_transpose": lambda t: t.transpose(0, 2).contiguous(),
 }
 
 
@@ -228,3 +233,33 @@ def test_clone_copies_and_detach_shares(device):
         x.array[0] = 5.0
     assert d.to("cpu").numpy()[0] == 5.0  # shares memory, as torch.detach
     assert c.detach().to("cpu").numpy()[0] == 1.0  # a real copy
+
+
+@pytest.mark.parametrize(
+    "args", [(0, 0, 3), (1, 2, 2), (0, 2, 1), (3, 0, 1), (-4, 0, 1), (1, 4, 0), (1, -5, 1)]
+)
+def test_narrow_checks_like_torch(args):
+    """Out-of-range dims and slices raise torch's exception types and messages."""
+    x = _x((2, 4))
+    try:
+        want = torch.tensor(x).narrow(*args).numpy()
+    except Exception as theirs:
+        with pytest.raises(type(theirs)) as ours:
+            sg.tensor(x).narrow(*args)
+        assert str(ours.value) == str(theirs)
+    else:
+        np.testing.assert_array_equal(sg.tensor(x).narrow(*args).numpy(), want)
+
+
+def test_narrow_is_a_view_and_contiguous_copies_only_when_needed():
+    """As torch: writing into narrow() changes the base; contiguous() of a contiguous
+    tensor is the tensor itself, of a transpose a row-major copy."""
+    x, t = sg.arange(12.0).reshape(3, 4), torch.arange(12.0).reshape(3, 4)
+    for lib_x in (x, t):
+        lib_x.narrow(1, 1, 2).mul_(10)
+    np.testing.assert_array_equal(x.numpy(), t.numpy())
+    assert x.contiguous() is x and t.contiguous() is t
+    xt = x.t().contiguous()
+    assert xt.is_contiguous() and not x.t().is_contiguous()
+    xt[0, 0] = -1.0
+    assert x[0, 0].item() == 0.0  # a copy: the base is untouched
