@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from sparkgrad.autodiff.backend import array_module
-from sparkgrad.autodiff.optim.fused import addcmul, axpy
+from sparkgrad.autodiff.optim.fused import addcmul, axpy, penalized_gradient
 from sparkgrad.autodiff.optim.optimizer import Optimizer, ParamsT
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import ConfigError
@@ -88,13 +88,7 @@ class Adadelta(Optimizer):
             state["step"].array += 1
             # a: our own copy of the gradient once we change it; b: scratch; c: delta
             a, b, c = self._scratch.take(param, 3)
-            if maximize:
-                grad = xp.negative(grad, out=a)
-            if weight_decay != 0:
-                if grad is not a:
-                    a[...] = grad
-                    grad = a
-                axpy(weight_decay, param, a, b)  # g + weight_decay * p
+            grad = penalized_gradient(grad, param, weight_decay, maximize, a, b)
 
             square_avg, acc_delta = state["square_avg"].array, state["acc_delta"].array
             square_avg *= rho

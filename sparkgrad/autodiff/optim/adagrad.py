@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from sparkgrad.autodiff.backend import array_module
-from sparkgrad.autodiff.optim.fused import addcmul, axpy
+from sparkgrad.autodiff.optim.fused import addcmul, penalized_gradient
 from sparkgrad.autodiff.optim.optimizer import Optimizer, ParamsT
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import ConfigError
@@ -104,13 +104,7 @@ class Adagrad(Optimizer):
             step = float(step_t)
             # a: our own copy of the gradient once we change it; b: scratch (then std)
             a, b = self._scratch.pair(param)
-            if maximize:
-                grad = xp.negative(grad, out=a)
-            if weight_decay != 0:
-                if grad is not a:
-                    a[...] = grad
-                    grad = a
-                axpy(weight_decay, param, a, b)  # g + weight_decay * p
+            grad = penalized_gradient(grad, param, weight_decay, maximize, a, b)
 
             clr = lr / (1 + (step - 1) * lr_decay)
             state_sum = state["sum"].array

@@ -134,3 +134,23 @@ def _flat_views(*arrays: Any) -> list[Any] | None:
     if all(a.flags.f_contiguous for a in arrays):
         return [a.T.reshape(-1) for a in arrays]
     return None
+
+
+def penalized_gradient(
+    grad: Any, param: Any, weight_decay: float, maximize: bool, a: Any, b: Any
+) -> Any:
+    """The gradient every optimizer starts from: ``-g`` if ``maximize``, then
+    ``+ weight_decay * p`` (the L2 penalty), as ``torch.optim`` computes them.
+
+    ``grad`` (``p.grad``, shared with buckets and hooks) is never written: a changed gradient
+    lives in the scratch array ``a`` (``b`` is axpy's scratch). Returns ``grad`` itself when
+    neither applies, else ``a``.
+    """
+    if maximize:
+        grad = array_module(grad).negative(grad, out=a)
+    if weight_decay != 0:
+        if grad is not a:
+            a[...] = grad
+            grad = a
+        axpy(weight_decay, param, a, b)  # g + weight_decay * p
+    return grad

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from sparkgrad.autodiff.backend import array_module
-from sparkgrad.autodiff.optim.fused import addcmul, axpy, lerp
+from sparkgrad.autodiff.optim.fused import addcmul, axpy, lerp, penalized_gradient
 from sparkgrad.autodiff.optim.optimizer import Optimizer, ParamsT
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import ConfigError
@@ -114,13 +114,7 @@ class RMSprop(Optimizer):
             state["step"].array += 1
             # a: our own copy of the gradient once we change it; b: scratch (then avg); c: scratch
             a, b, c = self._scratch.take(param, 3)
-            if maximize:
-                grad = xp.negative(grad, out=a)
-            if weight_decay != 0:
-                if grad is not a:
-                    a[...] = grad
-                    grad = a
-                axpy(weight_decay, param, a, b)  # g + weight_decay * p
+            grad = penalized_gradient(grad, param, weight_decay, maximize, a, b)
 
             square_avg = state["square_avg"].array
             square_avg *= alpha

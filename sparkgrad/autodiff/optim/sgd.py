@@ -20,8 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sparkgrad.autodiff.backend import array_module
-from sparkgrad.autodiff.optim.fused import axpy
+from sparkgrad.autodiff.optim.fused import axpy, penalized_gradient
 from sparkgrad.autodiff.optim.optimizer import Optimizer, ParamsT
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import ConfigError
@@ -79,16 +78,9 @@ class SGD(Optimizer):
             if p.grad is None:
                 continue
             param, grad = p.array, p.grad.array  # p.grad is shared: only read, never written
-            xp = array_module(param)
             # a: our own copy of the gradient once we change it; b: scratch for axpy
             a, b = self._scratch.pair(param)
-            if maximize:
-                grad = xp.negative(grad, out=a)
-            if weight_decay != 0:
-                if grad is not a:
-                    a[...] = grad
-                    grad = a
-                axpy(weight_decay, param, a, b)  # g + weight_decay * p
+            grad = penalized_gradient(grad, param, weight_decay, maximize, a, b)
             if momentum != 0:
                 state = self.state[p]
                 buf = state.get("momentum_buffer")
