@@ -5,6 +5,10 @@ and lets :class:`~sparkgrad.engine.spark_runner.SparkRunner` run
 :func:`~sparkgrad.engine.job.train_rank` on ``world_size`` barrier tasks; the ranks' log
 lines stream to the driver, where a progress bar follows rank 0's steps. At the end every
 rank's time split (compute, communication, idle) is printed, one line per rank.
+
+Before anything starts, :func:`~sparkgrad.engine.preflight.preflight` checks on the driver
+what every task would otherwise find on its own: both data splits (headers, first rows,
+sizes), the paths the run will write, and a ``--resume``'s checkpoint settings.
 """
 
 from __future__ import annotations
