@@ -17,7 +17,9 @@ in a second, and reported as one :class:`~sparkgrad.errors.ConfigError` or
   creating (and removing) a probe file, not by ``os.access``: for root ``os.access``
   answers yes on any mode bits, while a probe fails exactly where the write would;
 - **resume** (:func:`check_resume`): the settings a resume cannot change (model,
-  optimizer, batch size, ...) must be those of the newest valid checkpoint.
+  optimizer, batch size, ...) must be those of the newest valid checkpoint;
+- **device** (:func:`check_device`): ``--device cuda`` needs CuPy and a GPU where the
+  ranks run, which the driver can only tell for a local master (its own machine).
 
 Nothing is written: a missing output directory is created only when the run writes into
 it, as :func:`~sparkgrad.export.safetensors_io.write_atomic` does.
@@ -50,10 +52,26 @@ RESUME_MUST_MATCH = (
 
 
 def preflight(config: RunConfig) -> None:
-    """Every check above, in order of cost: outputs, data, resume."""
+    """Every check above, in order of cost: outputs, data, resume (and the device when the
+    run stays in this process; a Spark run checks it once its master is known)."""
     check_outputs(config)
+    if config.strategy == "single":
+        check_device(config)
     check_data(config)
     check_resume(config)
+
+
+def check_device(config: RunConfig, master: str | None = None) -> None:
+    """``--device cuda`` works here; ``master``: the Spark master (None: this process)."""
+    if config.device != "cuda":
+        return
+    from sparkgrad.engine.spark_session import is_local_master
+
+    if master is not None and not is_local_master(master):
+        return  # the executors' GPUs are not the driver's
+    from sparkgrad.autodiff.backend import get_array_module
+
+    get_array_module("cuda")  # DeviceError naming what is missing
 
 
 # ---- data ------------------------------------------------------------------------------------

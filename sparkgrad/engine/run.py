@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from sparkgrad.engine.config import RunConfig
 from sparkgrad.engine.job import PROGRESS_TAG, train_rank
 from sparkgrad.engine.model import MODELS
-from sparkgrad.engine.preflight import preflight
+from sparkgrad.engine.preflight import check_device, preflight
 from sparkgrad.errors import CheckpointError
 
 _PROGRESS = re.compile(rf"{PROGRESS_TAG} step=(\d+) total=(\d+) loss=([-+0-9.eEnaif]+)")
@@ -124,6 +124,7 @@ def _spark_run(config: RunConfig) -> dict:
 
     retries = 2 if config.checkpoint_dir else 1  # a failed stage reruns only when it can resume
     spark = local_session(f"local[{config.world_size},{retries}]", app_name="sparkgrad-train")
+    check_device(config, spark.sparkContext.master)  # before any task starts
     progress = DriverProgress(config.progress)
     try:
         runner = SparkRunner(

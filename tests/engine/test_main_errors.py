@@ -367,3 +367,29 @@ def test_under_spark_submit_the_error_line_is_on_stderr(args):
     assert "Traceback" not in proc.stdout + proc.stderr
     ours = [line for line in proc.stderr.splitlines() if line.startswith("main.py: error:")]
     assert len(ours) == 1 and "--lr" in ours[0], proc.stderr
+
+
+# ---- item 3: a device the driver can see is missing --------------------------------------------
+def _has_gpu() -> bool:
+    from sparkgrad.autodiff.backend import cuda_is_available
+
+    return cuda_is_available()
+
+
+@pytest.mark.skipif(_has_gpu(), reason="this machine has CuPy and a GPU: --device cuda works")
+def test_device_cuda_without_a_gpu_is_one_line():
+    _assert_one_line_on_stderr(
+        _main_no_spark("--strategy", "single", "--device", "cuda", "--data", "synthetic:64"),
+        "device='cuda' needs CuPy",
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_has_gpu(), reason="this machine has CuPy and a GPU: --device cuda works")
+def test_device_cuda_without_a_gpu_is_found_before_the_tasks(spark_local):
+    """On a local master the driver's machine is the ranks' machine: checked there. A
+    rank's error would read 'rank 0 failed on attempt 0 with DeviceError: ...'."""
+    from sparkgrad.errors import DeviceError
+
+    with pytest.raises(DeviceError, match=r"^device='cuda' needs CuPy"):
+        run(RunConfig(device="cuda", data="synthetic:128", epochs=1, progress=False))
