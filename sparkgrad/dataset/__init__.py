@@ -7,11 +7,14 @@ as ``sparkgrad.utils.data``. The file formats live in :mod:`.idx` and :mod:`.csv
 the Spark side in :mod:`.spark_io` (pyspark is imported only when its functions run).
 """
 
+from sparkgrad.dataset.check import check_idx_pair, count_samples
 from sparkgrad.dataset.collate import default_collate, default_convert
-from sparkgrad.dataset.csv import parse_mnist_csv, read_mnist_csv
+from sparkgrad.dataset.csv import parse_mnist_csv, read_mnist_csv, scan_mnist_csv
 from sparkgrad.dataset.dataset import ConcatDataset, Dataset, Subset, TensorDataset, random_split
 from sparkgrad.dataset.embedded import holdout_split, load_mnist_5k, mnist_5k_path
 from sparkgrad.dataset.idx import (
+    MAX_IDX_BYTES,
+    check_idx_file,
     idx_bytes,
     parse_idx,
     read_idx,
@@ -52,6 +55,7 @@ __all__ = [
     "DataLoader",
     "Dataset",
     "DistributedSampler",
+    "MAX_IDX_BYTES",
     "MNIST_MEAN",
     "MNIST_STD",
     "RandomSampler",
@@ -60,8 +64,11 @@ __all__ = [
     "Source",
     "Subset",
     "TensorDataset",
+    "check_idx_file",
+    "check_idx_pair",
     "check_images_labels",
     "collect_shard",
+    "count_samples",
     "default_collate",
     "default_convert",
     "get_worker_info",
@@ -85,6 +92,7 @@ __all__ = [
     "random_split",
     "read_mnist_csv",
     "records_to_arrays",
+    "scan_mnist_csv",
     "shard_dataframe",
     "shard_uri",
     "write_idx",

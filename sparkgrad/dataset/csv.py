@@ -17,12 +17,14 @@ the line number, so a bad row deep in a large file is easy to find.
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
+import zlib
 
 import numpy as np
 
-from sparkgrad.dataset.idx import decompress_if_gzip
+from sparkgrad.dataset.idx import GZIP_MAGIC, MAX_INFLATED_BYTES, decompress_if_gzip
 from sparkgrad.errors import DataFormatError
 
 
@@ -125,7 +127,75 @@ def read_mnist_csv(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read a CSV (or ``.csv.gz``) file of label + pixels; see :func:`parse_mnist_csv`."""
     name = os.fspath(path)
+    with _open(name) as f:
+        return parse_mnist_csv(f.read(), name, num_pixels, num_classes, label_column)
+
+
+def _open(name: str) -> io.BufferedReader:
     if os.path.isdir(name):
         raise DataFormatError(f"{name}: is a directory, expected a CSV file")
-    with open(path, "rb") as f:
-        return parse_mnist_csv(f.read(), name, num_pixels, num_classes, label_column)
+    try:
+        return open(name, "rb")
+    except OSError as exc:
+        raise DataFormatError(f"{name}: cannot read the file ({exc.strerror or exc})") from None
+
+
+HEAD_BYTES = 1 << 20  # the first rows checked by scan_mnist_csv: a MNIST row is ~2 KB
+
+
+def scan_mnist_csv(
+    path: str | os.PathLike,
+    num_pixels: int = 784,
+    num_classes: int = 10,
+    label_column: str = "first",
+) -> int:
+    """The number of data rows of a CSV (or ``.csv.gz``) file, its first rows checked.
+
+    What the driver runs before a training job starts, in constant memory: the header (if
+    any) and the first data row are parsed as :func:`parse_mnist_csv` would (column count,
+    numbers, pixel and label ranges), the other rows are only counted (non-blank lines).
+    A gzip stream is inflated chunk by chunk, at most ``MAX_INFLATED_BYTES``.
+    """
+    name = os.fspath(path)
+    head, rows, pending, inflated = b"", 0, False, 0
+    with _open(name) as raw:
+        magic = raw.read(2)
+        raw.seek(0)
+        if magic != GZIP_MAGIC:
+            decompress_if_gzip(magic, name)  # raises for a ".gz" name on non-gzip bytes
+        f = gzip.GzipFile(fileobj=raw) if magic == GZIP_MAGIC else raw
+        try:
+            while chunk := f.read(1 << 20):
+                inflated += len(chunk)
+                if inflated > MAX_INFLATED_BYTES:
+                    raise DataFormatError(
+                        f"{name}: inflates to more than {MAX_INFLATED_BYTES} bytes "
+                        "(sparkgrad.dataset.idx.MAX_INFLATED_BYTES): refusing it (a gzip bomb?)"
+                    )
+                if len(head) < HEAD_BYTES:
+                    head += chunk[: HEAD_BYTES - len(head)]
+                lines = chunk.replace(b"\r", b"\n").split(b"\n")
+                for line in lines[:-1]:
+                    rows += pending or bool(line.strip())
+                    pending = False
+                pending = pending or bool(lines[-1].strip())
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataFormatError(
+                f"{name}: not a valid gzip stream (truncated or corrupt: {exc})"
+            ) from None
+    rows += pending
+    try:
+        text = head.decode("utf-8-sig", errors="strict")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the end of the head
+            raise DataFormatError(f"{name}: not UTF-8 text ({exc}); expected a CSV file") from None
+        text = head[: exc.start].decode("utf-8-sig")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if len(head) < inflated and len(lines) > 1:
+        lines = lines[:-1]  # the head ends inside a row: check complete rows only
+    first = [line for line in lines if line.strip()][:2]
+    if not first:
+        raise DataFormatError(f"{name}: empty file (expected CSV rows of label + pixels)")
+    parse_mnist_csv("\n".join(first), name, num_pixels, num_classes, label_column)
+    header = int(not _is_number(first[0].split(",")[0]))
+    return rows - header

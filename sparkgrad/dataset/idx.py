@@ -17,11 +17,18 @@ without reading the others (:func:`read_idx_records`).
 Files are often gzipped; we look at the content (gzip starts with ``1f 8b``), not only the
 name. Anything that does not fit raises :class:`~sparkgrad.errors.DataFormatError` naming
 the file and the problem.
+
+A gzip stream is inflated as a stream, never all at once: first the header, which says
+how many bytes must follow, then exactly that many, then one more to prove the stream
+ends there. A "gzip bomb" (a few MB that inflate to many GB) therefore costs no more
+memory than its header promised, and a header promising more than :data:`MAX_IDX_BYTES`
+(2 GiB, far above any MNIST-like file) is refused before anything is inflated.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import os
 import struct
@@ -34,6 +41,16 @@ import numpy as np
 from sparkgrad.errors import DataFormatError
 
 GZIP_MAGIC = b"\x1f\x8b"
+
+#: The largest data payload an IDX header may declare (2 GiB). Full MNIST's training
+#: images are 47 MB; EMNIST's largest file is 550 MB.
+MAX_IDX_BYTES = 2 * 2**30
+
+#: The most bytes a gzipped CSV file may inflate to (2 GiB): a CSV has no header that
+#: says how long it is, so this bound is all that stops a gzip bomb.
+MAX_INFLATED_BYTES = 2 * 2**30
+
+_CHUNK = 1 << 20
 
 #: type code -> big-endian NumPy dtype
 IDX_DTYPES: dict[int, np.dtype] = {
@@ -51,19 +68,27 @@ def _name(source: Any) -> str:
     return os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<bytes>"
 
 
-def decompress_if_gzip(data: bytes, name: str) -> bytes:
+def decompress_if_gzip(data: bytes, name: str, limit: int = MAX_INFLATED_BYTES) -> bytes:
     """Return the bytes, gunzipped when they start with the gzip magic ``1f 8b``.
 
     A file *named* ``.gz`` whose bytes are not gzip is an error too (a renamed or half
-    downloaded file): it is better to say so than to guess.
+    downloaded file): it is better to say so than to guess. Inflating stops with an error
+    once it passes ``limit`` bytes, so a gzip bomb cannot fill the memory.
     """
     if data[:2] == GZIP_MAGIC:
         try:
-            return gzip.decompress(data)
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+                out = f.read(limit + 1)
         except (OSError, EOFError, zlib.error) as exc:
             raise DataFormatError(
                 f"{name}: not a valid gzip stream (truncated or corrupt: {exc})"
             ) from None
+        if len(out) > limit:
+            raise DataFormatError(
+                f"{name}: inflates to more than {limit} bytes ({limit / 2**30:g} GiB, "
+                "sparkgrad.dataset.idx.MAX_INFLATED_BYTES): refusing it (a gzip bomb?)"
+            )
+        return out
     if name.endswith(".gz"):
         if not data:
             raise DataFormatError(f"{name}: empty file (expected a gzip stream)")
@@ -95,35 +120,78 @@ def parse_idx_header(data: bytes, name: str = "<bytes>") -> tuple[np.dtype, tupl
     return IDX_DTYPES[code], tuple(int(s) for s in shape), header_size
 
 
-def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Parse the bytes of an IDX file (gzipped or not) into a native-endian array."""
-    data = decompress_if_gzip(bytes(data), name)
-    dtype, shape, header_size = parse_idx_header(data, name)
+def declared_bytes(dtype: np.dtype, shape: tuple[int, ...], name: str) -> int:
+    """The data bytes a header promises; DataFormatError beyond :data:`MAX_IDX_BYTES`."""
     expected = math.prod(shape) * dtype.itemsize
-    found = len(data) - header_size
-    if found < expected:
+    if expected > MAX_IDX_BYTES:
+        raise DataFormatError(
+            f"{name}: header declares shape {shape} of {dtype.newbyteorder('=').name}, "
+            f"{expected} data bytes; this reader accepts at most {MAX_IDX_BYTES} bytes "
+            f"({MAX_IDX_BYTES / 2**30:g} GiB, sparkgrad.dataset.idx.MAX_IDX_BYTES)"
+        )
+    return expected
+
+
+def _parse_stream(f: Any, name: str, total: int | None) -> np.ndarray:
+    """Header, then exactly the promised bytes, then proof that nothing follows.
+
+    ``total``: the size of an uncompressed file (to name the exact surplus), None for gzip.
+    """
+    dtype, shape, header_size = _read_header(f, name)
+    expected = declared_bytes(dtype, shape, name)
+    body = f.read(expected)
+    if len(body) < expected:
         raise DataFormatError(
             f"{name}: truncated: header says shape {shape} ({expected} data bytes), "
-            f"found {found} data bytes"
+            f"found {len(body)} data bytes"
         )
-    if found > expected:
+    if f.read(1):
+        surplus = (
+            f"{total - header_size - expected} unexpected trailing bytes"
+            if total is not None
+            else "more bytes than the header declares (stopped inflating there)"
+        )
         raise DataFormatError(
-            f"{name}: {found - expected} unexpected trailing bytes after the {shape} array "
-            f"(expected exactly {expected} data bytes)"
+            f"{name}: {surplus} after the {shape} array (expected exactly {expected} data bytes)"
         )
-    array = np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=header_size)
+    array = np.frombuffer(body, dtype=dtype, count=math.prod(shape))
     return array.reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _parse_file(raw: Any, name: str, total: int | None) -> np.ndarray:
+    """Parse an open binary file (raw or gzip) positioned at its start."""
+    try:
+        f, is_gzip = _open_stream(raw, name)
+        return _parse_stream(f, name, None if is_gzip else total)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataFormatError(
+            f"{name}: not a valid gzip stream (truncated or corrupt: {exc})"
+        ) from None
+
+
+def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Parse the bytes of an IDX file (gzipped or not) into a native-endian array."""
+    data = bytes(data)
+    if data[:2] != GZIP_MAGIC:
+        decompress_if_gzip(data[:2], name)  # raises for a ".gz" name on non-gzip bytes
+    return _parse_file(io.BytesIO(data), name, len(data))
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read a whole IDX file (``.gz`` or raw) into a NumPy array."""
     name = _name(path)
+    with _open_file(path, name) as raw:
+        return _parse_file(raw, name, os.fstat(raw.fileno()).st_size)
+
+
+def _open_file(path: str | os.PathLike, name: str) -> Any:
+    """``open(path, "rb")``, with a DataFormatError that says why a file cannot be read."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        return open(path, "rb")
     except IsADirectoryError:
         raise DataFormatError(f"{name}: is a directory, expected an IDX file") from None
-    return parse_idx(data, name)
+    except OSError as exc:
+        raise DataFormatError(f"{name}: cannot read the file ({exc.strerror or exc})") from None
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -172,11 +240,60 @@ def _read_header(f: Any, name: str) -> tuple[np.dtype, tuple[int, ...], int]:
 def read_idx_shape(path: str | os.PathLike) -> tuple[int, ...]:
     """The shape an IDX file declares, reading only its header (e.g. to count records)."""
     name = _name(path)
-    with open(path, "rb") as raw:
+    with _open_file(path, name) as raw:
         try:
             return _read_header(_open_stream(raw, name)[0], name)[1]
         except (OSError, EOFError, zlib.error) as exc:
             raise DataFormatError(f"{name}: not a valid gzip stream ({exc})") from None
+
+
+def check_idx_file(path: str | os.PathLike) -> tuple[np.dtype, tuple[int, ...]]:
+    """``(dtype, shape)`` of an IDX file, its length checked, its data not read.
+
+    What the driver runs before a training job starts: a raw file's size must be exactly
+    header + data; a gzip file's trailer (ISIZE, the inflated length modulo 2**32) must
+    say the same. Only when the trailer disagrees (a truncated file, or several gzip
+    members) is the stream inflated, chunk by chunk in constant memory, to find out.
+    """
+    name = _name(path)
+    with _open_file(path, name) as raw:
+        try:
+            f, is_gzip = _open_stream(raw, name)
+            dtype, shape, header_size = _read_header(f, name)
+            total = header_size + declared_bytes(dtype, shape, name)
+            if not is_gzip:
+                size = os.fstat(raw.fileno()).st_size
+                if size != total:
+                    raise DataFormatError(
+                        f"{name}: header says shape {shape} ({total} bytes with the header), "
+                        f"the file has {size} bytes ({'truncated' if size < total else 'too long'})"
+                    )
+                return dtype, shape
+            raw.seek(-4, os.SEEK_END)
+            if int.from_bytes(raw.read(4), "little") == total % 2**32:
+                return dtype, shape
+            raw.seek(0)
+            f, _ = _open_stream(raw, name)
+            inflated = 0
+            while chunk := f.read(min(_CHUNK, total + 1 - inflated)):
+                inflated += len(chunk)
+                if inflated > total:
+                    break
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataFormatError(
+                f"{name}: not a valid gzip stream (truncated or corrupt: {exc})"
+            ) from None
+    if inflated == total:  # several gzip members: the last one's trailer holds its own size
+        return dtype, shape
+    if inflated < total:
+        raise DataFormatError(
+            f"{name}: truncated: header says shape {shape} ({total} bytes with the header), "
+            f"the gzip stream inflates to {inflated} bytes"
+        )
+    raise DataFormatError(
+        f"{name}: more bytes than the header declares after the {shape} array "
+        f"(expected exactly {total} bytes with the header)"
+    )
 
 
 def read_idx_records(path: str | os.PathLike, indices: Sequence[int]) -> np.ndarray:
@@ -188,10 +305,11 @@ def read_idx_records(path: str | os.PathLike, indices: Sequence[int]) -> np.ndar
     (and repeats) of ``indices`` are kept, as a sampler gives them.
     """
     name = _name(path)
-    with open(path, "rb") as raw:
+    with _open_file(path, name) as raw:
         try:
             f, is_gzip = _open_stream(raw, name)
             dtype, shape, header_size = _read_header(f, name)
+            declared_bytes(dtype, shape, name)
             record_size = math.prod(shape[1:]) * dtype.itemsize
             size = None if is_gzip else os.fstat(raw.fileno()).st_size
             if size is not None and size != header_size + shape[0] * record_size:

@@ -81,12 +81,33 @@ def file_uri_path(uri: str) -> str | None:
 
 def _read_dir(directory: str, split: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images and int64 labels of ``split`` from a local directory of IDX or CSV files."""
-    kind, first, second = choose_files(os.listdir(directory), split, directory)
+    try:
+        names = os.listdir(directory)
+    except OSError as exc:
+        raise DataFormatError(
+            f"{directory}: cannot list the directory ({exc.strerror or exc})"
+        ) from None
+    kind, first, second = choose_files(names, split, directory)
     if kind == "idx":
         img, lbl = os.path.join(directory, first), os.path.join(directory, second)
-        return check_images_labels(read_idx(img), read_idx(lbl), img, lbl, num_classes)
+        images, labels = check_images_labels(read_idx(img), read_idx(lbl), img, lbl, num_classes)
+        if len(images) == 0:
+            raise DataFormatError(
+                f"{img}: no records (the header declares shape {images.shape}); expected at "
+                "least one image"
+            )
+        return images, labels
     return _read_csv(
         os.path.join(directory, first), split, num_classes, holdout=second == "holdout"
+    )
+
+
+def empty_holdout_error(path: str, rows: int, split: str) -> DataFormatError:
+    """The error for a single CSV file too small to give ``split`` any sample."""
+    return DataFormatError(
+        f"{path}: its {rows} row(s) leave no {split} samples: a single CSV file is split 4:1 "
+        "within each class (every 5th image of a class is a test image), so a class needs "
+        "5 rows or more; pass a directory with *train*.csv and *test*.csv files instead"
     )
 
 
@@ -96,6 +117,8 @@ def _read_csv(
     pixels, labels = read_mnist_csv(path, num_classes=num_classes)
     if holdout:
         idx = holdout_split(labels, split)
+        if len(idx) == 0:
+            raise empty_holdout_error(path, len(labels), split)
         pixels, labels = pixels[idx], labels[idx]
     return pixels.reshape(-1, 28, 28), labels
 

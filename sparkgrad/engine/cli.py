@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
-from sparkgrad.engine.config import OPTIMIZERS, SCHEDULES, STRATEGIES, RunConfig
+from sparkgrad.engine.config import OPTIMIZERS, SCHEDULES, STRATEGIES, RunConfig, range_text
+from sparkgrad.engine.console import print_error
 from sparkgrad.engine.model import MODELS
-from sparkgrad.errors import SparkgradError
+from sparkgrad.errors import ConfigError, SparkgradError
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (argparse prints the usage block too)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        print_error(f"{self.prog}: error: {message} (see --help)")
+        self.exit(2)
 
 
 def _hidden(text: str) -> tuple[int, ...]:
@@ -56,23 +57,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="mlp: 784-hidden-10 (--hidden); cnn: PyTorch's MNIST example network (two conv "
         "layers, max-pool, dropout, two linear layers; trained with NLL loss)",
     )
-    p.add_argument("--world-size", type=int, default=2, help="number of ranks (Spark tasks)")
-    p.add_argument("--epochs", type=int, default=3, help="passes over the training data")
+    p.add_argument(
+        "--world-size",
+        type=int,
+        default=2,
+        help="number of ranks (Spark tasks), >= 1, at most what --sim-topology holds",
+    )
+    p.add_argument("--epochs", type=int, default=3, help="passes over the training data (>= 1)")
     p.add_argument(
         "--batch-size",
         type=int,
         default=64,
-        help="GLOBAL batch of one step, split evenly across the data-parallel ranks",
+        help="GLOBAL batch of one step, split evenly across the data-parallel ranks (>= 1; "
+        "each rank needs at least one full batch of the training split)",
     )
-    p.add_argument("--lr", type=float, default=0.05, help="learning rate")
+    p.add_argument("--lr", type=float, default=0.05, help=f"learning rate, in {range_text('lr')}")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="optimizer (torch maths)")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD (and RMSprop) momentum")
+    p.add_argument(
+        "--momentum",
+        type=float,
+        default=0.9,
+        help=f"SGD (and RMSprop) momentum, in {range_text('momentum')}",
+    )
     p.add_argument(
         "--gamma",
         type=float,
         default=None,
-        help="StepLR: multiply the learning rate by GAMMA after every epoch (as in PyTorch's "
-        "MNIST example: --model cnn --optimizer adadelta --lr 1.0 --gamma 0.7)",
+        help=f"StepLR: multiply the learning rate by GAMMA, in {range_text('gamma')}, after "
+        "every epoch (as in PyTorch's MNIST example: --model cnn --optimizer adadelta --lr 1.0 "
+        "--gamma 0.7)",
     )
     p.add_argument(
         "--hidden", type=_hidden, default=(256, 256), help="mlp: hidden widths, e.g. 256,256"
@@ -86,29 +99,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--device", choices=("cpu", "cuda"), default="cpu", help="cpu (NumPy) or cuda (CuPy)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and dropout")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of weights, shuffling and dropout (>= 0)"
+    )
     p.add_argument("--export", metavar="PATH", help="write the trained model as safetensors here")
     p.add_argument("--checkpoint-dir", metavar="DIR", help="write checkpoints here (path or URI)")
     p.add_argument(
-        "--checkpoint-every", type=int, default=20, metavar="K", help="steps between checkpoints"
+        "--checkpoint-every",
+        type=int,
+        default=20,
+        metavar="K",
+        help="steps between checkpoints (>= 1)",
     )
     p.add_argument(
-        "--resume", action="store_true", help="continue from the newest valid checkpoint"
+        "--resume",
+        action="store_true",
+        help="continue from the newest valid checkpoint (its --model, --hidden, --optimizer, "
+        "--lr, --momentum, --gamma, --batch-size and --seed must be this run's)",
     )
     p.add_argument("--metrics-out", metavar="PATH", help="write per-epoch metrics as JSON here")
     p.add_argument(
         "--sim-topology",
         default="2x8-h100",
-        help="modelled cluster for the predicted time, e.g. 1x8-h100, 2x8-h100",
+        help="modelled cluster for the predicted time, NODESxRANKS-SYSTEM (systems h100, pcie, "
+        "loopback), e.g. 1x8-h100, 2x8-h100; it must hold --world-size",
     )
     p.add_argument(
-        "--fail-at-step", type=int, metavar="K", help="(teaching/tests) crash a rank at step K"
+        "--fail-at-step",
+        type=int,
+        metavar="K",
+        help="(teaching/tests) crash a rank at step K (>= 1)",
     )
     p.add_argument(
         "--fail-rank", type=int, default=0, metavar="R", help="which rank --fail-at-step crashes"
     )
     p.add_argument(
-        "--micro-batches", type=int, default=4, metavar="M", help="pipeline: micro-batches per step"
+        "--micro-batches",
+        type=int,
+        default=4,
+        metavar="M",
+        help="pipeline: micro-batches per step (>= 1, divides --batch-size)",
     )
     p.add_argument("--schedule", choices=SCHEDULES, default="1f1b", help="pipeline schedule")
     p.add_argument(
@@ -123,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="dp=2,tp=2",
         help="hybrid: ranks per axis, e.g. dp=2,tp=2 (product = world)",
     )
+    p.add_argument(
+        "--allow-nonfinite-loss",
+        action="store_true",
+        help="keep training when the loss becomes inf or NaN (by default the run stops with "
+        "an error naming the step)",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     return p
 
@@ -134,10 +170,12 @@ def parse_config(argv: list[str] | None = None) -> RunConfig:
 
 
 def _write_json(path: str, payload: dict) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
+    from sparkgrad.export.safetensors_io import write_atomic
+
+    try:
+        write_atomic(path, json.dumps(payload, indent=2).encode())
+    except OSError as exc:
+        raise ConfigError(f"--metrics-out {path}: cannot write ({exc.strerror or exc})") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         if config.metrics_out:
             _write_json(config.metrics_out, result.to_dict())
     except SparkgradError as exc:
-        print(f"main.py: error: {exc}", file=sys.stderr)
+        print_error(f"main.py: error: {exc}")
         return 2
     except KeyboardInterrupt:
         print("main.py: interrupted", file=sys.stderr)

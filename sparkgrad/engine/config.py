@@ -7,12 +7,18 @@ the same maths under every strategy and world size.
 
 Strategy-specific knobs (``micro_batches`` and ``schedule`` for the pipeline, ``split`` for
 model and pipeline parallelism, ``mesh`` for hybrid) are checked here too, on the driver,
-so a bad combination fails in a second instead of inside every Spark task.
+so a bad combination fails in a second instead of inside every Spark task. So are the
+numbers: a learning rate of ``inf`` or ``nan`` trains a model of NaNs and would still exit 0,
+so every float must be finite and in its range (:data:`RANGES`, also shown by ``--help``),
+and the modelled cluster (``--sim-topology``) must hold the world size and every
+sub-group the strategy makes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
 
 from sparkgrad.engine.model import MODELS, OPTIMIZERS
@@ -22,6 +28,20 @@ from sparkgrad.parallel.registry import STRATEGIES
 SCHEDULES = ("1f1b", "gpipe")
 DATA_SPLIT = ("data", "zero1", "zero2", "zero3")  # strategies that cut the batch over all ranks
 LAYER_SPLIT = ("model", "pipeline", "tensor", "hybrid")  # strategies that cut the model
+
+#: The range of every float option, as ``--help`` shows it: (low, high, low_open, high_open).
+RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "lr": (0.0, math.inf, True, True),  # (0, inf): finite and positive
+    "momentum": (0.0, 1.0, False, True),  # [0, 1): a momentum of 1 never forgets
+    "gamma": (0.0, 1.0, True, False),  # (0, 1]: StepLR lr *= gamma each epoch
+}
+
+
+def range_text(name: str) -> str:
+    """``"(0, 1]"``-style text of a float option's range (used in ``--help`` and errors)."""
+    low, high, low_open, high_open = RANGES[name]
+    hi = "inf" if math.isinf(high) else f"{high:g}"
+    return f"{'(' if low_open else '['}{low:g}, {hi}{')' if high_open else ']'}"
 
 
 @dataclass
@@ -54,6 +74,9 @@ class RunConfig:
     split: tuple[int, ...] | None = None
     mesh: str = "dp=2,tp=2"
     progress: bool = True
+    # a loss that turns inf/NaN during training stops the run with an error naming the step,
+    # unless this is set (``--allow-nonfinite-loss``); the check lives in the trainer
+    allow_nonfinite_loss: bool = False
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> RunConfig:
@@ -68,7 +91,7 @@ class RunConfig:
             raise ConfigError(
                 f"--optimizer must be one of {', '.join(OPTIMIZERS)}, found {self.optimizer!r}"
             )
-        for name in ("world_size", "epochs", "batch_size", "checkpoint_every"):
+        for name in ("world_size", "epochs", "batch_size", "checkpoint_every", "micro_batches"):
             if getattr(self, name) < 1:
                 raise ConfigError(
                     f"--{name.replace('_', '-')} must be >= 1, found {getattr(self, name)}"
@@ -82,12 +105,8 @@ class RunConfig:
                 f"--strategy {self.strategy})"
             )
         self._validate_strategy()
-        if self.lr <= 0:
-            raise ConfigError(f"--lr must be positive, found {self.lr}")
-        if self.gamma is not None and not 0 < self.gamma <= 1:
-            raise ConfigError(
-                f"--gamma must be in (0, 1] (lr *= gamma each epoch), found {self.gamma}"
-            )
+        self._validate_numbers()
+        self._validate_topology()
         if not self.hidden or min(self.hidden) < 1:
             raise ConfigError(
                 f"--hidden needs positive widths such as 256,256, found {self.hidden}"
@@ -96,11 +115,69 @@ class RunConfig:
             raise ConfigError(f"--device must be cpu or cuda, found {self.device!r}")
         if self.resume and not self.checkpoint_dir:
             raise ConfigError("--resume needs --checkpoint-dir (where to look for checkpoints)")
+        if self.fail_at_step is not None and self.fail_at_step < 1:
+            raise ConfigError(
+                f"--fail-at-step must be >= 1 (a step number), found {self.fail_at_step}"
+            )
         if self.fail_at_step is not None and not 0 <= self.fail_rank < self.world_size:
             raise ConfigError(
                 f"--fail-rank must be in 0..{self.world_size - 1}, found {self.fail_rank}"
             )
         return self
+
+    def _validate_numbers(self) -> None:
+        """Every float finite and in :data:`RANGES`; the seed a non-negative integer."""
+        for name, (low, high, low_open, high_open) in RANGES.items():
+            value = getattr(self, name)
+            if value is None:  # --gamma is optional
+                continue
+            inside = (value > low if low_open else value >= low) and (
+                value < high if high_open else value <= high
+            )
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and inside):
+                raise ConfigError(
+                    f"--{name} must be in {range_text(name)}, a finite number, found {value}"
+                )
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"--seed must be an integer in 0..2**63-1, found {self.seed}")
+
+    def group_sizes(self) -> list[int]:
+        """The sizes of the process groups the strategy communicates in (the world first)."""
+        sizes = [self.world_size]
+        if self.strategy == "hybrid":
+            from sparkgrad.parallel.mesh import parse_mesh
+
+            sizes += [n for n in parse_mesh(self.mesh, self.world_size).values() if n > 1]
+        return sizes
+
+    def _validate_topology(self) -> None:
+        """``--sim-topology`` parses, and holds the world and every sub-group of the run."""
+        from sparkgrad.comms.topology import Topology
+
+        try:
+            topology = Topology.parse(self.sim_topology)
+        except ConfigError as exc:
+            raise ConfigError(f"--sim-topology: {exc}") from None
+        if self.strategy == "single":
+            return
+        suffix = re.sub(r"^\d+x\d+", "", "".join(self.sim_topology.split()).lower())
+        rpn = topology.ranks_per_node
+        for n in self.group_sizes():
+            try:
+                topology.split(n)
+            except ConfigError as exc:
+                if n != self.world_size:
+                    raise ConfigError(
+                        f"--mesh {self.mesh}: its groups of {n} ranks do not fit --sim-topology "
+                        f"{self.sim_topology} ({topology.nodes} nodes x {rpn} ranks): {exc}; "
+                        f"choose axes that fit within a node or fill whole nodes"
+                    ) from None
+                fits = f"{n // rpn}x{rpn}{suffix}" if n % rpn == 0 else f"1x{n}{suffix}"
+                raise ConfigError(
+                    f"--world-size {n} does not fit --sim-topology {self.sim_topology} "
+                    f"({topology.nodes} nodes x {rpn} ranks): {exc}; pass a --sim-topology "
+                    f"that holds it, e.g. {fits}"
+                ) from None
 
     def _validate_strategy(self) -> None:
         if not MODELS[self.model].splits_layers and self.strategy in LAYER_SPLIT:
@@ -109,8 +186,6 @@ class RunConfig:
                 f"split --model {self.model}; use --strategy single, data, zero1, zero2 or zero3"
             )
         layers = len(self.hidden) + 1  # Linear layers of the MLP
-        if self.micro_batches < 1:
-            raise ConfigError(f"--micro-batches must be >= 1, found {self.micro_batches}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(
                 f"--schedule must be one of {', '.join(SCHEDULES)}, found {self.schedule!r}"

@@ -5,6 +5,10 @@ and lets :class:`~sparkgrad.engine.spark_runner.SparkRunner` run
 :func:`~sparkgrad.engine.job.train_rank` on ``world_size`` barrier tasks; the ranks' log
 lines stream to the driver, where a progress bar follows rank 0's steps. At the end every
 rank's time split (compute, communication, idle) is printed, one line per rank.
+
+Before anything starts, :func:`~sparkgrad.engine.preflight.preflight` checks on the driver
+what every task would otherwise find on its own: both data splits (headers, first rows,
+sizes), the paths the run will write, and a ``--resume``'s checkpoint settings.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from dataclasses import dataclass, field
 from sparkgrad.engine.config import RunConfig
 from sparkgrad.engine.job import PROGRESS_TAG, train_rank
 from sparkgrad.engine.model import MODELS
-from sparkgrad.errors import ConfigError
+from sparkgrad.engine.preflight import check_device, preflight
+from sparkgrad.errors import CheckpointError
 
 _PROGRESS = re.compile(rf"{PROGRESS_TAG} step=(\d+) total=(\d+) loss=([-+0-9.eEnaif]+)")
 
@@ -113,26 +118,13 @@ def _is_uri(data: str) -> bool:
     return parse_source(data).kind == "uri"
 
 
-def _check_data(config: RunConfig) -> None:
-    """Fail fast, on the driver, with the data error a task would hit later."""
-    from sparkgrad.dataset import load_mnist
-
-    if not _is_uri(config.data):
-        load_mnist(config.data, "test", seed=config.seed)
-    elif config.strategy != "single" and config.data_parallel_size != config.world_size:
-        raise ConfigError(
-            f"--data {config.data}: Spark hands each rank its own shard of a URI, which fits "
-            f"strategies that split the batch over every rank (data, zero1-3); for "
-            f"--strategy {config.strategy} copy the files to a local directory and pass that"
-        )
-
-
 def _spark_run(config: RunConfig) -> dict:
     from sparkgrad.engine.spark_runner import SparkRunner
     from sparkgrad.engine.spark_session import local_session
 
     retries = 2 if config.checkpoint_dir else 1  # a failed stage reruns only when it can resume
     spark = local_session(f"local[{config.world_size},{retries}]", app_name="sparkgrad-train")
+    check_device(config, spark.sparkContext.master)  # before any task starts
     progress = DriverProgress(config.progress)
     try:
         runner = SparkRunner(
@@ -155,7 +147,7 @@ def _spark_run(config: RunConfig) -> dict:
 def run(config: RunConfig) -> RunResult:
     """Train as ``config`` says, export if asked, and return the measurements."""
     config.validate()
-    _check_data(config)
+    preflight(config)  # data, output paths, resume: before any task starts
     start = time.perf_counter()
     if config.strategy == "single":
         if _is_uri(config.data):  # load_mnist reads URIs through the active SparkSession
@@ -179,16 +171,22 @@ def run(config: RunConfig) -> RunResult:
         from sparkgrad import __version__
         from sparkgrad.export import save_safetensors
 
-        result.export_path = save_safetensors(
-            out["state_dict"],
-            config.export,
-            {
-                "architecture": MODELS[config.model].name(config),
-                "strategy": config.strategy,
-                "world_size": str(config.world_size),
-                "epochs": str(config.epochs),
-                "test_accuracy": f"{result.test_accuracy:.6f}",
-                "sparkgrad_version": __version__,
-            },
-        )
+        try:
+            result.export_path = save_safetensors(
+                out["state_dict"],
+                config.export,
+                {
+                    "architecture": MODELS[config.model].name(config),
+                    "strategy": config.strategy,
+                    "world_size": str(config.world_size),
+                    "epochs": str(config.epochs),
+                    "test_accuracy": f"{result.test_accuracy:.6f}",
+                    "sparkgrad_version": __version__,
+                },
+            )
+        except OSError as exc:  # e.g. the disk filled up during training
+            raise CheckpointError(
+                f"--export {config.export}: cannot write the trained model "
+                f"({exc.strerror or exc}); the old file, if any, is untouched"
+            ) from None
     return result

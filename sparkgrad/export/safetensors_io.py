@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,11 +75,59 @@ def save_safetensors(
     return write_atomic(path, payload)
 
 
+#: A temporary file of a killed writer is removed after this many seconds even when its
+#: PID is alive again (PIDs are reused), by the next successful write of the same target.
+STALE_TMP_SECONDS = 15 * 60
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0  # another user's process (or a PID no process can have)
+    return True
+
+
+def remove_stale_tmp(path: str | os.PathLike) -> list[str]:
+    """Remove temporary files that killed writers of ``path`` left behind; return them.
+
+    Only files named as :func:`write_atomic` names them for this very ``path``
+    (``<name>.tmp-<pid>-<8 hex>``, or ``<name>.tmp-<pid>`` of older versions) are candidates,
+    and only when process ``<pid>`` no longer runs or the file is older than
+    :data:`STALE_TMP_SECONDS`: a writer still at work keeps its file.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    pattern = re.compile(re.escape(os.path.basename(path)) + r"\.tmp-(\d+)(?:-[0-9a-f]{8})?$")
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    now = time.time()
+    for name in names:
+        match = pattern.match(name)
+        if match is None:
+            continue
+        candidate = os.path.join(directory, name)
+        try:
+            old = now - os.lstat(candidate).st_mtime > STALE_TMP_SECONDS
+            if (old or not _pid_alive(int(match.group(1)))) and os.path.isfile(candidate):
+                os.remove(candidate)
+                removed.append(candidate)
+        except OSError:  # gone already, or not ours to remove: leave it
+            continue
+    return removed
+
+
 def write_atomic(path: str | os.PathLike, payload: bytes) -> str:
     """Write ``payload`` to a temporary name in the same directory, then rename it.
 
     ``os.replace`` is atomic on one file system: a reader sees the old file or the new
-    one, never half of it, and a crash leaves only a ``.tmp-*`` file behind.
+    one, never half of it, and a crash leaves only a ``.tmp-*`` file behind, which the
+    next successful write of the same path removes (:func:`remove_stale_tmp`).
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -92,6 +142,7 @@ def write_atomic(path: str | os.PathLike, payload: bytes) -> str:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+    remove_stale_tmp(path)
     return path
 
 
