@@ -1,11 +1,12 @@
 """The neural-network part of the functional API: linear, softmax, activations, dropout,
-norms, embeddings (the losses are in :mod:`.functional_loss`).
+norms, embeddings, attention (the losses are in :mod:`.functional_loss`).
 
 Re-exported by :mod:`sparkgrad.autodiff.functional` (``sparkgrad.nn.functional`` / ``F``).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -16,8 +17,10 @@ from sparkgrad.autodiff.backend import array_module
 from sparkgrad.autodiff.inplace import update_in_place
 from sparkgrad.autodiff.ops import activation as act
 from sparkgrad.autodiff.ops import arithmetic as ar
+from sparkgrad.autodiff.ops import attention as attn_ops
 from sparkgrad.autodiff.ops import batchnorm as bn_ops
 from sparkgrad.autodiff.ops import neural as nn_ops
+from sparkgrad.autodiff.ops import shape as sh
 from sparkgrad.autodiff.spelling import pick
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import ConfigError, ShapeError
@@ -34,6 +37,7 @@ __all__ = [
     "linear",
     "log_softmax",
     "one_hot",
+    "scaled_dot_product_attention",
     "silu",
     "softmax",
     "softplus",
@@ -242,3 +246,126 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> 
 
 def _raw(x: Any) -> Any:
     return x.array if isinstance(x, Tensor) else np.asarray(x)
+
+
+# ---- attention ---------------------------------------------------------------------------
+def scaled_dot_product_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> Tensor:
+    """``softmax(query @ keyᵀ · scale + mask) @ value``, one fused op (``torch``'s semantics).
+
+    Shapes ``(..., L, E)``, ``(..., S, E)``, ``(..., S, Ev)`` -> ``(..., L, Ev)``, leading
+    dims broadcast. ``attn_mask`` (broadcastable to ``(..., L, S)``): boolean, True =
+    *may attend*; or float, added to the scores. ``is_causal``: query ``i`` attends keys
+    ``0..i`` (cannot be combined with ``attn_mask``). ``scale`` defaults to ``1/sqrt(E)``.
+    ``dropout_p`` drops attention probabilities whenever it is > 0 (there is no
+    ``training`` flag, as in PyTorch: modules pass 0 in eval mode). A row that may attend
+    nothing returns zeros, as PyTorch 2.13 on the CPU. ``enable_gqa``: ``key``/``value``
+    with fewer heads (dim -3) than ``query``, each serving a group of query heads.
+    Forward and backward: :class:`sparkgrad.autodiff.ops.attention.ScaledDotProductAttention`.
+    """
+    if attn_mask is not None and is_causal:
+        raise ConfigError(
+            "_scaled_dot_product_attention: Explicit attn_mask should not be set when "
+            "is_causal=True (give either a mask or is_causal, not both)"
+        )
+    if not 0.0 <= dropout_p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {dropout_p}")
+    kwargs = {"scale": scale, "dropout_p": float(dropout_p), "is_causal": bool(is_causal)}
+    if enable_gqa and min(query.ndim, key.ndim) >= 3 and query.shape[-3] != key.shape[-3]:
+        return _grouped_attention(query, key, value, attn_mask, kwargs)
+    return _attention(query, key, value, attn_mask, kwargs)
+
+
+def _attention(q: Tensor, k: Tensor, v: Tensor, mask: Any, kwargs: dict) -> Tensor:
+    _check_attention(q, k, v, mask)
+    if kwargs["scale"] is None:
+        kwargs = {**kwargs, "scale": 1.0 / math.sqrt(q.shape[-1])}
+    return attn_ops.ScaledDotProductAttention.apply(q, k, v, mask, **kwargs)
+
+
+def _check_attention(query: Tensor, key: Tensor, value: Tensor, mask: Any) -> None:
+    """PyTorch's checks, with shapes named: ranks, dtypes, E and S agreeing, mask dtype."""
+    if min(query.ndim, key.ndim, value.ndim) < 2:
+        raise ShapeError(
+            "Expected query, key, and value to all be at least 2 dimensional, but got "
+            f"query.dim: {query.ndim} key.dim: {key.ndim} and value.dim: {value.ndim} instead."
+        )
+    if not query.dtype == key.dtype == value.dtype:
+        raise TypeError(
+            "Expected query, key, and value to have the same dtype, but got query.dtype: "
+            f"{query.dtype} key.dtype: {key.dtype} and value.dtype: {value.dtype} instead."
+        )
+    if query.dtype.kind != "f":
+        raise TypeError(f"attention needs floating-point query/key/value, found {query.dtype}")
+    if key.shape[-1] != query.shape[-1]:
+        raise ShapeError(
+            f"attention: key of shape {key.shape} has {key.shape[-1]} features per position, "
+            f"query of shape {query.shape} has {query.shape[-1]} (they must be equal, E)"
+        )
+    if value.shape[-2] != key.shape[-2]:
+        raise ShapeError(
+            f"attention: value of shape {value.shape} has {value.shape[-2]} positions, key of "
+            f"shape {key.shape} has {key.shape[-2]} (they must be equal, S)"
+        )
+    try:
+        np.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
+    except ValueError:
+        raise ShapeError(
+            f"attention: the batch dims of query {query.shape}, key {key.shape} and value "
+            f"{value.shape} (all but the last two) do not broadcast"
+        ) from None
+    if mask is None:
+        return
+    if mask.dtype != np.bool_ and mask.dtype != query.dtype:
+        raise TypeError(
+            "Expected attn_mask dtype to be bool or float or to match query dtype, but got "
+            f"attn_mask.dtype: {mask.dtype} and query.dtype: {query.dtype} instead."
+        )
+    batch = np.broadcast_shapes(query.shape[:-2], key.shape[:-2])
+    scores = tuple(batch) + (query.shape[-2], key.shape[-2])
+    if mask.ndim < 2:
+        raise ShapeError(
+            f"attn_mask must be at least 2-D, (L, S) = {scores[-2:]}, found shape {mask.shape}"
+        )
+    try:
+        fits = np.broadcast_shapes(tuple(mask.shape), scores) == scores
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ShapeError(
+            f"attn_mask of shape {mask.shape} does not broadcast to the attention scores of "
+            f"shape {scores} (..., L, S)"
+        )
+
+
+def _grouped_attention(q: Tensor, k: Tensor, v: Tensor, mask: Any, kwargs: dict) -> Tensor:
+    """Grouped-query attention without copying keys: query heads ``(Hk, g)``, keys ``(Hk, 1)``.
+
+    ``repeat_interleave`` of the key heads would give each group of ``g`` query heads
+    the same key head; a size-1 axis that broadcasts does the same for free (and the
+    engine sums the key gradients over it).
+    """
+    hq, hk = q.shape[-3], k.shape[-3]
+    if hk != v.shape[-3] or hq % hk:
+        raise ShapeError(
+            f"Number of heads in key and value must divide the number of heads in query: "
+            f"query {q.shape}, key {k.shape}, value {v.shape} (heads on dim -3)"
+        )
+    group = hq // hk
+
+    def split(t: Tensor, heads: tuple[int, int]) -> Tensor:
+        return sh.Reshape.apply(t, shape=tuple(t.shape[:-3]) + heads + tuple(t.shape[-2:]))
+
+    q5, k5, v5 = split(q, (hk, group)), split(k, (hk, 1)), split(v, (hk, 1))
+    if mask is not None and mask.ndim >= 3:
+        mask = split(mask, (hk, group) if mask.shape[-3] == hq else (1, 1))
+    out = _attention(q5, k5, v5, mask, kwargs)
+    return sh.Reshape.apply(out, shape=tuple(out.shape[:-4]) + (hq,) + tuple(out.shape[-2:]))

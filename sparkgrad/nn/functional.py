@@ -8,3 +8,4 @@ from sparkgrad.autodiff.functional import (  # noqa: F401 - names that start wit
     pow,
     sum,
 )
+from sparkgrad.autodiff.nn.attention import multi_head_attention_forward  # noqa: F401 - torch's F.

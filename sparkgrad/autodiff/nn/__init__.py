@@ -1,6 +1,6 @@
 """``sparkgrad.nn``'s layers: ``Module``, ``Parameter``, ``DenseLayer``/``Linear``, containers,
-activations, dropout, normalisation, convolution, pooling, embeddings and losses, as in
-``torch.nn``.
+activations, dropout, normalisation, convolution, pooling, embeddings, losses, attention
+and the Transformer, as in ``torch.nn``.
 
 Read ``parameter`` → ``module`` (the tree) → ``state_dict`` → ``linear`` → the rest;
 ``init`` holds the initialisers and ``utils`` gradient clipping.
@@ -20,6 +20,7 @@ from sparkgrad.autodiff.nn.activation import (
     Softplus,
     Tanh,
 )
+from sparkgrad.autodiff.nn.attention import MultiheadAttention
 from sparkgrad.autodiff.nn.batchnorm import BatchNorm1d, BatchNorm2d
 from sparkgrad.autodiff.nn.containers import ModuleDict, ModuleList, Sequential
 from sparkgrad.autodiff.nn.conv import Conv2d
@@ -42,6 +43,13 @@ from sparkgrad.autodiff.nn.normalization import LayerNorm
 from sparkgrad.autodiff.nn.parameter import Parameter
 from sparkgrad.autodiff.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from sparkgrad.autodiff.nn.state_dict import IncompatibleKeys
+from sparkgrad.autodiff.nn.transformer import (
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
 
 __all__ = [
     "Module", "Parameter", "IncompatibleKeys",
@@ -53,4 +61,6 @@ __all__ = [
     "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss",
     "BCELoss", "BCEWithLogitsLoss",
     "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d",
+    "MultiheadAttention", "Transformer", "TransformerEncoder", "TransformerDecoder",
+    "TransformerEncoderLayer", "TransformerDecoderLayer",
 ]  # fmt: skip
