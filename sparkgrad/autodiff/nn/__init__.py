@@ -41,6 +41,8 @@ from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.nn.normalization import LayerNorm
 from sparkgrad.autodiff.nn.parameter import Parameter
 from sparkgrad.autodiff.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from sparkgrad.autodiff.nn.recurrent import GRU, LSTM, RNN, RNNBase
+from sparkgrad.autodiff.nn.recurrent_cells import GRUCell, LSTMCell, RNNCell, RNNCellBase
 from sparkgrad.autodiff.nn.state_dict import IncompatibleKeys
 
 __all__ = [
@@ -53,4 +55,5 @@ __all__ = [
     "CrossEntropyLoss", "NLLLoss", "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss",
     "BCELoss", "BCEWithLogitsLoss",
     "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d",
+    "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
 ]  # fmt: skip
