@@ -42,6 +42,8 @@ from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.nn.normalization import LayerNorm
 from sparkgrad.autodiff.nn.parameter import Parameter
 from sparkgrad.autodiff.nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from sparkgrad.autodiff.nn.recurrent import GRU, LSTM, RNN, RNNBase
+from sparkgrad.autodiff.nn.recurrent_cells import GRUCell, LSTMCell, RNNCell, RNNCellBase
 from sparkgrad.autodiff.nn.state_dict import IncompatibleKeys
 from sparkgrad.autodiff.nn.transformer import (
     Transformer,
@@ -63,4 +65,5 @@ __all__ = [
     "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d",
     "MultiheadAttention", "Transformer", "TransformerEncoder", "TransformerDecoder",
     "TransformerEncoderLayer", "TransformerDecoderLayer",
+    "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
 ]  # fmt: skip
