@@ -2,6 +2,8 @@
 
     python -m sparkgrad.benchmark.step                 # CPU, SGD and Adam, batch 32/128/512
     python -m sparkgrad.benchmark.step --device cuda   # CuPy against PyTorch CUDA
+    python -m sparkgrad.benchmark.step --model gpt     # a sequence model (also vit, lstm-lm,
+                                                       # seq2seq): see .step_models
 
 Both engines start from the same weights, see the same batch, use the same thread count,
 and are timed in the same process, interleaved round by round so background noise hits
@@ -25,6 +27,7 @@ import numpy as np
 
 import sparkgrad as sg
 from sparkgrad.autodiff.backend import get_array_module, to_device
+from sparkgrad.benchmark.step_models import MODEL_CHOICES
 
 PAUSE_S = 0.3
 
@@ -214,8 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument(
+        "--model",
+        default="mlp",
+        choices=("mlp", *MODEL_CHOICES),
+        help="mlp (the table above), or a sequence model at main.py's default sizes",
+    )
     args = parser.parse_args(argv)
     set_threads(args.threads)
+    if args.model != "mlp":
+        return _main_model(args)
     hidden = tuple(int(h) for h in args.hidden.split(","))
     results = []
     for opt in args.optimizers.split(","):
@@ -231,6 +242,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json + ".tmp", "w") as f:
             json.dump([asdict(r) | {"ratio": r.ratio} for r in results], f, indent=2)
+        os.replace(args.json + ".tmp", args.json)
+    return 0
+
+
+def _main_model(args: argparse.Namespace) -> int:
+    from sparkgrad.benchmark.step_models import format_row, run_model
+
+    row = run_model(args.model, args.repeats, min(args.steps, 5))
+    print(f"{'model':>8} {'sparkgrad ms':>13} {'torch ms':>9} {'ratio':>6}   sizes")
+    print(format_row(row))
+    print(
+        f"\none AdamW step, {args.threads} threads, median of {args.repeats} rounds "
+        "(ratio = sparkgrad / PyTorch; <= 1.0 is the target)"
+    )
+    if args.json:
+        with open(args.json + ".tmp", "w") as f:
+            json.dump(row, f, indent=2)
         os.replace(args.json + ".tmp", args.json)
     return 0
 

@@ -71,6 +71,11 @@ def parse_source(source: str | os.PathLike | None) -> Source:
     )
 
 
+def is_uri(text: object) -> bool:
+    """``hdfs://…``, ``s3a://…``, ``file:/…``: a location Spark reads (any data, any task)."""
+    return isinstance(text, str) and _URI.match(text) is not None
+
+
 def file_uri_path(uri: str) -> str | None:
     """The local path of a ``file:`` URI (``file:///a/b`` or ``file:/a/b``), else None."""
     if not uri.startswith("file:"):

@@ -34,11 +34,20 @@ def _hidden(text: str) -> tuple[int, ...]:
     return widths
 
 
+def _model_defaults_text() -> str:
+    """``vit: --optimizer adamw, --lr 0.002, ...; gpt: ...`` for ``--help``."""
+    return "; ".join(
+        f"{name}: " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in spec.defaults.items())
+        for name, spec in MODELS.items()
+        if spec.defaults
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="main.py",
-        description="Train an MLP or a CNN on MNIST with sparkgrad, in one process or across "
-        "Spark tasks.",
+        description="Train a model (an MLP, CNN or ViT on MNIST, a GPT or LSTM language model "
+        "on text, a seq2seq Transformer) with sparkgrad, in one process or across Spark tasks.",
         epilog="Examples: spark-submit main.py --strategy data --world-size 2 | "
         "python main.py --strategy single --data synthetic:20000",
     )
@@ -55,7 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=tuple(MODELS),
         default="mlp",
         help="mlp: 784-hidden-10 (--hidden); cnn: PyTorch's MNIST example network (two conv "
-        "layers, max-pool, dropout, two linear layers; trained with NLL loss)",
+        "layers, max-pool, dropout, two linear layers; trained with NLL loss); vit: MNIST as "
+        "7x7 patches through a Transformer encoder; gpt: a character-level decoder-only "
+        "Transformer; lstm-lm: the same task with an LSTM; seq2seq: an encoder-decoder "
+        "Transformer that reverses digit strings. Options not given take the model's "
+        "defaults: " + _model_defaults_text(),
     )
     p.add_argument(
         "--world-size",
@@ -90,11 +103,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--hidden", type=_hidden, default=(256, 256), help="mlp: hidden widths, e.g. 256,256"
     )
+    p.add_argument("--d-model", type=int, default=64, help="vit/gpt/lstm-lm/seq2seq: width")
+    p.add_argument("--heads", type=int, default=4, help="attention heads (divide --d-model)")
+    p.add_argument("--layers", type=int, default=2, help="Transformer (or LSTM) layers")
+    p.add_argument(
+        "--context", type=int, default=64, help="gpt/lstm-lm: characters per training window"
+    )
+    p.add_argument(
+        "--dropout", type=float, default=0.0, help=f"sequence models, in {range_text('dropout')}"
+    )
+    p.add_argument(
+        "--tie-weights",
+        action="store_true",
+        help="gpt/lstm-lm: the output layer reuses the token embedding's matrix",
+    )
     p.add_argument(
         "--data",
-        default="mnist-5k",
-        help="mnist-5k (embedded, default) | DIR with IDX/CSV files | file://, hdfs://, "
-        "s3a:// URI | synthetic:N",
+        default=None,
+        help="digits (mlp, cnn, vit): mnist-5k (embedded, default) | DIR with IDX/CSV files | "
+        "file://, hdfs://, s3a:// URI | synthetic:N. text (gpt, lstm-lm): pydoc-topics (the "
+        "Python reference topics every installation ships, default) | a UTF-8 text file | a "
+        "URI. seq2seq: reverse:N (N digit strings to reverse, default reverse:20000)",
     )
     p.add_argument(
         "--device", choices=("cpu", "cuda"), default="cpu", help="cpu (NumPy) or cuda (CuPy)"
@@ -163,9 +192,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Unset:
+    """A default the command line did not override (so a model's own default may apply)."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
 def parse_config(argv: list[str] | None = None) -> RunConfig:
-    """Arguments → validated RunConfig (exits 2 with one line on a usage error)."""
-    args = vars(build_parser().parse_args(argv))
+    """Arguments → validated RunConfig (exits 2 with one line on a usage error).
+
+    An option the command line leaves out takes the chosen model's default
+    (``ModelSpec.defaults``, e.g. AdamW for ``--model vit``), else the parser's.
+    """
+    parser = build_parser()
+    for action in parser._actions:
+        if action.dest != "help":
+            action.default = _Unset(action.default)
+    args = vars(parser.parse_args(argv))
+    model = args["model"].value if isinstance(args["model"], _Unset) else args["model"]
+    defaults = MODELS[model].defaults
+    for name, value in args.items():
+        if isinstance(value, _Unset):
+            args[name] = defaults.get(name, value.value)
     return RunConfig(**args).validate()
 
 

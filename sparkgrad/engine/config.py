@@ -34,6 +34,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "lr": (0.0, math.inf, True, True),  # (0, inf): finite and positive
     "momentum": (0.0, 1.0, False, True),  # [0, 1): a momentum of 1 never forgets
     "gamma": (0.0, 1.0, True, False),  # (0, 1]: StepLR lr *= gamma each epoch
+    "dropout": (0.0, 1.0, False, True),  # [0, 1): the sequence models' dropout probability
 }
 
 
@@ -58,7 +59,14 @@ class RunConfig:
     momentum: float = 0.9
     gamma: float | None = None
     hidden: tuple[int, ...] = (256, 256)
-    data: str = "mnist-5k"
+    # the sequence models (vit, gpt, lstm-lm, seq2seq): width, heads, depth, window, dropout
+    d_model: int = 64
+    heads: int = 4
+    layers: int = 2
+    context: int = 64
+    dropout: float = 0.0
+    tie_weights: bool = False
+    data: str | None = None  # None: the model's task's default (mnist-5k, pydoc-topics, ...)
     device: str = "cpu"
     seed: int = 0
     export: str | None = None
@@ -91,6 +99,9 @@ class RunConfig:
             raise ConfigError(
                 f"--optimizer must be one of {', '.join(OPTIMIZERS)}, found {self.optimizer!r}"
             )
+        if self.data is None:
+            self.data = MODELS[self.model].task.default_data
+        self._validate_model_options()
         for name in ("world_size", "epochs", "batch_size", "checkpoint_every", "micro_batches"):
             if getattr(self, name) < 1:
                 raise ConfigError(
@@ -124,6 +135,38 @@ class RunConfig:
                 f"--fail-rank must be in 0..{self.world_size - 1}, found {self.fail_rank}"
             )
         return self
+
+    def _validate_model_options(self) -> None:
+        """Sizes positive, heads dividing the width, and data that fits the model's task."""
+        spec = MODELS[self.model]
+        for name in ("d_model", "heads", "layers", "context"):
+            if getattr(self, name) < 1:
+                raise ConfigError(
+                    f"--{name.replace('_', '-')} must be >= 1, found {getattr(self, name)}"
+                )
+        if "heads" in spec.options and self.d_model % self.heads:
+            raise ConfigError(
+                f"--d-model {self.d_model} must be divisible by --heads {self.heads} "
+                f"(embed_dim must be divisible by num_heads: each head gets d_model / heads)"
+            )
+        kind = spec.task.name
+        data = str(self.data)
+        is_text, is_reverse = data == "pydoc-topics", data.startswith("reverse:")
+        if kind == "digits" and (is_text or is_reverse):
+            raise ConfigError(
+                f"--model {self.model} learns MNIST digits; --data {data} is for "
+                f"{'--model gpt or lstm-lm' if is_text else '--model seq2seq'}"
+            )
+        if kind == "text" and (data == "mnist-5k" or data.startswith(("synthetic:", "reverse:"))):
+            raise ConfigError(
+                f"--model {self.model} learns a text: give --data pydoc-topics (the default), "
+                f"a UTF-8 text file or a URI, found {data}"
+            )
+        if kind == "reverse" and not is_reverse:
+            raise ConfigError(
+                f"--model {self.model} learns to reverse digit strings: give --data reverse:N "
+                f"(default reverse:20000), found {data}"
+            )
 
     def _validate_numbers(self) -> None:
         """Every float finite and in :data:`RANGES`; the seed a non-negative integer."""
@@ -183,7 +226,9 @@ class RunConfig:
         if not MODELS[self.model].splits_layers and self.strategy in LAYER_SPLIT:
             raise ConfigError(
                 f"--strategy {self.strategy} cuts an MLP's Linear layers across ranks and cannot "
-                f"split --model {self.model}; use --strategy single, data, zero1, zero2 or zero3"
+                f"split --model {self.model} (splitting a Transformer's layers comes with tensor "
+                f"and pipeline parallelism for it); use --strategy single, data, zero1, zero2 "
+                f"or zero3"
             )
         layers = len(self.hidden) + 1  # Linear layers of the MLP
         if self.schedule not in SCHEDULES:

@@ -42,6 +42,7 @@ from sparkgrad.dataset.sources import to_float
 from sparkgrad.engine.checkpoint import load_latest_checkpoint, save_checkpoint
 from sparkgrad.engine.config import RunConfig
 from sparkgrad.engine.model import MODELS, build_optimizer
+from sparkgrad.engine.tasks import REVERSE, TEXT, reversal_datasets, text_datasets
 from sparkgrad.engine.trainer import Trainer
 from sparkgrad.parallel.registry import make_strategy
 from sparkgrad.parallel.strategy import Strategy
@@ -63,25 +64,44 @@ def _config(value: RunConfig | dict) -> RunConfig:
     return RunConfig(**fields)
 
 
+def _datasets(
+    config: RunConfig, shard: list | None, driver_data: Any
+) -> tuple[TensorDataset, Any, str, bool]:
+    """(train set, test set or None to read later, vocabulary, whole train set on every rank?).
+
+    Text and reversal data are small and made or read the same way on every rank (a corpus
+    at a Hadoop URI is read once by the driver: ``driver_data`` is its text). MNIST images
+    are read by every rank from the source — or, with a Hadoop URI, the driver has already
+    cut the shards (``shard``: this rank's records, read by Spark where the data lives).
+    """
+    task = MODELS[config.model].task
+    if task is TEXT:
+        corpus = driver_data if isinstance(driver_data, str) else None
+        train, test, vocab = text_datasets(config, corpus)
+        return train, test, vocab, True
+    if task is REVERSE:
+        train, test = reversal_datasets(config)
+        return train, test, "", True
+    standardize = MODELS[config.model].standardize
+    if shard is None:
+        images, labels = load_mnist(config.data, "train", seed=config.seed, standardize=standardize)
+        return TensorDataset(images, labels), driver_data, "", True
+    images, labels = records_to_arrays(shard)
+    images = to_float(images, standardize=standardize)
+    return TensorDataset(images, labels), driver_data, "", False
+
+
 def _loaders(
-    config: RunConfig, strategy: Strategy, shard: list | None, test_set: tuple | None
+    config: RunConfig, strategy: Strategy, train: TensorDataset, whole: bool, test: Any
 ) -> tuple[DataLoader, DataLoader | None]:
     """This rank's training batches (and the test set on rank 0).
 
-    Normally every rank opens the source and its DistributedSampler picks the rank's
-    samples. With a Hadoop URI the driver has already cut the shards (``shard``: this
-    rank's records, read by Spark where the data lives) and the rank shuffles within it.
+    With the whole training set, this rank's DistributedSampler picks its samples; with a
+    driver-cut shard the rank shuffles within it.
     """
-    standardize = MODELS[config.model].standardize
-    if shard is None:
-        train = TensorDataset(
-            *load_mnist(config.data, "train", seed=config.seed, standardize=standardize)
-        )
-        replicas, position = strategy.data_parallel_size, strategy.data_parallel_rank
-    else:
-        images, labels = records_to_arrays(shard)
-        images = to_float(images, standardize=standardize)
-        train, replicas, position = TensorDataset(images, labels), 1, 0
+    replicas, position = (
+        (strategy.data_parallel_size, strategy.data_parallel_rank) if whole else (1, 0)
+    )
     sampler = DistributedSampler(
         train, replicas, position, shuffle=True, seed=config.seed, drop_last=True
     )
@@ -91,18 +111,23 @@ def _loaders(
     )
     test_loader = None
     if strategy.rank == 0 or strategy.predict_is_collective:
-        test = test_set or load_mnist(
-            config.data, "test", seed=config.seed, standardize=standardize
-        )
+        if test is None:
+            standardize = MODELS[config.model].standardize
+            test = TensorDataset(
+                *load_mnist(config.data, "test", seed=config.seed, standardize=standardize)
+            )
+        elif isinstance(test, tuple):
+            test = TensorDataset(*test)
         eval_batch = MODELS[config.model].eval_batch
-        test_loader = DataLoader(TensorDataset(*test), batch_size=eval_batch, device=config.device)
+        test_loader = DataLoader(test, batch_size=eval_batch, device=config.device)
     return train_loader, test_loader
 
 
-def train_rank(ctx: Any, config: RunConfig | dict, test_set: tuple | None = None) -> dict | None:
+def train_rank(ctx: Any, config: RunConfig | dict, test_set: Any = None) -> dict | None:
     """Train on this rank; rank 0 returns ``{"state_dict", "history", "comms", ...}``.
 
-    ``test_set``: ``(images, labels)`` read by the driver, for sources a task cannot open.
+    ``test_set``: what the driver read for sources a task cannot open — ``(images,
+    labels)`` of MNIST's test split, or a text corpus's whole text.
     """
     config = _config(config)
     rank, world = (ctx.rank, ctx.world_size) if ctx is not None else (0, 1)
@@ -110,7 +135,10 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: tuple | None = None
     say = ctx.log.info if ctx is not None else (lambda *a: None)
 
     spec = MODELS[config.model]
-    model = spec.build(config).to(config.device)
+    train_set, test_set, vocab, whole = _datasets(
+        config, ctx.records if ctx is not None else None, test_set
+    )
+    model = spec.build(config, vocab).to(config.device)
     strategy = make_strategy(
         config.strategy if world > 1 else "single",
         model,
@@ -121,8 +149,7 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: tuple | None = None
     scheduler = None
     if config.gamma is not None:  # made before a resume loads the (already decayed) lr
         scheduler = sg.optim.lr_scheduler.StepLR(strategy.optimizer, 1, gamma=config.gamma)
-    shard = ctx.records if ctx is not None else None
-    train_loader, test_loader = _loaders(config, strategy, shard, test_set)
+    train_loader, test_loader = _loaders(config, strategy, train_set, whole, test_set)
     total_steps = len(train_loader) * config.epochs
     trainer = Trainer(
         strategy,
@@ -132,6 +159,7 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: tuple | None = None
         config.epochs,
         scheduler=scheduler,
         progress=config.progress and ctx is None,
+        task=spec.task,
     )
 
     start_epoch, skip, resumed_from = 1, 0, None
@@ -184,9 +212,10 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: tuple | None = None
     def on_epoch(tr: Trainer, m: Any) -> None:
         if rank == 0:
             rate = m.samples_per_second * strategy.data_parallel_size
+            task = spec.task
             say(
                 f"epoch {m.epoch}: train loss {m.train_loss:.4f}, test loss {m.test_loss:.4f}, "
-                f"test accuracy {m.test_accuracy:.2%}, {rate:.0f} samples/s"
+                f"{task.label} {task.format(getattr(m, task.metric))}, {rate:.0f} samples/s"
             )
 
     trainer.step_callbacks.append(on_step)
@@ -208,6 +237,7 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: tuple | None = None
         "comms": comms,
         "attempt": attempt,
         "resumed_from": resumed_from,
+        "vocab": vocab,
     }
 
 

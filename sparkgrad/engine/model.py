@@ -1,22 +1,32 @@
 """What ``--model`` and ``--optimizer`` name: the models the engine trains and their optimizers.
 
-Each model (``sparkgrad.models``) comes with what the engine must know about it: how to
-build it from the run's seed, its loss (the CNN ends in ``log_softmax``, so it trains with
-``NLLLoss``, as PyTorch's MNIST example does), a batch size for evaluation that keeps memory
-modest, how its inputs are scaled, the name written into exported files, and whether the
-layer-splitting strategies
-(model, pipeline, tensor, hybrid) know how to cut it — today they cut an MLP's Linear layers.
+Each model (``sparkgrad.models``) comes with what the engine must know about it: its task
+(:mod:`sparkgrad.engine.tasks`: digits, text or reverse — which data it reads and how it is
+scored), how to build it from the run's config and seed (a language model also needs its
+corpus's vocabulary: ``vocab``), its loss (the CNN ends in ``log_softmax``, so it trains
+with ``NLLLoss``, as PyTorch's MNIST example does; sequence models score every position:
+``TokenCrossEntropy``), a batch size for evaluation that keeps memory modest, how its
+inputs are scaled, the name written into exported files, whether the layer-splitting
+strategies (model, pipeline, tensor, hybrid) know how to cut it — today they cut an MLP's
+Linear layers — and the settings it trains well with when the command line gives none
+(``defaults``: a ViT wants AdamW and 30 epochs where the MLP's SGD defaults are fine).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sparkgrad as sg
 from sparkgrad.autodiff.nn import Module
+from sparkgrad.engine.tasks import DIGITS, REVERSE, TEXT, Task
 from sparkgrad.models import architecture, build_cnn, build_mlp
+from sparkgrad.models.gpt import build_gpt
+from sparkgrad.models.lstm_lm import build_lstm_lm
+from sparkgrad.models.seq2seq import build_seq2seq
+from sparkgrad.models.sequence_parts import TokenCrossEntropy
+from sparkgrad.models.vit import build_vit
 
 __all__ = ["MODELS", "OPTIMIZERS", "ModelSpec", "architecture", "build_mlp", "build_optimizer"]
 
@@ -25,30 +35,97 @@ __all__ = ["MODELS", "OPTIMIZERS", "ModelSpec", "architecture", "build_mlp", "bu
 class ModelSpec:
     """One ``--model`` choice."""
 
-    build: Callable[[Any], Module]  # RunConfig -> the model, drawn from config.seed
+    task: Task
+    build: Callable[[Any, str], Module]  # (RunConfig, vocab) -> the model, drawn from config.seed
     loss: Callable[[], Module]
     eval_batch: int
     standardize: bool  # pixels (x/255 - 0.1307) / 0.3081, as PyTorch's MNIST example; else x/255
     name: Callable[[Any], str]  # RunConfig -> the architecture stored in exports
     splits_layers: bool  # can model/pipeline/tensor/hybrid cut it?
+    defaults: dict = field(default_factory=dict)  # options this model trains well with
+    options: tuple[str, ...] = ()  # the model options (--d-model ...) it reads
 
+
+def _transformer_name(kind: str) -> Callable[[Any], str]:
+    return lambda c: f"{kind}-d{c.d_model}-h{c.heads}-l{c.layers}"
+
+
+SEQUENCE_OPTIONS = ("d_model", "heads", "layers", "dropout")
+TEXT_DEFAULTS = {"optimizer": "adamw", "lr": 3e-3, "batch_size": 32, "epochs": 3}
 
 MODELS = {
     "mlp": ModelSpec(
-        build=lambda c: build_mlp(c.hidden, c.seed),
+        task=DIGITS,
+        build=lambda c, vocab: build_mlp(c.hidden, c.seed),
         loss=sg.nn.CrossEntropyLoss,
         eval_batch=1000,
         standardize=False,
         name=lambda c: architecture(c.hidden),
         splits_layers=True,
+        options=("hidden",),
     ),
     "cnn": ModelSpec(
-        build=lambda c: build_cnn(c.seed),
+        task=DIGITS,
+        build=lambda c, vocab: build_cnn(c.seed),
         loss=sg.nn.NLLLoss,
         eval_batch=250,  # conv2's unfolded patches of 1000 images take ~660 MB
         standardize=True,
         name=lambda c: "cnn-mnist",
         splits_layers=False,
+    ),
+    "vit": ModelSpec(
+        task=DIGITS,
+        build=lambda c, vocab: build_vit(
+            c.seed, d_model=c.d_model, nhead=c.heads, num_layers=c.layers, dropout=c.dropout
+        ),
+        loss=sg.nn.CrossEntropyLoss,
+        eval_batch=500,
+        standardize=True,
+        name=_transformer_name("vit-p7"),
+        splits_layers=False,
+        defaults={"optimizer": "adamw", "lr": 2e-3, "gamma": 0.93, "epochs": 30},
+        options=SEQUENCE_OPTIONS,
+    ),
+    "gpt": ModelSpec(
+        task=TEXT,
+        build=lambda c, vocab: build_gpt(
+            len(vocab), c.seed, context=c.context, d_model=c.d_model, nhead=c.heads,
+            num_layers=c.layers, dropout=c.dropout, tie_weights=c.tie_weights,
+        ),  # fmt: skip
+        loss=TokenCrossEntropy,
+        eval_batch=250,
+        standardize=False,
+        name=_transformer_name("gpt"),
+        splits_layers=False,
+        defaults=TEXT_DEFAULTS,
+        options=(*SEQUENCE_OPTIONS, "context", "tie_weights"),
+    ),
+    "lstm-lm": ModelSpec(
+        task=TEXT,
+        build=lambda c, vocab: build_lstm_lm(
+            len(vocab), c.seed, context=c.context, d_model=c.d_model, num_layers=c.layers,
+            dropout=c.dropout, tie_weights=c.tie_weights,
+        ),  # fmt: skip
+        loss=TokenCrossEntropy,
+        eval_batch=250,
+        standardize=False,
+        name=lambda c: f"lstm-lm-d{c.d_model}-l{c.layers}",
+        splits_layers=False,
+        defaults={**TEXT_DEFAULTS, "d_model": 128},
+        options=("d_model", "layers", "dropout", "context", "tie_weights"),
+    ),
+    "seq2seq": ModelSpec(
+        task=REVERSE,
+        build=lambda c, vocab: build_seq2seq(
+            c.seed, d_model=c.d_model, nhead=c.heads, num_layers=c.layers, dropout=c.dropout
+        ),
+        loss=lambda: TokenCrossEntropy(ignore_index=0),  # PAD positions are not scored
+        eval_batch=500,
+        standardize=False,
+        name=_transformer_name("seq2seq"),
+        splits_layers=False,
+        defaults={"optimizer": "adamw", "lr": 2e-3, "gamma": 0.7, "epochs": 10},
+        options=SEQUENCE_OPTIONS,
     ),
 }
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from typing import Any
 from urllib.parse import urlparse
 
 from sparkgrad.engine.config import RunConfig
@@ -77,16 +78,17 @@ def check_device(config: RunConfig, master: str | None = None) -> None:
 # ---- data ------------------------------------------------------------------------------------
 def check_data(config: RunConfig) -> dict[str, int] | None:
     """Both splits checked and counted; ``None`` for a Hadoop URI (Spark reads it)."""
-    from sparkgrad.dataset import count_samples, parse_source
+    from sparkgrad.dataset import count_samples
+    from sparkgrad.dataset.sources import is_uri
 
-    if parse_source(config.data).kind == "uri" and config.strategy != "single":
+    if is_uri(config.data) and config.strategy != "single":
         if config.data_parallel_size != config.world_size:
             raise ConfigError(
                 f"--data {config.data}: Spark hands each rank its own shard of a URI, which "
                 f"fits strategies that split the batch over every rank (data, zero1-3); for "
                 f"--strategy {config.strategy} copy the files to a local directory and pass that"
             )
-    counts = count_samples(config.data, seed=config.seed)
+    counts = _count_samples(config, count_samples)
     if counts is None:
         return None
     if counts["test"] < 1:
@@ -107,6 +109,24 @@ def check_data(config: RunConfig) -> dict[str, int] | None:
             f"{fix} or more data"
         )
     return counts
+
+
+def _count_samples(config: RunConfig, count_mnist: Any) -> dict[str, int] | None:
+    """Training and test samples of the model's task (windows of a text, digit strings)."""
+    from sparkgrad.dataset.sources import is_uri
+    from sparkgrad.engine.model import MODELS
+    from sparkgrad.engine.tasks import REVERSE, TEXT, reversal_datasets, text_datasets
+
+    task = MODELS[config.model].task
+    if task is TEXT:
+        if is_uri(config.data) and not config.data.startswith("file:"):
+            return None  # read through Spark when the run starts
+        train, test, _ = text_datasets(config)  # UTF-8, long enough for one window: checked
+        return {"train": len(train), "test": len(test)}
+    if task is REVERSE:
+        train, test = reversal_datasets(config)
+        return {"train": len(train), "test": len(test)}
+    return count_mnist(config.data, seed=config.seed)
 
 
 # ---- outputs ---------------------------------------------------------------------------------

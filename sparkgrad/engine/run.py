@@ -13,6 +13,7 @@ sizes), the paths the run will write, and a ``--resume``'s checkpoint settings.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -22,6 +23,7 @@ from sparkgrad.engine.config import RunConfig
 from sparkgrad.engine.job import PROGRESS_TAG, train_rank
 from sparkgrad.engine.model import MODELS
 from sparkgrad.engine.preflight import check_device, preflight
+from sparkgrad.engine.tasks import DIGITS, TEXT
 from sparkgrad.errors import CheckpointError
 
 _PROGRESS = re.compile(rf"{PROGRESS_TAG} step=(\d+) total=(\d+) loss=([-+0-9.eEnaif]+)")
@@ -41,15 +43,25 @@ class RunResult:
     state_dict: dict = field(default_factory=dict, repr=False)
     ranks: list[dict] = field(default_factory=list)  # per-rank time split, see job.py
 
+    vocab: str = ""  # a language model's characters, in id order
+
     @property
     def test_accuracy(self) -> float:
         return self.history[-1]["test_accuracy"] if self.history else float("nan")
 
+    @property
+    def score(self) -> float:
+        """The last epoch's value of the task's metric (accuracy, perplexity, exact match)."""
+        metric = MODELS[self.config.model].task.metric
+        return self.history[-1].get(metric, float("nan")) if self.history else float("nan")
+
     def summary_line(self) -> str:
         c = self.config
+        task = MODELS[c.model].task
         return (
-            f"done: strategy={c.strategy} world_size={c.world_size} epochs={c.epochs} "
-            f"test_accuracy={self.test_accuracy:.2%} wall={self.wall_seconds:.1f}s "
+            f"done: model={c.model} strategy={c.strategy} world_size={c.world_size} "
+            f"epochs={c.epochs} {task.metric}={task.format(self.score)} "
+            f"wall={self.wall_seconds:.1f}s "
             f"comm_measured={self.comms['measured_s']:.3f}s "
             f"comm_predicted[{c.sim_topology}]={self.comms['predicted_s'] * 1e3:.3f}ms"
         )
@@ -70,6 +82,7 @@ class RunResult:
             "config": self.config.to_dict(),
             "epochs": self.history,
             "test_accuracy": self.test_accuracy,
+            MODELS[self.config.model].task.metric: self.score,
             "wall_seconds": self.wall_seconds,
             "comms": self.comms,
             "export": self.export_path,
@@ -113,9 +126,9 @@ class DriverProgress:
 
 def _is_uri(data: str) -> bool:
     """``file://``, ``hdfs://``, ``s3a://`` ...: read through Spark, where the data lives."""
-    from sparkgrad.dataset import parse_source
+    from sparkgrad.dataset.sources import is_uri
 
-    return parse_source(data).kind == "uri"
+    return is_uri(data)
 
 
 def _spark_run(config: RunConfig) -> dict:
@@ -130,7 +143,12 @@ def _spark_run(config: RunConfig) -> dict:
         runner = SparkRunner(
             spark, config.world_size, sim_topology=config.sim_topology, log_sink=progress
         )
-        if not _is_uri(config.data):
+        if MODELS[config.model].task is TEXT and _is_uri(config.data):
+            from sparkgrad.dataset.text import read_corpus
+
+            corpus = read_corpus(config.data, spark)  # read once here, handed to every task
+            return runner.run(train_rank, config.to_dict(), corpus)
+        if MODELS[config.model].task is not DIGITS or not _is_uri(config.data):
             return runner.run(train_rank, config.to_dict())
         # Spark reads the files where they live; task r receives only rank r's shard
         from sparkgrad.dataset import load_mnist, shard_uri
@@ -142,6 +160,25 @@ def _spark_run(config: RunConfig) -> dict:
         return runner.run(train_rank, config.to_dict(), test_set, inputs=shards)
     finally:
         progress.close()
+
+
+def export_metadata(config: RunConfig, result: RunResult, version: str) -> dict[str, str]:
+    """The safetensors header's ``__metadata__``: enough to rebuild the model and read it."""
+    spec = MODELS[config.model]
+    meta = {
+        "architecture": spec.name(config),
+        "model": config.model,
+        "strategy": config.strategy,
+        "world_size": str(config.world_size),
+        "epochs": str(config.epochs),
+        "test_accuracy": f"{result.test_accuracy:.6f}",
+        spec.task.metric: f"{result.score:.6f}",
+        "sparkgrad_version": version,
+    }
+    meta.update({name: json.dumps(getattr(config, name)) for name in spec.options})
+    if result.vocab:
+        meta["vocab"] = json.dumps(result.vocab)  # ids are positions in this string
+    return meta
 
 
 def run(config: RunConfig) -> RunResult:
@@ -166,6 +203,7 @@ def run(config: RunConfig) -> RunResult:
         resumed_from=out["resumed_from"],
         state_dict=out["state_dict"],
         ranks=out.get("ranks", []),
+        vocab=out.get("vocab", ""),
     )
     if config.export:
         from sparkgrad import __version__
@@ -175,14 +213,7 @@ def run(config: RunConfig) -> RunResult:
             result.export_path = save_safetensors(
                 out["state_dict"],
                 config.export,
-                {
-                    "architecture": MODELS[config.model].name(config),
-                    "strategy": config.strategy,
-                    "world_size": str(config.world_size),
-                    "epochs": str(config.epochs),
-                    "test_accuracy": f"{result.test_accuracy:.6f}",
-                    "sparkgrad_version": __version__,
-                },
+                export_metadata(config, result, __version__),
             )
         except OSError as exc:  # e.g. the disk filled up during training
             raise CheckpointError(

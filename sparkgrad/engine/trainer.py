@@ -3,18 +3,22 @@
 One epoch = iterate the training loader, handing each batch to the strategy's
 ``train_step`` (forward, loss, backward, communication, optimizer step: where the work is
 cut is the strategy's business, see :mod:`sparkgrad.parallel.strategy`), then evaluate on
-the test loader without gradients. Per epoch it records train loss, test loss,
-test accuracy and throughput (samples per second), shows a progress bar, and calls the
-callbacks, so a notebook can plot live and a checkpointer can save.
+the test loader without gradients. Per epoch it records train loss, test loss, the
+task's score (:mod:`sparkgrad.engine.tasks`: accuracy, perplexity or exact match) and
+throughput (samples per second), shows a progress bar, and calls the callbacks, so a
+notebook can plot live and a checkpointer can save.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from sparkgrad.engine.tasks import DIGITS, Task
+from sparkgrad.engine.tasks import evaluate as evaluate_task
 from sparkgrad.parallel.strategy import Strategy
 
 
@@ -28,6 +32,8 @@ class EpochMetrics:
     test_accuracy: float
     samples_per_second: float
     seconds: float
+    test_perplexity: float = math.nan  # language models: exp(test loss)
+    test_exact_match: float = math.nan  # seq2seq: share of answers exactly right
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -35,14 +41,8 @@ class EpochMetrics:
 
 def evaluate(strategy: Strategy, loss_fn: Callable, loader: Iterable) -> tuple[float, float]:
     """Mean loss and accuracy over ``loader`` of the logits ``strategy.predict`` gives."""
-    total_loss, correct, count = 0.0, 0, 0
-    for x, y in loader:
-        logits = strategy.predict(x)
-        n = len(y)
-        total_loss += float(loss_fn(logits, y).item()) * n
-        correct += int((logits.argmax(axis=1) == y).sum().item())
-        count += n
-    return total_loss / max(count, 1), correct / max(count, 1)
+    scores = evaluate_task(DIGITS, strategy, loss_fn, loader)
+    return scores["test_loss"], scores["test_accuracy"]
 
 
 class Trainer:
@@ -66,12 +66,13 @@ class Trainer:
         callbacks: Iterable[Callable] = (),
         step_callbacks: Iterable[Callable] = (),
         progress: bool = True,
+        task: Task = DIGITS,
     ) -> None:
         self.strategy, self.loss_fn = strategy, loss_fn
         self.train_loader, self.test_loader = train_loader, test_loader
         self.epochs, self.scheduler = epochs, scheduler
         self.callbacks, self.step_callbacks = list(callbacks), list(step_callbacks)
-        self.progress = progress
+        self.progress, self.task = progress, task
         self.history: list[EpochMetrics] = []
         self.global_step = 0
         self.epoch = 0
@@ -130,12 +131,16 @@ class Trainer:
             start = time.perf_counter()
             train_loss, seen = self.train_epoch(epoch, skip_batches if epoch == start_epoch else 0)
             seconds = time.perf_counter() - start
-            test_loss, accuracy = (float("nan"), float("nan"))
+            scores = {"test_loss": math.nan, "test_accuracy": math.nan}
             if self.test_loader is not None:
-                test_loss, accuracy = evaluate(self.strategy, self.loss_fn, self.test_loader)
+                scores.update(
+                    evaluate_task(self.task, self.strategy, self.loss_fn, self.test_loader)
+                )
             if self.scheduler is not None:
                 self.scheduler.step()
-            metrics = EpochMetrics(epoch, train_loss, test_loss, accuracy, seen / seconds, seconds)
+            metrics = EpochMetrics(
+                epoch, train_loss, samples_per_second=seen / seconds, seconds=seconds, **scores
+            )
             self.history.append(metrics)
             for cb in self.callbacks:
                 cb(self, metrics)

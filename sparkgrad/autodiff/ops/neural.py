@@ -25,20 +25,26 @@ class Linear(Function):
                 f"weight of shape {tuple(weight.shape)} expects {weight.shape[1]}"
             )
         ctx.save_for_backward(x, weight)
-        out = x @ weight.T
+        out = rows(x) @ weight.T  # (..., in) as one (rows, in) matrix: a single BLAS call
         if bias is not None:
             out += bias  # out is fresh, so adding in place saves one temporary
-        return out
+        return out.reshape(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
     def backward(ctx: Context, grad: Any) -> Any:
         x, weight = ctx.saved_tensors
         need_x, need_w, need_b = (ctx.needs_input_grad + (False,))[:3]
-        g2 = grad.reshape(-1, grad.shape[-1])
-        gx = grad @ weight if need_x else None
-        gw = g2.T @ x.reshape(-1, x.shape[-1]) if need_w else None
+        g2 = rows(grad)
+        gx = (g2 @ weight).reshape(x.shape) if need_x else None
+        gw = g2.T @ rows(x) if need_w else None
         gb = g2.sum(axis=0) if need_b else None
         return gx, gw, gb
+
+
+def rows(a: Any) -> Any:
+    """``a`` of shape (..., n) viewed as a (rows, n) matrix (NumPy's stacked matmul of a 3-D
+    array by a transposed 2-D one loops over the stack instead of making one BLAS call)."""
+    return a.reshape(-1, a.shape[-1]) if a.ndim != 2 else a
 
 
 def _log_softmax(a: Any, axis: int) -> Any:

@@ -115,23 +115,25 @@ class GELU(Function):
     @staticmethod
     def forward(ctx: Context, a: Any, approximate: str = "none") -> Any:
         xp = array_module(a)
-        ctx.save_for_backward(a)
         ctx.approximate = approximate
         if approximate == "tanh":
+            ctx.save_for_backward(a)
             inner = math.sqrt(2 / math.pi) * (a + 0.044715 * a**3)
             return 0.5 * a * (1 + xp.tanh(inner))
-        return 0.5 * a * (1 + _erf(a * (1 / math.sqrt(2))))
+        cdf = 0.5 * (1 + _erf(a * (1 / math.sqrt(2))))  # Φ(a), kept: backward needs it too
+        ctx.save_for_backward(a, cdf)
+        return a * cdf
 
     @staticmethod
     def backward(ctx: Context, grad: Any) -> Any:
-        (a,) = ctx.saved_tensors
+        a = ctx.saved_tensors[0]
         xp = array_module(a)
         if ctx.approximate == "tanh":
             k = math.sqrt(2 / math.pi)
             t = xp.tanh(k * (a + 0.044715 * a**3))
             d_inner = k * (1 + 3 * 0.044715 * a * a)
             return grad * (0.5 * (1 + t) + 0.5 * a * (1 - t * t) * d_inner)
-        cdf = 0.5 * (1 + _erf(a * (1 / math.sqrt(2))))
+        cdf = ctx.saved_tensors[1]
         pdf = xp.exp(-0.5 * a * a) * (1 / math.sqrt(2 * math.pi))
         return grad * (cdf + a * pdf)
 
