@@ -89,9 +89,15 @@ MODELS = {
     "gpt": ModelSpec(
         task=TEXT,
         build=lambda c, vocab: build_gpt(
-            len(vocab), c.seed, context=c.context, d_model=c.d_model, nhead=c.heads,
-            num_layers=c.layers, dropout=c.dropout, tie_weights=c.tie_weights,
-        ),  # fmt: skip
+            len(vocab),
+            c.seed,
+            context=c.context,
+            d_model=c.d_model,
+            nhead=c.heads,
+            num_layers=c.layers,
+            dropout=c.dropout,
+            tie_weights=c.tie_weights,
+        ),
         loss=TokenCrossEntropy,
         eval_batch=250,
         standardize=False,
@@ -103,9 +109,14 @@ MODELS = {
     "lstm-lm": ModelSpec(
         task=TEXT,
         build=lambda c, vocab: build_lstm_lm(
-            len(vocab), c.seed, context=c.context, d_model=c.d_model, num_layers=c.layers,
-            dropout=c.dropout, tie_weights=c.tie_weights,
-        ),  # fmt: skip
+            len(vocab),
+            c.seed,
+            context=c.context,
+            d_model=c.d_model,
+            num_layers=c.layers,
+            dropout=c.dropout,
+            tie_weights=c.tie_weights,
+        ),
         loss=TokenCrossEntropy,
         eval_batch=250,
         standardize=False,
