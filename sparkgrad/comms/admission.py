@@ -55,6 +55,7 @@ class Admission:
         self.listener, self.handshake, self.name = listener, handshake, name
         self.handshake_s, self.pending = handshake_s, pending
         self.refused: list[str] = []  # the first KEEP_REFUSALS refusal lines
+        self.accepted = 0  # connections accepted so far
         self.refusals = 0  # every refusal, counted
         self._busy = 0  # refusals because the line was full
         self._line: queue.Queue = queue.Queue(maxsize=pending)
@@ -76,6 +77,7 @@ class Admission:
                 sock, addr = self.listener.accept()
             except OSError:
                 return  # listener closed
+            self.accepted += 1
             try:
                 self._line.put_nowait((sock, addr, time.monotonic() + self.handshake_s))
             except queue.Full:
@@ -95,7 +97,8 @@ class Admission:
             try:
                 self.handshake(sock, addr, deadline)
             except (OSError, CommError) as exc:
-                self._refuse(sock, addr, str(exc) or type(exc).__name__)
+                reason = str(exc) or type(exc).__name__
+                self._refuse(sock, addr, "cut off, the listener closed" if self._closed else reason)
             finally:
                 with self._lock:
                     self._in_handshake.discard(sock)
