@@ -136,7 +136,7 @@ def _serve_store(
     if missing:
         for _, sock in table.entries.values():
             sock.close()
-        raise CollectiveTimeout(f"{name}: waited {timeout:g} s; missing ranks {missing}")
+        raise CollectiveTimeout(f"the store waited {timeout:g} s; missing ranks {missing}")
     everyone = [mine] + [table.entries[r][0] for r in range(1, world_size)]
     reply = struct.pack("<H", world_size) + b"".join(_pack(a) for a in everyone)
     answer_by = time.monotonic() + min(timeout, HANDSHAKE_SECONDS)

@@ -147,7 +147,7 @@ class Mailbox:
             while True:
                 queue = queues.get(key)
                 if queue:  # data first: a notice about a *later* call must not spoil this one
-                    if queues is self._queues:
+                    if queues is self._queues:  # DATA frames are counted (see post)
                         self._taken[key] += 1
                     return queue.popleft()
                 notices = self._control[group_tag(tag)]
