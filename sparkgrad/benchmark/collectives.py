@@ -89,7 +89,7 @@ def run_backend(
 ) -> dict[str, Any]:
     """Start ``world_size`` worker processes on 127.0.0.1 and return rank 0's JSON result."""
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "OMP_NUM_THREADS": "1"}
-    env["SPARKGRAD_SECRET"] = secrets.token_hex(16)  # a fresh per-job secret for sparkgrad's TCP
+    env["SPARKGRAD_SECRET"] = secrets.token_hex(32)  # a fresh random per-job secret (TCP)
     if algo is not None:
         env["NCCL_ALGO"] = algo
     with tempfile.TemporaryDirectory(prefix="sg-bench-") as tmp:

@@ -5,13 +5,17 @@ number, its *fingerprint* (``all_reduce(shape=(1024,), dtype=float32, op=SUM,
 algo=ring)``) and its deadline. Every frame sent carries both; every frame received is
 checked against them, which is how a rank notices that a peer called something else.
 Ranks are *group* ranks (0..size-1 of this communicator), mapped here to transport ranks.
+
+A channel remembers whom it sent to and heard from, for :meth:`Channel.confirm`: the
+end of a rooted collective, where a rank that only *sent* to a peer waits for that
+peer's small ACK, so that a mismatch found by the peer reaches the sender too.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sparkgrad.comms.framing import DATA, Frame
+from sparkgrad.comms.framing import ACK, DATA, Frame
 from sparkgrad.comms.reduce_ops import ReduceOp, combine
 from sparkgrad.errors import CommError
 
@@ -25,6 +29,8 @@ class Channel:
         self.rank, self.size = comm.rank, comm.size
         self.waiting_on: int | None = None  # the group rank a recv is blocked on, for errors
         self._ahead: list[tuple[int, int | None]] = []  # (source, index) posted by post_ahead
+        self.sent_to: set[int] = set()  # group ranks this call sent DATA to
+        self.heard_from: set[int] = set()  # group ranks whose DATA this call checked
 
     def segments(self, view: Any) -> list[Any]:
         """``view`` cut into pieces of at most ``segment_bytes`` (at least one piece)."""
@@ -37,6 +43,7 @@ class Channel:
         """Send ``view`` to group rank ``peer``, as frames of at most ``max_frame_bytes``."""
         comm = self.comm
         dst = comm.ranks[peer]
+        self.sent_to.add(peer)
         step = max(1, comm.max_frame_bytes // max(1, view.itemsize))
         for i in range(0, max(view.size, 1), step):
             if comm.faults is not None:
@@ -81,6 +88,7 @@ class Channel:
             finally:
                 mailbox.unpost(self.tag, src, index)
             self.waiting_on = None
+            self.heard_from.add(peer)
             arr = frame.array.reshape(-1)
             if arr.dtype != out.dtype or pos + arr.size > out.size:
                 raise CommError(
@@ -106,3 +114,28 @@ class Channel:
         """Receive ``acc.size`` elements from ``peer`` and combine: ``acc = acc op incoming``."""
         for pos, arr, _ in self._frames(peer, acc, post=False):
             combine(op, acc[pos : pos + arr.size], arr)
+
+    def confirm(self) -> None:
+        """End a rooted collective: every rank learns whether its peers agreed.
+
+        In a broadcast, reduce, gather or scatter some ranks only send to a peer and never
+        hear from it (the root of a broadcast; the leaves of a reduce). Nothing they
+        receive can tell them that the peer called something else, so they would return
+        normally and learn of the mismatch only at their next call. Here, first, a rank
+        waits for one small ACK from every peer it only sent to; then it sends one to every
+        peer it only heard from. A peer acknowledges once *its* part is done, including
+        its own waits, so the acks run back up the tree and a rank returns only when the
+        ranks it fed (and theirs) got the same call. A mismatch or failure anywhere below
+        arrives instead as the notice that makes this rank raise as well.
+
+        Only for tree-shaped algorithms: in a ring every rank hears from every other
+        through the data itself, and acks around a cycle would wait on each other forever.
+        """
+        comm = self.comm
+        for peer in sorted(self.sent_to - self.heard_from):
+            self.waiting_on = peer
+            comm.recv_ack(peer, self)
+        self.waiting_on = None
+        for peer in sorted(self.heard_from - self.sent_to):
+            ack = Frame(ACK, comm.transport.rank, self.tag, self.seq, self.fingerprint, None)
+            comm.transport.send(comm.ranks[peer], ack)

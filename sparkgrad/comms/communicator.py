@@ -17,7 +17,12 @@ Failure behaviour, the part users of NCCL and gloo complain about most:
 - a received frame whose fingerprint or sequence number differs from the call's means
   the ranks called different collectives: the rank raises
   :class:`~sparkgrad.errors.CollectiveMismatch` naming both calls and tells every peer,
-  which raise the same error;
+  which raise the same error. The rooted collectives (broadcast, reduce, gather,
+  scatter) end with :meth:`~sparkgrad.comms.channel.Channel.confirm`: a rank that only
+  sent to a peer waits for its one small ACK, so the root of a broadcast raises too,
+  not just its receivers. ``send`` is the exception, on purpose: it returns once its
+  bytes are handed over (no send/recv pattern can deadlock), a mismatched ``recv``
+  raises on the receiver, and the sender raises at its next call on this group;
 - a receive that times out, or a peer whose connection closes, starts a short *roll call*:
   the rank announces "stuck" to all peers, every waiting rank answers the same way, and
   after a grace period each raises :class:`~sparkgrad.errors.CollectiveTimeout` naming the
@@ -42,7 +47,7 @@ from sparkgrad.comms.transport import ControlArrived, PeerLost, Transport, WaitT
 from sparkgrad.errors import CollectiveMismatch, CollectiveTimeout, CommError
 
 log = logging.getLogger("sparkgrad.comms")
-P2P_TAG_BIT = 1 << 31  # send/recv frames travel apart from collective frames
+CONFIRMED = frozenset({"broadcast", "reduce", "gather", "scatter"})  # tree-shaped: see run
 
 
 def _debug_enabled() -> bool:
@@ -220,11 +225,13 @@ class Communicator:
         fingerprint = f"{collective}({detail}, algo={algo})"
         t0 = time.perf_counter()
         ch = Channel(self, self.seq, fingerprint, time.monotonic() + self.timeout, self.tag)
-        pending = self.transport.mailbox.pending_control(self.tag)
+        pending = self.pending_notice()
         try:
             if pending is not None:
                 raise ControlArrived(pending)
             body(ch, algo)
+            if collective in CONFIRMED:
+                ch.confirm()
         except (ControlArrived, PeerLost, WaitTimeout) as exc:
             self._fail(ch, exc)
         finally:
@@ -232,9 +239,20 @@ class Communicator:
         self._account(collective, algo, nbytes, detail, t0)
         return algo
 
+    def pending_notice(self) -> Frame | None:
+        """A failure notice a peer sent about an earlier call of this group or its send/recv."""
+        return self.transport.mailbox.pending_control(self.tag)
+
     def recv_checked(self, peer: int, ch: Channel) -> Frame:
         """The next frame from group rank ``peer``, checked against the call's fingerprint."""
-        frame = self.transport.recv(ch.tag, self.ranks[peer], ch.deadline)
+        return self._checked(peer, ch, self.transport.recv(ch.tag, self.ranks[peer], ch.deadline))
+
+    def recv_ack(self, peer: int, ch: Channel) -> Frame:
+        """The ACK of group rank ``peer`` for this call (see ``Channel.confirm``), checked."""
+        mailbox = self.transport.mailbox
+        return self._checked(peer, ch, mailbox.get_ack(ch.tag, self.ranks[peer], ch.deadline))
+
+    def _checked(self, peer: int, ch: Channel, frame: Frame) -> Frame:
         if frame.seq != ch.seq or frame.fingerprint != ch.fingerprint:
             message = (
                 f"collective mismatch: rank {self.rank} called {ch.fingerprint} as call "
@@ -276,7 +294,7 @@ class Communicator:
         if isinstance(exc, PeerLost):
             cause = f"rank {self._group_rank(exc.peer)} is gone: {exc.reason}"
         elif isinstance(exc, WaitTimeout):
-            cause = f"no data from rank {ch.waiting_on} within {self.timeout:g} s"
+            cause = f"no data (or ACK) from rank {ch.waiting_on} within {self.timeout:g} s"
         else:
             frame = exc.frame
             cause = f"rank {self._group_rank(frame.src)} reported its call #{frame.seq} stuck"

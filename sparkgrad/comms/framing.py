@@ -33,10 +33,11 @@ MAX_NDIM = 8
 MAX_FINGERPRINT = 1024
 DEFAULT_MAX_FRAME_BYTES = 1 << 30  # 1 GiB; larger arrays are split into several frames
 
-# What a frame is for. DATA carries array bytes of a collective or send/recv; the others
-# are control frames that stop a doomed collective on every rank.
-DATA, STUCK, MISMATCH = 0, 1, 2
-KINDS = (DATA, STUCK, MISMATCH)
+# What a frame is for. DATA carries array bytes of a collective or send/recv; ACK (no
+# bytes) says "my part of this call is done" in a rooted collective (see Channel.confirm);
+# STUCK and MISMATCH are control frames that stop a doomed collective on every rank.
+DATA, STUCK, MISMATCH, ACK = 0, 1, 2, 3
+KINDS = (DATA, STUCK, MISMATCH, ACK)
 
 DTYPES = (
     np.dtype(np.bool_),

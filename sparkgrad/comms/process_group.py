@@ -26,10 +26,11 @@ import numpy as np
 from sparkgrad.comms.algorithms import REGISTRY
 from sparkgrad.comms.buffers import host_buffer, like
 from sparkgrad.comms.channel import Channel
-from sparkgrad.comms.communicator import P2P_TAG_BIT, Communicator
+from sparkgrad.comms.communicator import Communicator
+from sparkgrad.comms.framing import MISMATCH
 from sparkgrad.comms.reduce_ops import ReduceOp, as_reduce_op, check_op_dtype, finish
-from sparkgrad.comms.transport import ControlArrived, PeerLost, WaitTimeout
-from sparkgrad.errors import CollectiveTimeout, CommError, ShapeError
+from sparkgrad.comms.transport import P2P_TAG_BIT, ControlArrived, PeerLost, WaitTimeout
+from sparkgrad.errors import CollectiveMismatch, CollectiveTimeout, CommError, ShapeError
 
 
 def _detail(buf: np.ndarray, **extra: Any) -> str:
@@ -250,14 +251,22 @@ class ProcessGroup(Communicator):
             self.tag | P2P_TAG_BIT,
         )
         try:
+            pending = self.pending_notice()  # e.g. our last send did not match its recv
+            if pending is not None:
+                raise ControlArrived(pending)
             if kind == "send":
                 ch.send(peer, buf.reshape(-1))
             else:
                 ch.recv_into(peer, buf.reshape(-1))
         except (ControlArrived, PeerLost, WaitTimeout) as exc:
-            self._broken = f"recv from rank {peer} failed"
+            if isinstance(exc, ControlArrived) and exc.frame.kind == MISMATCH:
+                self._broken = exc.frame.fingerprint
+                raise CollectiveMismatch(
+                    f"{exc.frame.fingerprint} (reported by rank {exc.frame.src})"
+                ) from None
+            self._broken = f"{kind} with rank {peer} failed"
             raise CollectiveTimeout(
-                f"recv (p2p #{ch.seq} from rank {peer}, {fingerprint}) failed on rank "
+                f"{kind} (p2p #{ch.seq} with rank {peer}, {fingerprint}) failed on rank "
                 f"{self.rank}: missing ranks [{peer}] ({exc})"
             ) from None
         if back:

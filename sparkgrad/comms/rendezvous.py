@@ -5,7 +5,8 @@ Three ways in, all ending in a list ``addresses[rank] = (host, port)`` handed to
 
 - ``tcp://host:port``: rank 0 opens a small *store* there; every other rank dials it
   (authenticated with the job secret), tells it its own listening address, and gets the
-  full table back;
+  full table back. The store serves handshakes concurrently with one deadline each
+  (:mod:`.admission`), so a stranger holding a connection open delays nobody;
 - ``env://``: the same, with host and port from ``MASTER_ADDR``/``MASTER_PORT`` and
   ``RANK``/``WORLD_SIZE`` when not given (PyTorch's variables);
 - Spark: the tasks of a barrier stage exchange ``"host:port"`` strings through
@@ -13,26 +14,30 @@ Three ways in, all ending in a list ``addresses[rank] = (host, port)`` handed to
   (a pure function, unit-tested without Spark) and :func:`spark_rendezvous` does it all.
 
 Store messages are bounded binary records (``u16 port | u8 len | host``), never pickle.
+The TCP ways need the per-job secret (``secret=`` or ``SPARKGRAD_SECRET``); without one
+they refuse to start (:func:`~sparkgrad.comms.auth.resolve_secret`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
 import struct
+import threading
 import time
 from typing import Any
 
+from sparkgrad.comms.admission import HANDSHAKE_SECONDS, Admission
 from sparkgrad.comms.auth import (
-    client_handshake,
+    check_secret,
     new_secret,
     recv_exact,
-    secret_from_env,
+    resolve_secret,
+    send_all,
     server_handshake,
 )
-from sparkgrad.comms.tcp_transport import TcpTransport, dial, listen
+from sparkgrad.comms.tcp_transport import TcpTransport, dial_authenticated, listen
 from sparkgrad.errors import CollectiveTimeout, CommError, ConfigError
 
 log = logging.getLogger("sparkgrad.comms")
@@ -64,78 +69,104 @@ def spark_addresses(gathered: list[str], rank: int) -> list[Address]:
     return addresses
 
 
-def job_secret(secret: bytes | str | None, hint: str) -> bytes:
-    """The per-job secret: given, from ``SPARKGRAD_SECRET``, or (with a warning) a default."""
-    if isinstance(secret, str):
-        return bytes.fromhex(secret)
-    if secret:
-        return secret
-    env = secret_from_env()
-    if env:
-        return env
-    log.warning(
-        "no SPARKGRAD_SECRET set: connections authenticate with a secret derived from "
-        "%s, which anyone can compute; set SPARKGRAD_SECRET for a real per-job secret",
-        hint,
-    )
-    return hashlib.sha256(f"sparkgrad-default:{hint}".encode()).digest()
-
-
 def _pack(address: Address) -> bytes:
     host = address[0].encode()
     return struct.pack("<HB", address[1], len(host)) + host
 
 
-def _unpack(sock: socket.socket) -> Address:
-    port, n = struct.unpack("<HB", recv_exact(sock, 3))
-    return recv_exact(sock, n).decode(), port
+def _unpack(sock: socket.socket, deadline: float) -> Address:
+    port, n = struct.unpack("<HB", recv_exact(sock, 3, deadline))
+    return recv_exact(sock, n, deadline).decode(), port
+
+
+class _StoreTable:
+    """What rank 0's store has heard so far: rank -> (address, open socket to reply on)."""
+
+    def __init__(self, world_size: int) -> None:
+        self.world_size = world_size
+        self.entries: dict[int, tuple[Address, socket.socket]] = {}
+        self._cond = threading.Condition()
+
+    def add(self, rank: int, address: Address, sock: socket.socket) -> None:
+        with self._cond:
+            if rank == 0 or rank in self.entries:
+                raise CommError(f"a second connection claims rank {rank}")
+            self.entries[rank] = (address, sock)
+            self._cond.notify_all()
+
+    def wait_full(self, deadline: float) -> list[int]:
+        """Wait until every rank but 0 is in, or ``deadline``; return the missing ranks."""
+        with self._cond:
+            while len(self.entries) < self.world_size - 1:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            return sorted(set(range(1, self.world_size)) - set(self.entries))
+
+
+def _ask_store(
+    master: Address, rank: int, world_size: int, mine: Address, secret: bytes, deadline: float
+) -> list[Address]:
+    """A rank other than 0: tell the store our address, get the whole table back."""
+    sock = dial_authenticated(master, secret, rank, world_size, deadline)
+    with sock:
+        send_all(sock, _pack(mine), deadline)
+        (count,) = struct.unpack("<H", recv_exact(sock, 2, deadline))
+        if count != world_size:
+            raise CommError(f"store sent {count} addresses, expected {world_size}")
+        return [_unpack(sock, deadline) for _ in range(count)]
+
+
+def _serve_store(
+    master: Address, world_size: int, mine: Address, secret: bytes, timeout: float
+) -> list[Address]:
+    """Rank 0: serve the store until every rank has told its address, then answer all."""
+    deadline = time.monotonic() + timeout
+    table = _StoreTable(world_size)
+
+    def handshake(sock: socket.socket, addr: tuple, until: float) -> None:
+        rank = server_handshake(sock, secret, world_size, until)
+        table.add(rank, _unpack(sock, until), sock)
+
+    server = socket.create_server(master, reuse_port=False, backlog=128)
+    name = f"rendezvous store at {master[0]}:{master[1]}"
+    with Admission(server, handshake, name=name, handshake_s=min(timeout, HANDSHAKE_SECONDS)):
+        missing = table.wait_full(deadline)
+    if missing:
+        for _, sock in table.entries.values():
+            sock.close()
+        raise CollectiveTimeout(f"the store waited {timeout:g} s; missing ranks {missing}")
+    everyone = [mine] + [table.entries[r][0] for r in range(1, world_size)]
+    reply = struct.pack("<H", world_size) + b"".join(_pack(a) for a in everyone)
+    answer_by = time.monotonic() + min(timeout, HANDSHAKE_SECONDS)
+    for rank, (_, sock) in sorted(table.entries.items()):
+        with sock:
+            try:
+                send_all(sock, reply, answer_by)
+            except OSError as exc:
+                raise CommError(f"{name}: could not answer rank {rank}: {exc}") from None
+    return everyone
 
 
 def store_exchange(
     master: Address, rank: int, world_size: int, mine: Address, secret: bytes, timeout: float
 ) -> list[Address]:
-    """Every rank's address, gathered by rank 0's store at ``master`` (rank 0 serves it)."""
-    deadline = time.monotonic() + timeout
-    if rank != 0:
-        sock = dial(master, deadline)
-        with sock:
-            sock.settimeout(max(0.1, deadline - time.monotonic()))
-            client_handshake(sock, secret, rank, world_size)
-            sock.sendall(_pack(mine))
-            (count,) = struct.unpack("<H", recv_exact(sock, 2))
-            if count != world_size:
-                raise CommError(f"store sent {count} addresses, expected {world_size}")
-            return [_unpack(sock) for _ in range(count)]
-    table: dict[int, tuple[Address, socket.socket]] = {}
-    server = socket.create_server(master, reuse_port=False, backlog=128)
+    """Every rank's address, gathered by rank 0's store at ``master`` (rank 0 serves it).
+
+    The whole exchange has one deadline, ``timeout`` seconds from now, on every rank: a
+    peer that never comes, or a stranger that holds a connection open, ends it with
+    :class:`~sparkgrad.errors.CollectiveTimeout` in time, never a bare ``TimeoutError``.
+    """
     try:
-        while len(table) < world_size - 1:
-            server.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                sock, addr = server.accept()
-            except TimeoutError:
-                missing = sorted(set(range(1, world_size)) - set(table))
-                raise CollectiveTimeout(
-                    f"rendezvous at {master[0]}:{master[1]}: waited "
-                    f"{timeout:g} s; missing ranks {missing}"
-                ) from None
-            try:
-                sock.settimeout(min(10.0, max(0.1, deadline - time.monotonic())))
-                peer = server_handshake(sock, secret, world_size)
-                if peer == 0 or peer in table:
-                    raise CommError(f"duplicate rank {peer}")
-                table[peer] = (_unpack(sock), sock)
-            except (OSError, CommError) as exc:
-                log.warning("rendezvous store refused %s:%s: %s", addr[0], addr[1], exc)
-                sock.close()
-        everyone = [mine] + [table[r][0] for r in range(1, world_size)]
-        reply = struct.pack("<H", world_size) + b"".join(_pack(a) for a in everyone)
-        for _, sock in table.values():
-            sock.sendall(reply)
-            sock.close()
-        return everyone
-    finally:
-        server.close()
+        if rank != 0:
+            return _ask_store(master, rank, world_size, mine, secret, time.monotonic() + timeout)
+        return _serve_store(master, world_size, mine, secret, timeout)
+    except CollectiveTimeout as exc:
+        raise CollectiveTimeout(
+            f"rendezvous (rank {rank} of {world_size}, store at {master[0]}:{master[1]}, "
+            f"timeout {timeout:g} s): {exc}"
+        ) from None
 
 
 def parse_init_method(
@@ -173,20 +204,34 @@ def tcp_rendezvous(
 ) -> TcpTransport:
     """A connected :class:`TcpTransport` from ``env://`` or ``tcp://host:port``."""
     master, rank, world_size = parse_init_method(init_method, rank, world_size)
-    key = job_secret(secret, f"{master[0]}:{master[1]}/{world_size}")
+    key = resolve_secret(secret)  # before any socket opens: no secret, no job
+    deadline = time.monotonic() + timeout  # one deadline for the store and the mesh
     listener = listen(master[0] if master[0] in ("127.0.0.1", "localhost") else "0.0.0.0")
     mine = (
         master[0] if master[0] in ("127.0.0.1", "localhost") else socket.gethostname(),
         listener.getsockname()[1],
     )
-    addresses = store_exchange(master, rank, world_size, mine, key, timeout)
-    transport = TcpTransport(rank, world_size, listener, key, timeout)
-    transport.connect(addresses)
+    try:
+        addresses = store_exchange(master, rank, world_size, mine, key, timeout)
+        transport = TcpTransport(rank, world_size, listener, key, timeout)
+    except BaseException:
+        listener.close()
+        raise
+    try:
+        transport.connect(addresses, deadline)
+    except BaseException:
+        transport.close()
+        raise
     return transport
 
 
 def spark_rendezvous(context: Any, secret: bytes, timeout: float = 30.0) -> TcpTransport:
-    """Inside a barrier task: listen, ``allGather`` the address, connect to every peer."""
+    """Inside a barrier task: listen, ``allGather`` the address, connect to every peer.
+
+    ``secret`` is the driver's per-job secret (SparkRunner draws it with
+    ``secrets.token_bytes(32)`` and ships it to the tasks in the job's closure).
+    """
+    secret = check_secret(secret, "the Spark job")
     host = os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")
     listener = listen(host)
     gathered = context.allGather(f"{host}:{listener.getsockname()[1]}")

@@ -1,10 +1,11 @@
 """TCP transport: ranks are processes, one authenticated socket per pair of ranks.
 
-Setup (:func:`connect_mesh`): every rank has a listening socket; rank ``i`` dials every
-rank ``j < i`` and accepts the dials of ranks ``j > i``; each connection passes the HMAC
-handshake of :mod:`.auth` before it carries a byte of data. The listener stays open for
-the life of the transport so that a rogue client is refused (and logged) at any time
-while collectives carry on.
+Setup (:meth:`TcpTransport.connect`): every rank has a listening socket; rank ``i`` dials
+every rank ``j < i`` and accepts the dials of ranks ``j > i``; each connection passes the
+HMAC handshake of :mod:`.auth` before it carries a byte of data. The listener stays open
+for the life of the transport, served by an :class:`~sparkgrad.comms.admission.Admission`
+(a few handshake threads, one deadline per handshake, a bounded line), so that a rogue
+or slow client is refused (and logged) at any time while collectives carry on.
 
 Data path, built for bandwidth:
 
@@ -16,7 +17,8 @@ Data path, built for bandwidth:
   while its neighbour sends one back at the same time (a ring step) without deadlock,
   and sending overlaps receiving.
 - an oversized or malformed frame, or a closed socket, marks the peer lost with the reason;
-  the waiting collective then fails with that reason instead of hanging.
+  the waiting collective then fails with that reason instead of hanging, and so does a
+  later send to that peer (not with the "Bad file descriptor" of the closed socket).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ import time
 import numpy as np
 
 from sparkgrad.autodiff.threads import usable_cores
-from sparkgrad.comms.auth import client_handshake, server_handshake
+from sparkgrad.comms.admission import HANDSHAKE_SECONDS, Admission
+from sparkgrad.comms.auth import AuthError, check_secret, client_handshake, server_handshake
 from sparkgrad.comms.framing import (
     DATA,
     DEFAULT_MAX_FRAME_BYTES,
@@ -91,41 +94,36 @@ class TcpTransport(Transport):
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     ) -> None:
         self.rank, self.world_size = rank, world_size
-        self.listener, self.secret, self.timeout = listener, secret, timeout
+        self.listener, self.timeout = listener, timeout
+        self.secret = check_secret(secret, "the transport's secret")
         self.max_frame_bytes = max_frame_bytes
         self.mailbox = Mailbox()
         self.socks: dict[int, socket.socket] = {}
-        self.refused: list[str] = []  # one line per refused connection (also logged)
         self._send_locks = {p: threading.Lock() for p in range(world_size)}
         self._cond = threading.Condition()
         self._closed = False
         self._pool: dict[int, list[np.ndarray]] = {}
         self._pool_lock = threading.Lock()
-        threading.Thread(target=self._accept_loop, daemon=True, name=f"accept-{rank}").start()
+        self.admission = Admission(
+            listener,
+            self._admit,
+            name=f"rank {rank}",
+            handshake_s=min(timeout, HANDSHAKE_SECONDS),
+        )
+
+    @property
+    def refused(self) -> list[str]:
+        """One line per refused connection (also logged; the first hundred are kept)."""
+        return self.admission.refused
 
     # -- connection setup ---------------------------------------------------------------------
-    def _accept_loop(self) -> None:
-        while not self._closed:
-            try:
-                sock, addr = self.listener.accept()
-            except OSError:
-                return  # listener closed
-            threading.Thread(target=self._admit, args=(sock, addr), daemon=True).start()
-
-    def _admit(self, sock: socket.socket, addr: tuple) -> None:
+    def _admit(self, sock: socket.socket, addr: tuple, deadline: float) -> None:
         """Handshake an incoming connection; keep it only if it is an expected peer."""
-        try:
-            sock.settimeout(min(self.timeout, 10.0))
-            peer = server_handshake(sock, self.secret, self.world_size)
-            with self._cond:
-                if peer <= self.rank or peer in self.socks or self._closed:
-                    raise CommError(f"unexpected connection claiming rank {peer}")
-                self._register(peer, sock)
-        except (OSError, CommError) as exc:
-            line = f"rank {self.rank} refused a connection from {addr[0]}:{addr[1]}: {exc}"
-            log.warning(line)
-            self.refused.append(line)
-            sock.close()
+        peer = server_handshake(sock, self.secret, self.world_size, deadline)
+        with self._cond:
+            if peer <= self.rank or peer in self.socks or self._closed:
+                raise CommError(f"unexpected connection claiming rank {peer}")
+            self._register(peer, sock)
 
     def _register(self, peer: int, sock: socket.socket) -> None:
         sock.settimeout(None)
@@ -139,13 +137,14 @@ class TcpTransport(Transport):
         ).start()
         self._cond.notify_all()
 
-    def connect(self, addresses: list[tuple[str, int]]) -> None:
-        """Dial ranks below this one, wait for the others to dial in (bounded by timeout)."""
-        deadline = time.monotonic() + self.timeout
+    def connect(self, addresses: list[tuple[str, int]], deadline: float | None = None) -> None:
+        """Dial ranks below this one, wait for the others to dial in, all before ``deadline``
+        (``time.monotonic()`` seconds; default: ``timeout`` seconds from now)."""
+        deadline = time.monotonic() + self.timeout if deadline is None else deadline
         for peer in range(self.rank):
-            sock = dial(addresses[peer], deadline)
-            sock.settimeout(max(0.1, deadline - time.monotonic()))
-            client_handshake(sock, self.secret, self.rank, self.world_size)
+            sock = dial_authenticated(
+                addresses[peer], self.secret, self.rank, self.world_size, deadline
+            )
             with self._cond:
                 self._register(peer, sock)
         with self._cond:
@@ -154,8 +153,8 @@ class TcpTransport(Transport):
                 if remaining <= 0:
                     missing = sorted(set(range(self.world_size)) - set(self.socks) - {self.rank})
                     raise CollectiveTimeout(
-                        f"rendezvous: rank {self.rank} waited {self.timeout:g} s for ranks "
-                        f"{missing} to connect; missing ranks {missing}"
+                        f"rendezvous: rank {self.rank} waited for ranks {missing} to connect "
+                        f"until its deadline (timeout {self.timeout:g} s); missing ranks {missing}"
                     )
                 self._cond.wait(remaining)
 
@@ -165,6 +164,9 @@ class TcpTransport(Transport):
         sock = self.socks.get(peer)
         if sock is None:
             raise CommError(f"rank {self.rank} has no connection to rank {peer}")
+        lost = self.mailbox.lost().get(peer)
+        if lost is not None:  # its reader closed the socket: say why, not "bad descriptor"
+            raise PeerLost(peer, lost)
         header = encode_header(frame)
         arr = frame.array
         try:
@@ -177,7 +179,8 @@ class TcpTransport(Transport):
                     sock.sendall(header)
                     sock.sendall(memoryview(np.ascontiguousarray(arr)).cast("B"))
         except OSError as exc:
-            raise PeerLost(peer, f"sending to it failed: {exc}") from None
+            reason = self.mailbox.lost().get(peer) or f"sending to it failed: {exc}"
+            raise PeerLost(peer, reason) from None
 
     def _read_loop(self, peer: int, sock: socket.socket) -> None:
         """Drain ``peer``'s socket into the mailbox until it closes or misbehaves."""
@@ -239,7 +242,7 @@ class TcpTransport(Transport):
         the peer lose data we sent before (a peer still finishing the last collective).
         """
         self._closed = True
-        self.listener.close()
+        self.admission.close()
         for sock in list(self.socks.values()):
             try:
                 sock.shutdown(socket.SHUT_WR)
@@ -263,6 +266,32 @@ def _recv_into(sock: socket.socket, view: memoryview) -> None:
                 else f"connection closed mid-frame ({got} of {total} bytes)"
             )
         got += n
+
+
+def dial_authenticated(
+    address: tuple[str, int], secret: bytes, rank: int, world_size: int, deadline: float
+) -> socket.socket:
+    """Dial ``address`` and pass the client handshake, all before ``deadline``.
+
+    A listener whose line of waiting connections is full closes new ones at once (see
+    :mod:`.admission`): that, or a reset, is answered by dialling again. A wrong secret
+    (:class:`AuthError`) is final; so is the deadline (:class:`CollectiveTimeout`).
+    """
+    while True:
+        sock = dial(address, deadline)
+        try:
+            client_handshake(sock, secret, rank, world_size, deadline)
+            return sock
+        except (AuthError, CollectiveTimeout) as exc:
+            sock.close()
+            raise type(exc)(f"handshake with {address[0]}:{address[1]}: {exc}") from None
+        except (OSError, CommError) as exc:
+            sock.close()
+            if time.monotonic() >= deadline:
+                raise CollectiveTimeout(
+                    f"handshake with {address[0]}:{address[1]}: refused until the deadline ({exc})"
+                ) from None
+            time.sleep(0.05)
 
 
 def dial(address: tuple[str, int], deadline: float) -> socket.socket:

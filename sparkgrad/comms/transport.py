@@ -9,8 +9,9 @@ one job and knows nothing about collectives. Two implementations exist:
   authenticated TCP sockets (Spark tasks, ``multiprocessing``, separate shells).
 
 Both deliver incoming frames into a :class:`Mailbox`: one FIFO queue per (communicator
-tag, source rank), plus a list of *control* frames (a peer saying "I am stuck" or "we
-called different collectives"). ``send`` never waits for the receiver to call ``recv``
+tag, source rank), one more for acknowledgements (ACK: "my part of call #k is done"),
+plus a list of *control* frames (a peer saying "I am stuck" or "we called different
+collectives"). ``send`` never waits for the receiver to call ``recv``
 (the receiving side always drains its connections), so no pattern of sends and receives
 can deadlock; ``recv`` waits with a deadline, and wakes early when a control frame
 arrives or a peer is lost, so a doomed collective stops on every rank instead of hanging.
@@ -24,8 +25,15 @@ from abc import ABC, abstractmethod
 from collections import defaultdict, deque
 from typing import Any
 
-from sparkgrad.comms.framing import DATA, Frame
+from sparkgrad.comms.framing import ACK, DATA, Frame
 from sparkgrad.errors import CommError
+
+P2P_TAG_BIT = 1 << 31  # send/recv frames of a group travel apart from its collective frames
+
+
+def group_tag(tag: int) -> int:
+    """The group a frame tag belongs to: its collectives and its send/recv share notices."""
+    return tag & ~P2P_TAG_BIT
 
 
 class PeerLost(CommError):
@@ -54,6 +62,7 @@ class Mailbox:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._queues: dict[tuple[int, int], deque[Frame]] = defaultdict(deque)
+        self._acks: dict[tuple[int, int], deque[Frame]] = defaultdict(deque)
         self._control: dict[int, list[Frame]] = defaultdict(list)
         self._lost: dict[int, str] = {}
         self._posted: dict[tuple[int, int, int], Any] = {}  # (tag, src, frame index) -> view
@@ -65,8 +74,10 @@ class Mailbox:
         with self._cond:
             if frame.kind == DATA:
                 self._queues[(frame.tag, frame.src)].append(frame)
-            else:
-                self._control[frame.tag].append(frame)
+            elif frame.kind == ACK:
+                self._acks[(frame.tag, frame.src)].append(frame)
+            else:  # a notice concerns the whole group, collectives and send/recv alike
+                self._control[group_tag(frame.tag)].append(frame)
             self._cond.notify_all()
 
     def post(self, tag: int, src: int, view: Any, ahead: int = 0) -> int | None:
@@ -122,15 +133,26 @@ class Mailbox:
         :class:`WaitTimeout` when the deadline passes. Only ``src`` matters: a rank that
         finished its part of a collective and left is no error for the others.
         """
+        return self._wait(self._queues, tag, src, deadline)
+
+    def get_ack(self, tag: int, src: int, deadline: float) -> Frame:
+        """The next ACK frame from ``src`` for ``tag``; waits and raises as :meth:`get`."""
+        return self._wait(self._acks, tag, src, deadline)
+
+    def _wait(
+        self, queues: dict[tuple[int, int], deque[Frame]], tag: int, src: int, deadline: float
+    ) -> Frame:
         key = (tag, src)
         with self._cond:
             while True:
-                queue = self._queues.get(key)
+                queue = queues.get(key)
                 if queue:  # data first: a notice about a *later* call must not spoil this one
-                    self._taken[key] += 1
+                    if queues is self._queues:  # DATA frames are counted (see post)
+                        self._taken[key] += 1
                     return queue.popleft()
-                if self._control[tag]:
-                    raise ControlArrived(self._control[tag][0])
+                notices = self._control[group_tag(tag)]
+                if notices:
+                    raise ControlArrived(notices[0])
                 if src in self._lost:
                     raise PeerLost(src, self._lost[src])
                 remaining = deadline - time.monotonic()
@@ -139,9 +161,9 @@ class Mailbox:
                 self._cond.wait(remaining)
 
     def pending_control(self, tag: int) -> Frame | None:
-        """The first control frame waiting for ``tag``, if any (not removed)."""
+        """The first control frame waiting for ``tag``'s group, if any (not removed)."""
         with self._cond:
-            frames = self._control.get(tag)
+            frames = self._control.get(group_tag(tag))
             return frames[0] if frames else None
 
     def collect_control(self, tag: int, kind: int, until: float, expect: int) -> set[int]:
@@ -151,7 +173,7 @@ class Mailbox:
         """
         with self._cond:
             while True:
-                seen = {f.src for f in self._control[tag] if f.kind == kind}
+                seen = {f.src for f in self._control[group_tag(tag)] if f.kind == kind}
                 remaining = until - time.monotonic()
                 if len(seen) >= expect or remaining <= 0:
                     return seen

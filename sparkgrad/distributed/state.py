@@ -7,8 +7,12 @@ rank is a thread of one process, and each must see its own rank. Backends:
   is needed; otherwise give ``init_method="threads://<name>"`` plus rank and world_size;
 - ``"tcp"``: ranks are processes joined by authenticated TCP sockets; ``init_method`` is
   ``"env://"`` (default: ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE``) or
-  ``"tcp://host:port"``. ``"gloo"`` and ``"nccl"`` are accepted as aliases of ``"tcp"``,
-  so a PyTorch tutorial runs after changing only its import.
+  ``"tcp://host:port"``. Every rank must hold the same per-job secret (``secret=`` or
+  ``SPARKGRAD_SECRET``, at least 16 bytes); without one ``init_process_group`` raises
+  :class:`~sparkgrad.errors.ConfigError` saying how to set it. ``dist.spawn``,
+  ``sparkgrad.multiprocessing.spawn`` and the Spark runner draw one for their ranks.
+  ``"gloo"`` and ``"nccl"`` are accepted as aliases of ``"tcp"``, so a PyTorch tutorial
+  runs after changing only its import.
 """
 
 from __future__ import annotations
@@ -105,7 +109,8 @@ def init_process_group(
     ``store`` may be a connected transport (for example what
     :func:`~sparkgrad.comms.rendezvous.spark_rendezvous` returns inside a Spark barrier
     task): it is used as is, and ``init_method``/``rank``/``world_size`` are not needed.
-    Extra keywords: ``secret`` (per-job HMAC key; default ``SPARKGRAD_SECRET``),
+    Extra keywords: ``secret`` (per-job HMAC key, bytes or hex, at least 16 bytes; default
+    ``SPARKGRAD_SECRET``; the TCP backend refuses to start without one),
     ``topology`` (modelled cluster for the simulated clock, e.g. ``"2x8-h100"``),
     ``algorithms`` (``{"all_reduce": "tree"}``), ``faults`` (a ``FaultPlan``).
     """

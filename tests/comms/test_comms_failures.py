@@ -4,7 +4,8 @@
   naming the collective, its call number and the missing rank, after about ``timeout``;
 - a dead rank (connections closed) -> the same error, at once;
 - ranks calling different collectives, or the same one with different shapes or dtypes
-  -> every rank raises CollectiveMismatch naming what each side called;
+  -> every rank raises CollectiveMismatch naming what each side called, in that call,
+  also a rank that only sends in it (the root of a broadcast, a leaf of a reduce);
 - after an error the communicator refuses further calls instead of hanging.
 Fault injection (:class:`FaultPlan`) makes the failures happen on purpose.
 """
@@ -94,6 +95,82 @@ def test_mismatched_calls_raise_on_every_rank_naming_both_sides(kind, other):
         assert isinstance(err, CollectiveMismatch), (rank, err)
         text = str(err)
         assert "all_reduce(shape=(8,), dtype=float32" in text and other in text, text
+
+
+def _rooted_mismatch_body(call, algorithm):
+    """Rank 0 calls all_reduce; the others call ``call``, in which rank 1 only *sends*."""
+
+    def body(pg):
+        x = np.arange(8, dtype=np.float32)
+        if pg.rank == 0:
+            pg.all_reduce(x)
+        elif call == "broadcast":  # rank 1 is the source: it never hears from rank 0
+            pg.broadcast(x, root=1, algorithm=algorithm)
+        elif call == "scatter":
+            pg.scatter(np.empty(8, np.float32), np.zeros((pg.size, 8), np.float32), root=1)
+        elif call == "gather":  # rank 1 is a leaf sending to the root 0
+            pg.gather(x, root=0)
+        else:
+            pg.reduce(x, root=0, algorithm=algorithm)
+
+    return body
+
+
+@pytest.mark.parametrize(
+    "call, algorithm",
+    [
+        ("broadcast", "chain"),
+        ("broadcast", "binomial"),
+        ("scatter", None),
+        ("gather", None),
+        ("reduce", "chain"),
+        ("reduce", "binomial"),
+    ],
+)
+def test_a_rank_that_only_sends_in_a_mismatched_call_raises_in_that_call(call, algorithm):
+    # issue 17.14: before, rank 1 returned normally and raised only at its next call
+    errors = _outcomes(2, _rooted_mismatch_body(call, algorithm), timeout=5.0)
+    for rank, err in enumerate(errors):
+        assert isinstance(err, CollectiveMismatch), (rank, err)
+        assert "all_reduce(shape=(8,)" in str(err) and f"{call}(" in str(err), str(err)
+
+
+@pytest.mark.parametrize("call", ["broadcast", "reduce", "gather"])
+def test_a_mismatch_two_hops_away_reaches_every_rank_of_a_rooted_call(call):
+    """Ranks 0 and 1 agree, rank 2 called all_reduce: 0 and 1 raise too, not only 2.
+
+    (chain broadcast 0 -> 1 -> 2 and chain reduce 1 -> 2 -> 0: rank 0 or 1 never talks
+    to the odd rank directly; the acks running back up the chain carry the news.)
+    """
+
+    def body(pg):
+        x = np.ones(8, np.float32)
+        if pg.rank == 2 and call != "reduce" or pg.rank == 0 and call == "reduce":
+            pg.all_reduce(x)
+        elif call == "broadcast":
+            pg.broadcast(x, root=0, algorithm="chain")
+        elif call == "reduce":
+            pg.reduce(x, root=0, algorithm="chain")
+        else:
+            pg.gather(x, root=0)
+
+    errors = _outcomes(3, body, timeout=5.0)
+    for rank, err in enumerate(errors):
+        assert isinstance(err, CollectiveMismatch), (rank, err)
+
+
+def test_the_sender_of_a_mismatched_send_raises_at_its_next_call():
+    def body(pg):
+        if pg.rank == 0:
+            pg.send(np.zeros(4, np.float32), 1)  # returns once handed over, as in NCCL
+            with pytest.raises(CollectiveMismatch, match=r"shape=\(5,\)"):
+                pg.barrier()
+        else:
+            with pytest.raises(CollectiveMismatch, match=r"shape=\(4,\)"):
+                pg.recv(np.zeros(5, np.float32), 0)
+        return True
+
+    assert run_group(2, body, timeout=5.0) == [True, True]
 
 
 def test_communicator_refuses_calls_after_an_error():

@@ -91,6 +91,8 @@ def _failing_worker(rank, world_size, kind):
         pg.all_reduce(np.ones(1000, np.float32))
         if kind == "mismatch" and rank == 1:
             pg.broadcast(np.ones(1000, np.float32), root=0)
+        elif kind == "mismatched_source" and rank == 1:  # it only sends: nothing to check
+            pg.broadcast(np.ones(1000, np.float32), root=1)
         else:
             pg.all_reduce(np.ones(1000, np.float32))
     except Exception as exc:  # noqa: BLE001 - reported to the test as text
@@ -120,3 +122,12 @@ def test_mismatched_collectives_over_tcp_raise_on_every_rank():
     for kind, text in results:
         assert kind == "CollectiveMismatch", results
         assert "all_reduce(shape=(1000,)" in text and "broadcast(shape=(1000,)" in text
+
+
+def test_a_broadcast_whose_source_is_the_mismatched_rank_raises_on_the_source_too():
+    # issue 17.14: rank 0 calls all_reduce, rank 1 broadcast(src=1); before, rank 1
+    # returned normally and learnt of it only at its next collective
+    results = run_processes(_failing_worker, 2, args=("mismatched_source",), timeout=120)
+    for kind, text in results:
+        assert kind == "CollectiveMismatch", results
+        assert "all_reduce(shape=(1000,)" in text and "root=1" in text, text

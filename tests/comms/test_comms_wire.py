@@ -5,8 +5,10 @@ before anything is allocated, and a bad frame ends the connection with a clear e
 that the waiting collective reports.
 """
 
+import contextlib
 import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -212,6 +214,26 @@ def test_a_bad_frame_ends_the_connection_and_the_collective_names_why(raw, reaso
     pg = ProcessGroup(t0, timeout=5)
     with pytest.raises(CollectiveTimeout, match=reason):
         pg.recv(np.empty(4, np.float32), 1)
+    t0.close(), t1.close()
+
+
+def test_an_oversized_frame_is_named_with_its_size_and_the_limit_on_every_later_call():
+    # issue 17.13: a call that *sends* first to the peer whose frame was refused got the
+    # closed socket's "Bad file descriptor" instead of the reason
+    t0, t1 = _pair()
+    t0.max_frame_bytes = 4096  # rank 1 sends 65536 bytes in one frame; rank 0 allows 4096
+    with contextlib.suppress(CommError):  # rank 0 may reset the connection under it
+        ProcessGroup(t1, timeout=5).send(np.zeros(16384, np.float32), 0)
+    deadline = time.monotonic() + 10
+    while 1 not in t0.mailbox.lost() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for call in ("send", "all_reduce"):  # each on a fresh group over the same transport
+        pg = ProcessGroup(t0, timeout=5)
+        with pytest.raises(CommError) as info:
+            pg.send(np.ones(8), 1) if call == "send" else pg.all_reduce(np.ones(8))
+        text = str(info.value)
+        assert "oversized frame: 65536 bytes announced, limit is 4096" in text, text
+        assert "Bad file descriptor" not in text
     t0.close(), t1.close()
 
 
