@@ -91,16 +91,24 @@ def greedy_decode(strategy: Strategy, x: sg.Tensor) -> np.ndarray:
     return answer
 
 
+def exact_matches(answers: np.ndarray, targets: np.ndarray) -> int:
+    """How many answers equal their target token for token, up to and including its EOS.
+
+    What comes after the EOS is not read; a PAD, BOS or missing EOS before it is wrong.
+    """
+    from sparkgrad.dataset.reversal import EOS
+
+    ends = (targets == EOS).argmax(axis=1)  # every target row holds one EOS
+    return sum(np.array_equal(a[: e + 1], t[: e + 1]) for a, t, e in zip(answers, targets, ends))
+
+
 def evaluate_reversal(strategy: Strategy, loss_fn: Callable, loader: Iterable) -> dict[str, float]:
     """Teacher-forced loss, and the share of answers that are exactly right up to EOS."""
-    from sparkgrad.dataset.reversal import decode_digits
-
     total_loss, exact, count = 0.0, 0, 0
     for x, y in loader:
         n = len(y)
         total_loss += float(loss_fn(strategy.predict(x), y).item()) * n
-        answers, truth = greedy_decode(strategy, x), np.asarray(y.numpy())
-        exact += sum(decode_digits(a) == decode_digits(t) for a, t in zip(answers, truth))
+        exact += exact_matches(greedy_decode(strategy, x), np.asarray(y.numpy()))
         count += n
     return {"test_loss": total_loss / max(count, 1), "test_exact_match": exact / max(count, 1)}
 

@@ -57,6 +57,7 @@ class LSTMLanguageModel(nn.Module):
         top_k: int | None = None,
     ) -> Tensor:
         """``prompt`` (N, T0) followed by ``max_new_tokens`` sampled ids; the state carries on."""
+        check_token_ids(prompt, self.vocab_size)  # no context limit: the state carries on
         was_training = self.training
         self.eval()
         with no_grad():

@@ -80,7 +80,8 @@ def sample_next(logits: Tensor, temperature: float = 1.0, top_k: int | None = No
     probs = F.softmax(logits, dim=-1).numpy().astype(np.float64)
     u = sg.rand(len(probs)).numpy()[:, None]  # sparkgrad's generator: seeded, checkpointed
     cdf = np.cumsum(probs, axis=-1)
-    ids = np.minimum((cdf < u * cdf[:, -1:]).sum(axis=-1), probs.shape[-1] - 1)
+    # the first id whose cdf passes u: "<=" skips ids of probability 0 even when u is 0
+    ids = np.minimum((cdf <= u * cdf[:, -1:]).sum(axis=-1), probs.shape[-1] - 1)
     return sg.tensor(ids.astype(np.int64))
 
 
