@@ -66,7 +66,7 @@ def read_corpus(source: str | None = None, spark: object = None) -> str:
         files = list_files(text, spark)
         if len(files) != 1:
             raise DataFormatError(f"{text}: expected one text file, found {len(files)} files")
-        return decode_utf8(read_files(files, spark)[files[0]], text)
+        return decode_utf8(read_files(files, spark)[files[0]], f"--data {text}")
     path = local or text
     if os.path.isdir(path):
         raise ConfigError(f"--data {text}: expected a UTF-8 text file, found a directory")
@@ -80,7 +80,7 @@ def read_corpus(source: str | None = None, spark: object = None) -> str:
             data = f.read()
     except OSError as exc:
         raise DataFormatError(f"--data {text}: cannot read ({exc.strerror or exc})") from None
-    return decode_utf8(data, text)
+    return decode_utf8(data, f"--data {text}")
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,8 @@ class TextWindows(Dataset):
     def __init__(self, ids: np.ndarray, context: int) -> None:
         if len(ids) < context + 1:
             raise DataFormatError(
-                f"a text of {len(ids)} characters is shorter than one context window "
+                f"a text of {len(ids)} character{'s' if len(ids) != 1 else ''} is shorter than "
+                f"one context window "
                 f"(--context {context} needs at least {context + 1})"
             )
         self.ids, self.context = np.asarray(ids, dtype=np.int64), context
