@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 import sparkgrad as sg
 from sparkgrad.comms.auth import AuthError, client_handshake
 from sparkgrad.engine import result_payload as rp
-from sparkgrad.engine.spark_runner import RankError, _failure, driver_error
+from sparkgrad.engine.rank_failures import RankError, driver_error
+from sparkgrad.engine.rank_failures import failure as _failure
 from sparkgrad.engine.spark_session import check_barrier_capacity, task_slots
 from sparkgrad.engine.task_logging import LineSender, LineWriter, LogServer
 from sparkgrad.errors import CollectiveTimeout, CommError, ConfigError, DataFormatError
