@@ -215,7 +215,7 @@ class TrainingCheck:
         meta = ckpt.meta
         epoch, batch = self._position(meta, ckpt.step)
         self._history(meta.get("history"), epoch)
-        self._config(meta.get("config"))
+        self.check_config(meta.get("config"))
         self._rng(meta.get("rng"))
         self._model(ckpt.model_state)
         self._optimizer(ckpt.optimizer_state, epoch)
@@ -272,7 +272,8 @@ class TrainingCheck:
                     raise _fail(f"history[{i}].{key}", "a number", row[key])
             self._loss(row["train_loss"], f"history[{i}].train_loss")
 
-    def _config(self, config: Any) -> None:
+    def check_config(self, config: Any) -> None:
+        """``meta["config"]``: the settings a resume compares, each of its type."""
         config = _dict(config, "config")
         for key, types in _CONFIG_TYPES.items():
             value = config.get(key)

@@ -221,21 +221,22 @@ def check_resume(config: RunConfig, counts: dict[str, int] | None = None) -> Non
     from sparkgrad.engine.model import MODELS
     from sparkgrad.errors import CheckpointError
 
+    rng = get_rng_state()  # building the model reseeds; this process may train next
+    try:
+        model = MODELS[config.model].build(config)
+    finally:
+        set_rng_state(rng)
+    batches = counts["train"] // config.batch_size if counts else None
+    check = TrainingCheck.for_model(config, model, batches)
     with warnings.catch_warnings():  # damaged checkpoints: the ranks warn about them
         warnings.simplefilter("ignore")
         try:
             newest = load_latest_checkpoint(config.checkpoint_dir)
+            check.check_config(newest.meta.get("config") if newest is not None else None)
         except CheckpointError:
-            newest = None  # reported below, with the ranks' checks
+            newest = None  # damaged: the ranks skip it, and so does the comparison
         if newest is not None:
             _compare(config, newest)
-        rng = get_rng_state()  # building the model reseeds; this process may train next
-        try:
-            model = MODELS[config.model].build(config)
-        finally:
-            set_rng_state(rng)
-        batches = counts["train"] // config.batch_size if counts else None
-        check = TrainingCheck.for_model(config, model, batches)
         chosen = load_latest_checkpoint(config.checkpoint_dir, validate=check)
     if chosen is None:
         return
