@@ -49,6 +49,7 @@ from sparkgrad.engine.checkpoint_schema import TrainingCheck
 from sparkgrad.engine.config import RunConfig
 from sparkgrad.engine.model import MODELS, build_optimizer
 from sparkgrad.engine.trainer import Trainer
+from sparkgrad.errors import SparkgradError
 from sparkgrad.parallel.registry import make_strategy
 from sparkgrad.parallel.strategy import Strategy
 
@@ -56,8 +57,13 @@ PROGRESS_TAG = "sparkgrad-progress"
 log = logging.getLogger("sparkgrad.engine.job")
 
 
-class InjectedFailure(RuntimeError):
-    """The crash asked for with ``--fail-at-step`` (teaching and tests)."""
+class InjectedFailure(SparkgradError, RuntimeError):
+    """The crash asked for with ``--fail-at-step`` (teaching and tests).
+
+    A SparkgradError, so a single-process run ends in one line, not a traceback; on Spark it
+    is retried like any crash (it is not one of the permanent errors), and it fires on the
+    first attempt only, so the rerun resumes from the last checkpoint and completes.
+    """
 
 
 def _config(value: RunConfig | dict) -> RunConfig:
@@ -190,9 +196,13 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: tuple | None = None
         if rank == 0 and ctx is not None:
             say(f"{PROGRESS_TAG} step={step} total={total_steps} loss={loss:.4f}")
         if config.fail_at_step == step and rank == config.fail_rank and attempt == 0:
-            raise InjectedFailure(
-                f"injected failure at step {step} on rank {rank} (--fail-at-step); "
+            then = (
                 "Spark reruns the stage and the ranks resume from the last checkpoint"
+                if ctx is not None
+                else "rerun with --resume to continue from the last checkpoint"
+            )
+            raise InjectedFailure(
+                f"injected failure at step {step} on rank {rank} (--fail-at-step); {then}"
             )
 
     def on_epoch(tr: Trainer, m: Any) -> None:
