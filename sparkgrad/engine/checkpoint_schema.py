@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -181,35 +181,42 @@ _CONFIG_TYPES = {
 class TrainingCheck:
     """Checks a loaded checkpoint against the run about to resume from it (callable).
 
-    Built from the run's config and its full (unsharded) model before any strategy cuts
-    it: the tensor names and shapes it must find, and a fresh optimizer's hyper-parameters.
-    ``batches_per_epoch`` (this rank's loader length, the same for every world size) makes
-    the step and the sampler position comparable; None where it is not known (the driver
-    with data Spark reads from a URI).
+    On a rank it is built from the run's config and its full (unsharded) model before any
+    strategy cuts it (:meth:`for_model`): the tensor names and shapes it must find, and a
+    fresh optimizer's hyper-parameters. The driver, which builds no model, checks all but
+    the tensors' shapes (:meth:`for_config`). ``batches_per_epoch`` (a rank's loader
+    length, the same for every world size) makes the step and the sampler position
+    comparable; None where it is not known (the driver with data Spark reads from a URI).
     """
 
     config: Any  # RunConfig
-    model_shapes: dict[str, tuple[tuple[int, ...], str]]
-    param_shapes: list[tuple[int, ...]]
     group: dict[str, Any]  # the optimizer's hyper-parameters, without "params"
+    model_shapes: dict[str, tuple[tuple[int, ...], str]] | None = None
+    param_shapes: list[tuple[int, ...]] | None = None
     batches_per_epoch: int | None = None
 
     @classmethod
     def for_model(cls, config: Any, model: Any, batches_per_epoch: int | None = None) -> Any:
+        """Every check, against ``model`` (the run's full model, on any device)."""
         from sparkgrad.autodiff.backend import to_numpy
-        from sparkgrad.engine.model import build_optimizer
 
         state = {k: np.asarray(to_numpy(v.array)) for k, v in model.state_dict().items()}
         params = list(model.parameters())
-        optimizer = build_optimizer(config.optimizer, params, config.lr, config.momentum)
-        (group,) = optimizer.state_dict()["param_groups"]
         return cls(
             config,
+            _hyper_parameters(config, params),
             {k: (tuple(a.shape), a.dtype.str) for k, a in state.items()},
             [tuple(p.shape) for p in params],
-            {k: v for k, v in group.items() if k != "params"},
             batches_per_epoch,
         )
+
+    @classmethod
+    def for_config(cls, config: Any, batches_per_epoch: int | None = None) -> Any:
+        """Every check but the tensors' names and shapes (no model needed)."""
+        from sparkgrad.autodiff.tensor import Tensor
+
+        probe = Tensor(np.zeros(1, np.float32), requires_grad=True)
+        return cls(config, _hyper_parameters(config, [probe]), None, None, batches_per_epoch)
 
     def __call__(self, ckpt: Any) -> None:
         meta = ckpt.meta
@@ -260,14 +267,16 @@ class TrainingCheck:
 
     def _history(self, history: Any, epoch: int) -> None:
         history = _list(history, "history", epoch - 1)
-        names = {f.name for f in fields(_epoch_metrics())}
+        every = fields(_epoch_metrics())
+        names = {f.name for f in every}  # a field with a default may be missing (older runs)
+        needed = {f.name for f in every if f.default is MISSING and f.default_factory is MISSING}
         for i, row in enumerate(history):
             row = _dict(row, f"history[{i}]")
-            if set(row) != names:
+            if not needed <= set(row) <= names:
                 raise _fail(f"history[{i}]", f"the keys {', '.join(sorted(names))}", sorted(row))
             if row["epoch"] != i + 1 or not _is_int(row["epoch"]):
                 raise _fail(f"history[{i}].epoch", str(i + 1), row["epoch"])
-            for key in names - {"epoch"}:
+            for key in set(row) - {"epoch"}:
                 if not _is_number(row[key]):
                     raise _fail(f"history[{i}].{key}", "a number", row[key])
             self._loss(row["train_loss"], f"history[{i}].train_loss")
@@ -295,6 +304,8 @@ class TrainingCheck:
 
     # -- the tensors ---------------------------------------------------------------------------
     def _model(self, state: dict[str, np.ndarray]) -> None:
+        if self.model_shapes is None:
+            return
         missing = sorted(set(self.model_shapes) - set(state))
         extra = sorted(set(state) - set(self.model_shapes))
         if missing or extra:
@@ -310,13 +321,14 @@ class TrainingCheck:
     def _optimizer(self, optimizer: Any, epoch: int) -> None:
         if optimizer is None:
             raise _fail("optimizer", "the optimizer's state", None)
-        n = len(self.param_shapes)
+        shapes = self.param_shapes
+        n = len(shapes) if shapes is not None else None
         for index, buffers in optimizer["state"].items():
-            if not 0 <= index < n:
+            if n is not None and not 0 <= index < n:
                 raise _fail(f"state.{index}", f"a parameter index in 0..{n - 1}", index)
             for name, value in buffers.items():
                 if isinstance(value, np.ndarray):
-                    if value.ndim and tuple(value.shape) != self.param_shapes[index]:
+                    if shapes is not None and value.ndim and tuple(value.shape) != shapes[index]:
                         raise _fail(
                             f"state.{index}.{name}",
                             f"shape {self.param_shapes[index]} (its parameter's) or a scalar",
@@ -330,7 +342,7 @@ class TrainingCheck:
             raise _fail("optimizer.param_groups", "one group", f"{len(groups)} groups")
         group = dict(groups[0])
         params = group.pop("params", None)
-        if params is not None and params != list(range(n)):
+        if params is not None and n is not None and params != list(range(n)):
             raise _fail("optimizer.param_groups[0].params", f"[0, ..., {n - 1}]", params)
         if set(group) != set(self.group):
             raise _fail(
@@ -353,6 +365,15 @@ class TrainingCheck:
                 ok = value == expected and type(value) is type(expected)
             if not ok:
                 raise _fail(f"optimizer.param_groups[0].{key}", str(expected), value)
+
+
+def _hyper_parameters(config: Any, params: list) -> dict[str, Any]:
+    """A fresh optimizer's hyper-parameters for ``config`` (they do not depend on params)."""
+    from sparkgrad.engine.model import build_optimizer
+
+    optimizer = build_optimizer(config.optimizer, params, config.lr, config.momentum)
+    (group,) = optimizer.state_dict()["param_groups"]
+    return {k: v for k, v in group.items() if k != "params"}
 
 
 def _epoch_metrics() -> type:

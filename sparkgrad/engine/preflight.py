@@ -208,26 +208,23 @@ def check_resume(config: RunConfig, counts: dict[str, int] | None = None) -> Non
     First the newest checkpoint that loads at all: its ``meta["config"]`` must agree with
     the command line on :data:`RESUME_MUST_MATCH` (a conflict is a ConfigError listing each
     setting). Then the checkpoint the ranks will pick, under the checks they apply
-    (:class:`~sparkgrad.engine.checkpoint_schema.TrainingCheck`; ``counts``: the data's
-    sizes from :func:`check_data`, which fix the batches per epoch): CheckpointError when
+    (:class:`~sparkgrad.engine.checkpoint_schema.TrainingCheck`, all but the tensors' shapes;
+    ``counts``: the data's sizes from :func:`check_data`, which fix the batches per epoch):
+    CheckpointError when
     checkpoints exist and none is sound, its config compared again, and its epoch must
     not lie beyond ``--epochs``.
     """
     if not (config.resume and config.checkpoint_dir):
         return
-    from sparkgrad.autodiff.random import get_rng_state, set_rng_state
     from sparkgrad.engine.checkpoint import load_latest_checkpoint
     from sparkgrad.engine.checkpoint_schema import TrainingCheck
-    from sparkgrad.engine.model import MODELS
     from sparkgrad.errors import CheckpointError
 
-    rng = get_rng_state()  # building the model reseeds; this process may train next
-    try:
-        model = MODELS[config.model].build(config)
-    finally:
-        set_rng_state(rng)
+    # a rank's batches per epoch are the same for every world size d: floor(floor(n/d) /
+    # (b/d)) = floor(n/b), as no multiple of b (b is one of d) lies between floor(n/d)*d and
+    # n. The tensors' shapes are left to the ranks (the driver builds no model)
     batches = counts["train"] // config.batch_size if counts else None
-    check = TrainingCheck.for_model(config, model, batches)
+    check = TrainingCheck.for_config(config, batches)
     with warnings.catch_warnings():  # damaged checkpoints: the ranks warn about them
         warnings.simplefilter("ignore")
         try:
