@@ -345,10 +345,14 @@ class TrainingCheck:
         if params is not None and n is not None and params != list(range(n)):
             raise _fail("optimizer.param_groups[0].params", f"[0, ..., {n - 1}]", params)
         if set(group) != set(self.group):
-            raise _fail(
-                "optimizer.param_groups[0]",
-                f"the hyper-parameters {', '.join(sorted(self.group))}",
-                sorted(group),
+            unknown, missing = (
+                sorted(set(group) - set(self.group)),
+                sorted(set(self.group) - set(group)),
+            )
+            raise CheckpointError(
+                f"{META_FILE} optimizer.param_groups[0]: expected the hyper-parameters of "
+                f"--optimizer {self.config.optimizer}, found {len(unknown)} unknown {unknown} "
+                f"and {len(missing)} missing {missing}"
             )
         gamma = self.config.gamma
         lr = self.config.lr * (gamma ** (epoch - 1) if gamma is not None else 1.0)
@@ -373,7 +377,10 @@ def _hyper_parameters(config: Any, params: list) -> dict[str, Any]:
 
     optimizer = build_optimizer(config.optimizer, params, config.lr, config.momentum)
     (group,) = optimizer.state_dict()["param_groups"]
-    return {k: v for k, v in group.items() if k != "params"}
+    group = {k: v for k, v in group.items() if k != "params"}
+    if config.gamma is not None:  # StepLR keeps the lr it started from, as torch's does
+        group["initial_lr"] = config.lr
+    return group
 
 
 def _epoch_metrics() -> type:

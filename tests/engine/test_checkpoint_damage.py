@@ -129,7 +129,7 @@ JSON_DAMAGE = {
     ),
     "an unknown hyper-parameter": (
         _set("optimizer", "param_groups", 0, "nesterov_x", True),
-        "optimizer.param_groups[0]: expected the hyper-parameters",
+        "param_groups[0]: expected the hyper-parameters of --optimizer sgd, found 1 unknown",
     ),
 }
 
@@ -196,6 +196,23 @@ def test_a_checkpoint_beyond_the_epochs_asked_for_is_a_config_error(tmp_path):
     run(_config(epochs=2, checkpoint_dir=ck, checkpoint_every=7))  # step 7: epoch 2, batch 2
     with pytest.raises(ConfigError, match=r"is in epoch 2, beyond --epochs 1; pass --epochs 2"):
         run(_config(epochs=1, checkpoint_dir=ck, checkpoint_every=7, resume=True))
+
+
+def test_with_gamma_the_lr_must_be_the_decayed_one(tmp_path, caplog):
+    """StepLR: after epoch 1 the lr is 0.05 x 0.5. The checkpoint in epoch 2 resumes (its
+    state holds that lr and StepLR's initial_lr); one whose lr was reset to 0.05 is refused."""
+    ck = tmp_path / "ck"
+    gamma = dict(gamma=0.5, checkpoint_every=3)  # steps 3, 6, 9: epoch 2 holds 6 and 9
+    run(_config(epochs=2, checkpoint_dir=str(ck), **gamma))
+    clean = run(_config(epochs=3, gamma=0.5))
+    _edit(ck / "step-000009" / "checkpoint.json", _set("optimizer", "param_groups", 0, "lr", 0.05))
+    with caplog.at_level(logging.WARNING, logger="sparkgrad.engine.job"):
+        result = run(_config(epochs=3, checkpoint_dir=str(ck), resume=True, **gamma))
+    assert result.resumed_from == 6
+    for key, w in clean.state_dict.items():
+        np.testing.assert_array_equal(result.state_dict[key], w, err_msg=key)
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "optimizer.param_groups[0].lr: expected 0.025 (--lr 0.05 x --gamma 0.5^1)" in warned
 
 
 def _main_no_spark(*args: str) -> subprocess.CompletedProcess:
