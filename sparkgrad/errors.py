@@ -19,6 +19,10 @@ class GradError(SparkgradError, RuntimeError):
     """Autograd was asked for something it cannot do (backward twice, integer grads, ...)."""
 
 
+class NonFiniteLossError(SparkgradError, FloatingPointError):
+    """The training loss became inf or NaN (the message names the step and what to do)."""
+
+
 class InPlaceError(SparkgradError, RuntimeError):
     """An in-place update cannot write its result (a dtype it can't take, expanded storage)."""
 

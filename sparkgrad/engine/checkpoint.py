@@ -17,8 +17,12 @@ Why it is safe:
 - **Atomic.** A folder is written under a temporary name and renamed when complete, so
   ``step-000140`` either exists whole or not at all.
 - **Verified.** The JSON records the SHA-256 of each file; safetensors files carry one of
-  their tensor bytes. :func:`load_latest_checkpoint` skips a damaged checkpoint with a
-  warning and falls back to the one before.
+  their tensor bytes and the step. Every field of the JSON is checked before use
+  (:mod:`~sparkgrad.engine.checkpoint_schema`; pass ``validate=`` for checks of your own,
+  as the engine does against the run that resumes). :func:`load_latest_checkpoint` skips
+  a damaged checkpoint with a warning naming the file and the field and falls back to the
+  one before; when there are checkpoints but none is sound it raises
+  :class:`~sparkgrad.errors.CheckpointError` rather than silently starting afresh.
 
 Saving and resuming::
 
@@ -46,6 +50,7 @@ import re
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,17 +59,31 @@ import numpy as np
 from sparkgrad.autodiff.backend import to_numpy
 from sparkgrad.autodiff.random import get_rng_state
 from sparkgrad.autodiff.tensor import Tensor
+from sparkgrad.engine.checkpoint_schema import (
+    FORMAT,
+    META_FILE,
+    MODEL_FILE,
+    OPTIMIZER_FILE,
+    VERSION,
+    check_header,
+    check_record,
+    parse_json,
+)
 from sparkgrad.engine.checkpoint_store import ArrowStore, LocalStore, open_store
 from sparkgrad.errors import CheckpointError, ConfigError
 from sparkgrad.export import load_safetensors, save_safetensors
 
-FORMAT = "sparkgrad-checkpoint"
-VERSION = 1
-MODEL_FILE, OPTIMIZER_FILE, META_FILE = (
-    "model.safetensors",
-    "optimizer.safetensors",
-    "checkpoint.json",
-)
+__all__ = [
+    "FORMAT",
+    "META_FILE",
+    "MODEL_FILE",
+    "OPTIMIZER_FILE",
+    "VERSION",
+    "Checkpoint",
+    "list_checkpoints",
+    "load_latest_checkpoint",
+    "save_checkpoint",
+]
 _COMPLETE = re.compile(r"^step-(\d+)$")
 _RESERVED = {"format", "version", "step", "optimizer", "files", "saved_at"}
 
@@ -140,11 +159,15 @@ def unflatten_optimizer_state(arrays: dict[str, np.ndarray], rest: dict) -> dict
     """Inverse of :func:`flatten_optimizer_state`."""
     state: dict[int, dict[str, Any]] = {}
     for key, array in arrays.items():
-        head, index, name = key.split(".", 2)
-        if head != "state" or not index.isdigit():
-            raise CheckpointError(f"unexpected optimizer tensor name {key!r}")
+        head, index, name = (key.split(".", 2) + ["", ""])[:3]
+        if head != "state" or not index.isdigit() or not name:
+            raise CheckpointError(
+                f"{OPTIMIZER_FILE}: expected tensors named state.<index>.<buffer>, found {key!r}"
+            )
         state.setdefault(int(index), {})[name] = array
     for index, values in rest.get("scalars", {}).items():
+        if not str(index).isdigit() or not isinstance(values, dict):
+            raise CheckpointError(f"{META_FILE} optimizer.scalars: bad entry {index!r}")
         state.setdefault(int(index), {}).update(_from_json(values))
     return {"state": dict(sorted(state.items())), "param_groups": _from_json(rest["param_groups"])}
 
@@ -240,26 +263,30 @@ def _prune(store: LocalStore | ArrowStore, keep: int | None) -> None:
 
 
 # ---- loading -----------------------------------------------------------------------------
+Validator = Callable[[Checkpoint], None]
+#: What a damaged checkpoint raises while it is read and checked (all mean: skip it).
+DAMAGE = (CheckpointError, OSError, KeyError, ValueError, TypeError, IndexError)
+
+
 def _read(store: LocalStore | ArrowStore, name: str, step: int) -> Checkpoint:
     local = store.local_copy(name)
     try:
         try:
-            with open(os.path.join(local, META_FILE)) as f:
-                record = json.load(f)
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"{META_FILE} is missing or not valid JSON ({exc})") from None
-        if not isinstance(record, dict) or record.get("format") != FORMAT:
-            raise CheckpointError(f"{META_FILE} is not a {FORMAT} record")
-        if record.get("step") != step:
-            raise CheckpointError(f"{META_FILE} says step {record.get('step')}, folder {name}")
-        for file, digest in record.get("files", {}).items():
+            with open(os.path.join(local, META_FILE), "rb") as f:
+                raw = f.read()
+        except OSError as exc:
+            raise CheckpointError(f"{META_FILE} cannot be read ({exc})") from None
+        record = check_record(parse_json(raw), step)
+        for file, digest in record["files"].items():
             path = os.path.join(local, file)
             if not os.path.exists(path) or _sha256(path) != digest:
                 raise CheckpointError(f"{file} is missing or its SHA-256 does not match")
-        model_state, _ = load_safetensors(os.path.join(local, MODEL_FILE))
+        model_state, header = load_safetensors(os.path.join(local, MODEL_FILE))
+        check_header(MODEL_FILE, header, step)
         optimizer_state = None
-        if record.get("optimizer") is not None:
-            arrays, _ = load_safetensors(os.path.join(local, OPTIMIZER_FILE))
+        if record["optimizer"] is not None:
+            arrays, header = load_safetensors(os.path.join(local, OPTIMIZER_FILE))
+            check_header(OPTIMIZER_FILE, header, step)
             optimizer_state = unflatten_optimizer_state(arrays, record["optimizer"])
     finally:
         store.release(local)
@@ -273,20 +300,36 @@ def list_checkpoints(directory: str | os.PathLike, filesystem: Any = None) -> li
 
 
 def load_latest_checkpoint(
-    directory: str | os.PathLike, filesystem: Any = None
+    directory: str | os.PathLike, filesystem: Any = None, validate: Validator | None = None
 ) -> Checkpoint | None:
-    """The newest checkpoint that loads and verifies, or None if there is none.
+    """The newest checkpoint that loads and verifies, or None if there is none at all.
 
-    A damaged checkpoint (truncated or altered file, bad JSON) is skipped with a
-    ``UserWarning`` naming it and the reason, and the one before is tried.
+    A damaged checkpoint (truncated or altered file, bad JSON, a field of the wrong type or
+    out of range, a file from another checkpoint) is skipped with a ``UserWarning`` naming
+    it and the reason, and the one before is tried. ``validate(checkpoint)`` adds checks of
+    your own (raise :class:`CheckpointError` to reject). When checkpoints exist but none is
+    sound, :class:`CheckpointError` lists each with its reason: resuming from nothing
+    would silently throw the run's progress away.
     """
     store = open_store(directory, filesystem)
+    skipped: list[str] = []
     for step, name in _complete(store):
         try:
-            return _read(store, name, step)
-        except (CheckpointError, OSError, KeyError, ValueError) as exc:
+            ckpt = _read(store, name, step)
+            if validate is not None:
+                validate(ckpt)
+        except DAMAGE as exc:
+            reason = f"{name}: {exc}"
+            skipped.append(reason)
             warnings.warn(
                 f"skipping checkpoint {name} in {store}: {exc}; trying an older one",
                 stacklevel=2,
             )
+            continue
+        return ckpt
+    if skipped:
+        raise CheckpointError(
+            f"no sound checkpoint in {store} to resume from: {'; '.join(skipped)}. Repair or "
+            "remove them, or start afresh in another --checkpoint-dir"
+        )
     return None

@@ -1,17 +1,20 @@
 """The command line of ``main.py``: parse arguments into a RunConfig, run it, report.
 
 Errors that are the user's to fix (bad arguments, unusable data, a world size the cluster
-cannot host) end as ONE line on stderr and exit code 2, never a traceback.
+cannot host, a damaged checkpoint, a loss that diverged) end as ONE line on stderr and exit
+code 2, never a traceback; found inside a Spark task, the line names the rank and the root
+cause. Ctrl-C ends as one line, ``main.py: interrupted``, and exit code 130 (128 + SIGINT,
+the shell's convention), once the ranks have stopped and Spark has shut down.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
+import signal
 
 from sparkgrad.engine.config import OPTIMIZERS, SCHEDULES, STRATEGIES, RunConfig, range_text
-from sparkgrad.engine.console import print_error
+from sparkgrad.engine.console import print_error, silence_py4j
 from sparkgrad.engine.model import MODELS
 from sparkgrad.errors import ConfigError, SparkgradError
 
@@ -143,8 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue from the newest valid checkpoint (its --model, --hidden, --optimizer, "
-        "--lr, --momentum, --gamma, --batch-size and --seed must be this run's)",
+        help="continue from the newest sound checkpoint in --checkpoint-dir. From the "
+        "checkpoint: the weights, the optimizer's buffers (momentum, Adam's moments), the "
+        "step, the epoch and the position in it, the metrics so far and the random state. "
+        "From the command line: everything else; --model, --hidden, --optimizer, --lr, "
+        "--momentum, --gamma, --batch-size and --seed must equal the checkpoint's (a "
+        "conflict is an error, nothing is silently overridden), while --epochs (at least "
+        "the checkpoint's epoch), --strategy, --world-size, --data, --checkpoint-every and "
+        "the outputs may change. A damaged checkpoint is skipped for the one before; when "
+        "none is sound the run stops with an error",
     )
     p.add_argument("--metrics-out", metavar="PATH", help="write per-epoch metrics as JSON here")
     p.add_argument(
@@ -231,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``main.py`` and of the ``sparkgrad-train`` console script."""
     from sparkgrad.engine.run import run
 
+    silence_py4j()
     try:
         config = parse_config(argv)
         result = run(config)
@@ -240,7 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         print_error(f"main.py: error: {exc}")
         return 2
     except KeyboardInterrupt:
-        print("main.py: interrupted", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # already stopping: no second trace
+        print_error("main.py: interrupted")
+        from sparkgrad.engine.spark_session import stop_quietly
+
+        stop_quietly()
         return 130
     for line in result.rank_lines():
         print(line)

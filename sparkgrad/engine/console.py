@@ -10,10 +10,16 @@ the ``PYSPARK_GATEWAY_PORT`` spark-submit sets), so the line is printed there.
 
 If the JVM cannot be reached (it is gone, or pyspark is not importable) the line goes to
 this process's stderr: printed once, somewhere, is better than lost.
+
+:func:`silence_py4j` keeps py4j's own reports off the console: when a Ctrl-C or a
+stopping JVM breaks a call in flight, py4j logs the broken call with its traceback on
+Python's *root* logger (``logging.exception``, ~40 lines each) before the error reaches
+us, and the CLI says what happened in one line anyway.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -43,3 +49,18 @@ def print_error(line: str) -> None:
         except Exception:  # noqa: BLE001 - the gateway went away: fall back
             pass
     print(line, file=sys.stderr, flush=True)
+
+
+class _NotFromPy4J(logging.Filter):
+    """Drops records that py4j's modules log (on the root logger, by ``logging.exception``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "py4j" not in os.path.normpath(record.pathname).split(os.sep)
+
+
+def silence_py4j() -> None:
+    """No py4j log record reaches the console (see the module docstring); idempotent."""
+    logging.getLogger("py4j").setLevel(logging.CRITICAL + 1)
+    root = logging.getLogger()
+    if not any(isinstance(f, _NotFromPy4J) for f in root.filters):
+        root.addFilter(_NotFromPy4J())

@@ -14,7 +14,10 @@ every Spark task with a :class:`~sparkgrad.engine.spark_runner.RankContext`. The
    tensor parallelism: every rank sees the whole batch). Step ``i`` over all ranks
    therefore sees exactly the samples one process would see in its step ``i``.
 3. Resume from the newest checkpoint when asked (``--resume``) or when Spark reruns a
-   failed stage (``ctx.attempt > 0``), then train with :class:`Trainer`.
+   failed stage (``ctx.attempt > 0``), then train with :class:`Trainer`. The checkpoint is
+   checked against this run first (:class:`~sparkgrad.engine.checkpoint_schema.TrainingCheck`:
+   the tensors this model has, the step and sampler position this data gives, the
+   hyper-parameters this command line sets); a damaged one is skipped for the one before.
 4. Checkpoints hold the *full* model and optimizer state (gathered from the shards by
    every rank, written by rank 0), so they load under any strategy and world size. Rank 0
    evaluates on the test set (every rank joins when the strategy's ``predict`` is a
@@ -24,7 +27,9 @@ every Spark task with a :class:`~sparkgrad.engine.spark_runner.RankContext`. The
 
 from __future__ import annotations
 
+import logging
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -40,18 +45,26 @@ from sparkgrad.dataset import (
 )
 from sparkgrad.dataset.sources import to_float
 from sparkgrad.engine.checkpoint import load_latest_checkpoint, save_checkpoint
+from sparkgrad.engine.checkpoint_schema import TrainingCheck
 from sparkgrad.engine.config import RunConfig
 from sparkgrad.engine.model import MODELS, build_optimizer
 from sparkgrad.engine.tasks import REVERSE, TEXT, reversal_datasets, text_datasets
 from sparkgrad.engine.trainer import Trainer
+from sparkgrad.errors import SparkgradError
 from sparkgrad.parallel.registry import make_strategy
 from sparkgrad.parallel.strategy import Strategy
 
 PROGRESS_TAG = "sparkgrad-progress"
+log = logging.getLogger("sparkgrad.engine.job")
 
 
-class InjectedFailure(RuntimeError):
-    """The crash asked for with ``--fail-at-step`` (teaching and tests)."""
+class InjectedFailure(SparkgradError, RuntimeError):
+    """The crash asked for with ``--fail-at-step`` (teaching and tests).
+
+    A SparkgradError, so a single-process run ends in one line, not a traceback; on Spark it
+    is retried like any crash (it is not one of the permanent errors), and it fires on the
+    first attempt only, so the rerun resumes from the last checkpoint and completes.
+    """
 
 
 def _config(value: RunConfig | dict) -> RunConfig:
@@ -139,6 +152,7 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: Any = None) -> dict
         config, ctx.records if ctx is not None else None, test_set
     )
     model = spec.build(config, vocab).to(config.device)
+    check = TrainingCheck.for_model(config, model)  # the full model, before any strategy cuts it
     strategy = make_strategy(
         config.strategy if world > 1 else "single",
         model,
@@ -160,11 +174,17 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: Any = None) -> dict
         scheduler=scheduler,
         progress=config.progress and ctx is None,
         task=spec.task,
+        allow_nonfinite_loss=config.allow_nonfinite_loss,
     )
 
     start_epoch, skip, resumed_from = 1, 0, None
     if config.checkpoint_dir and (config.resume or attempt > 0):
-        ckpt = load_latest_checkpoint(config.checkpoint_dir)
+        check.batches_per_epoch = len(train_loader)
+        with warnings.catch_warnings(record=True) as skipped:
+            warnings.simplefilter("always")
+            ckpt = load_latest_checkpoint(config.checkpoint_dir, validate=check)
+        for warning in skipped if rank == 0 else ():  # a damaged checkpoint, named once
+            log.warning("%s", warning.message)  # on Spark: forwarded to the driver
         if ckpt is not None:
             strategy.load_full_state(ckpt.model_state, ckpt.optimizer_state)
             trainer.global_step = resumed_from = ckpt.step
@@ -204,9 +224,13 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: Any = None) -> dict
         if rank == 0 and ctx is not None:
             say(f"{PROGRESS_TAG} step={step} total={total_steps} loss={loss:.4f}")
         if config.fail_at_step == step and rank == config.fail_rank and attempt == 0:
-            raise InjectedFailure(
-                f"injected failure at step {step} on rank {rank} (--fail-at-step); "
+            then = (
                 "Spark reruns the stage and the ranks resume from the last checkpoint"
+                if ctx is not None
+                else "rerun with --resume to continue from the last checkpoint"
+            )
+            raise InjectedFailure(
+                f"injected failure at step {step} on rank {rank} (--fail-at-step); {then}"
             )
 
     def on_epoch(tr: Trainer, m: Any) -> None:

@@ -17,7 +17,10 @@ in a second, and reported as one :class:`~sparkgrad.errors.ConfigError` or
   creating (and removing) a probe file, not by ``os.access``: for root ``os.access``
   answers yes on any mode bits, while a probe fails exactly where the write would;
 - **resume** (:func:`check_resume`): the settings a resume cannot change (model,
-  optimizer, batch size, ...) must be those of the newest valid checkpoint;
+  optimizer, lr, batch size, ...) must be those of the newest checkpoint, and some
+  checkpoint must be sound for this run (the same
+  :class:`~sparkgrad.engine.checkpoint_schema.TrainingCheck` the ranks apply), else the
+  run would fail in every task or silently start afresh;
 - **device** (:func:`check_device`): ``--device cuda`` needs CuPy and a GPU where the
   ranks run, which the driver can only tell for a local master (its own machine).
 
@@ -58,8 +61,8 @@ def preflight(config: RunConfig) -> None:
     check_outputs(config)
     if config.strategy == "single":
         check_device(config)
-    check_data(config)
-    check_resume(config)
+    counts = check_data(config)
+    check_resume(config, counts)
 
 
 def check_device(config: RunConfig, master: str | None = None) -> None:
@@ -218,20 +221,54 @@ def _show(name: str, value: object) -> str:
     return str(value)
 
 
-def check_resume(config: RunConfig) -> None:
-    """``--resume``: the command line agrees with the newest valid checkpoint's config.
+def check_resume(config: RunConfig, counts: dict[str, int] | None = None) -> None:
+    """``--resume``: the command line agrees with the checkpoints, and one is sound for it.
 
-    Reads ``meta["config"]`` of the checkpoint :func:`load_latest_checkpoint` picks (the
-    same one the ranks will load); a checkpoint without a config is not compared.
+    First the newest checkpoint that loads at all: its ``meta["config"]`` must agree with
+    the command line on :data:`RESUME_MUST_MATCH` (a conflict is a ConfigError listing each
+    setting). Then the checkpoint the ranks will pick, under the checks they apply
+    (:class:`~sparkgrad.engine.checkpoint_schema.TrainingCheck`, all but the tensors' shapes;
+    ``counts``: the data's sizes from :func:`check_data`, which fix the batches per epoch):
+    CheckpointError when
+    checkpoints exist and none is sound, its config compared again, and its epoch must
+    not lie beyond ``--epochs``.
     """
     if not (config.resume and config.checkpoint_dir):
         return
     from sparkgrad.engine.checkpoint import load_latest_checkpoint
+    from sparkgrad.engine.checkpoint_schema import TrainingCheck
+    from sparkgrad.errors import CheckpointError
 
-    with warnings.catch_warnings():  # damaged checkpoints: the ranks warn about them again
+    # a rank's batches per epoch are the same for every world size d: floor(floor(n/d) /
+    # (b/d)) = floor(n/b), as no multiple of b (b is one of d) lies between floor(n/d)*d and
+    # n. The tensors' shapes are left to the ranks (the driver builds no model)
+    batches = counts["train"] // config.batch_size if counts else None
+    check = TrainingCheck.for_config(config, batches)
+    with warnings.catch_warnings():  # damaged checkpoints: the ranks warn about them
         warnings.simplefilter("ignore")
-        ckpt = load_latest_checkpoint(config.checkpoint_dir)
-    saved = ckpt.meta.get("config") if ckpt is not None else None
+        try:
+            newest = load_latest_checkpoint(config.checkpoint_dir)
+            check.check_config(newest.meta.get("config") if newest is not None else None)
+        except CheckpointError:
+            newest = None  # damaged: the ranks skip it, and so does the comparison
+        if newest is not None:
+            _compare(config, newest)
+        chosen = load_latest_checkpoint(config.checkpoint_dir, validate=check)
+    if chosen is None:
+        return
+    if newest is None or chosen.step != newest.step:
+        _compare(config, chosen)
+    epoch = chosen.meta["sampler"]["epoch"]
+    if epoch > config.epochs:
+        raise ConfigError(
+            f"--resume: the checkpoint in {config.checkpoint_dir} (step {chosen.step}) is in "
+            f"epoch {epoch}, beyond --epochs {config.epochs}; pass --epochs {epoch} or more"
+        )
+
+
+def _compare(config: RunConfig, ckpt: Any) -> None:
+    """ConfigError listing every RESUME_MUST_MATCH setting where ``ckpt`` and ``config`` differ."""
+    saved = ckpt.meta.get("config")
     if not isinstance(saved, dict):
         return
     mine = config.to_dict()
@@ -250,7 +287,7 @@ def check_resume(config: RunConfig) -> None:
     ]
     if conflicts:
         raise ConfigError(
-            f"--resume: the newest checkpoint in {config.checkpoint_dir} (step {ckpt.step}) "
+            f"--resume: the checkpoint in {config.checkpoint_dir} (step {ckpt.step}) "
             f"was trained with {', '.join(conflicts)}; resume with the checkpoint's settings "
             "or start afresh in another --checkpoint-dir"
         )

@@ -135,13 +135,19 @@ def _spark_run(config: RunConfig) -> dict:
     from sparkgrad.engine.spark_runner import SparkRunner
     from sparkgrad.engine.spark_session import local_session
 
-    retries = 2 if config.checkpoint_dir else 1  # a failed stage reruns only when it can resume
+    # local[N,F]: a task may fail F times before the job aborts. Spark reruns a failed
+    # barrier stage either way; the runner cancels the job on an error no rerun can fix
+    retries = 2 if config.checkpoint_dir else 1
     spark = local_session(f"local[{config.world_size},{retries}]", app_name="sparkgrad-train")
     check_device(config, spark.sparkContext.master)  # before any task starts
     progress = DriverProgress(config.progress)
     try:
         runner = SparkRunner(
-            spark, config.world_size, sim_topology=config.sim_topology, log_sink=progress
+            spark,
+            config.world_size,
+            sim_topology=config.sim_topology,
+            log_sink=progress,
+            quiet=True,  # each rank failure is one record; the run raises one line
         )
         if MODELS[config.model].task is TEXT and _is_uri(config.data):
             from sparkgrad.dataset.text import read_corpus

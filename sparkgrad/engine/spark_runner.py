@@ -29,27 +29,43 @@ What happens in :meth:`SparkRunner.run`:
    driver joins them, checks length and SHA-256, and decodes. Other ranks return nothing.
 
 Failures: a rank that raises fails its task, and the runner never swallows that. In a
-barrier stage one failed task fails the whole stage; Spark reruns it as a whole when
-tasks may fail more than once (``local[N,F]`` with ``F >= 2``; ``spark.task.maxFailures``
-on a cluster), at most ``spark.stage.maxConsecutiveAttempts`` times (default 4). Every
-rank then starts again, and ``ctx.attempt`` (0, then 1, ...) tells it so, e.g. to resume
-from a checkpoint. The driver counts the attempts (see
-:mod:`~sparkgrad.engine.task_logging`): Spark's ``BarrierTaskContext.attemptNumber()``
-restarts at 0 in a rerun stage. When the last attempt fails too, the driver raises one
-short error naming the rank and the original message, not a 200-line Java trace: the
-same class when it was a :mod:`sparkgrad.errors` class (a ``ConfigError`` stays a
-``ConfigError``), :class:`RankError` otherwise.
+barrier stage one failed task fails the whole stage; Spark reruns it as a whole, at most
+``spark.stage.maxConsecutiveAttempts`` times (default 4). Every rank then starts again,
+and ``ctx.attempt`` (0, then 1, ...) tells it so, e.g. to resume from a checkpoint. The
+driver counts the attempts (see :mod:`~sparkgrad.engine.task_logging`): Spark's
+``BarrierTaskContext.attemptNumber()`` restarts at 0 in a rerun stage.
+
+- **Which error the user sees.** A failing rank first sends its failure record (rank,
+  attempt, class, message, where, time) to the driver over its log connection, then
+  raises. One rank's error makes the others fail too (a ``CollectiveTimeout`` or
+  ``PeerLost``: "rank 0 is gone"), and Spark's own error text holds just one of them, often
+  such a consequence. So the driver picks the root cause from every record of the last
+  attempt: the first by time that is not a consequence (:data:`CONSEQUENCES`), else the
+  first. It raises one short error naming the rank and the original message, not a
+  200-line Java trace: the same class when it was a :mod:`sparkgrad.errors` class (a
+  ``ConfigError`` stays a ``ConfigError``), :class:`RankError` otherwise.
+- **Errors no retry can fix** (:func:`is_permanent`: a wrong configuration, bad data, a
+  damaged checkpoint, a diverged loss, a missing device, a permission or read-only file
+  system error) are not retried: on such a record the driver stops the ranks and cancels
+  the job, so the stage fails once and the error is raised at once.
+- **Ctrl-C** while the job runs: the runner (not PySpark's handler, whose py4j call from
+  inside the signal handler breaks the connection it interrupts and prints pages of py4j
+  tracebacks) stops the ranks (``STOP`` down the log connections: each rank's main thread
+  is interrupted and unwinds through its ``finally`` blocks, so no rank trains or logs on),
+  cancels the job, and raises ``KeyboardInterrupt``. A second Ctrl-C raises at once.
+- ``quiet=True`` (what ``main.py`` uses) silences Spark's own per-task failure logs (the
+  executor's and the task scheduler's copies of every traceback): each failure is already
+  in a record, and the one line the driver raises names the root cause.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
-import re
 import secrets
-import traceback
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,7 +78,17 @@ from sparkgrad.comms.process_group import ProcessGroup
 from sparkgrad.comms.reduce_ops import ReduceOp
 from sparkgrad.comms.rendezvous import spark_rendezvous
 from sparkgrad.engine import result_payload
-from sparkgrad.engine.spark_session import check_barrier_capacity, local_session
+from sparkgrad.engine.rank_failures import (  # noqa: F401 - RankError, driver_error: API
+    JobWatch,
+    RankError,
+    driver_error,
+    failure,
+)
+from sparkgrad.engine.spark_session import (
+    check_barrier_capacity,
+    local_session,
+    quiet_task_failures,
+)
 from sparkgrad.engine.task_logging import (
     LineSender,
     LineWriter,
@@ -74,14 +100,8 @@ from sparkgrad.engine.task_logging import (
 )
 from sparkgrad.errors import SparkgradError
 
-FAILURE_MARK = "sparkgrad-rank-failure "
 ATTEMPT_TAG = 0x7FFF0000  # communicator tag of the attempt agreement, far from new_group's
-CONSEQUENCES = {"CollectiveTimeout", "CommError", "PeerLost"}  # of another rank's failure
 log = logging.getLogger("sparkgrad.engine")
-
-
-class RankError(SparkgradError, RuntimeError):
-    """A rank raised an error that is not one of sparkgrad's (the message names the rank)."""
 
 
 @dataclass
@@ -128,21 +148,20 @@ class _Job:
     has_inputs: bool = False
 
 
-class _RankFailed(RuntimeError):
-    """Raised in a task: one line of JSON the driver can find inside Spark's error text."""
+def _interrupt_main(thread_id: int) -> None:
+    """Raise KeyboardInterrupt in the rank's main thread, even inside a blocking wait.
 
+    ``pthread_kill`` delivers a real SIGINT to that thread, so a wait on a lock or a socket
+    returns at once (``_thread.interrupt_main`` alone would only be noticed after it).
+    PySpark's workers keep Python's default SIGINT handler; where it was replaced, the
+    flag is set without a signal.
+    """
+    import _thread
 
-def _failure(rank: int, attempt: int, exc: BaseException) -> _RankFailed:
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
-    info = {
-        "rank": rank,
-        "attempt": attempt,
-        "type": type(exc).__name__,
-        "message": str(exc),
-        "where": where,
-    }
-    return _RankFailed(FAILURE_MARK + json.dumps(info))
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.pthread_kill(thread_id, signal.SIGINT)
+    else:
+        _thread.interrupt_main()
 
 
 def _run_rank(job: _Job, partition: Iterator[Any]) -> Iterator[tuple]:
@@ -153,6 +172,7 @@ def _run_rank(job: _Job, partition: Iterator[Any]) -> Iterator[tuple]:
     context = BarrierTaskContext.get()
     rank = context.partitionId()
     sender = LineSender(job.log_address, job.secret, rank, job.world_size)
+    sender.on_stop = functools.partial(_interrupt_main, threading.main_thread().ident)
     attempt = sender.attempt if sender.attempt is not None else context.attemptNumber()
     logger, payload = None, None
     try:
@@ -174,7 +194,9 @@ def _run_rank(job: _Job, partition: Iterator[Any]) -> Iterator[tuple]:
         if rank == 0:
             payload = result_payload.encode(value)
     except Exception as exc:
-        raise _failure(rank, attempt, exc) from exc
+        record = failure(rank, attempt, exc)
+        sender.send(str(record))  # before the peers see this rank go: the driver's first
+        raise record from exc
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -200,45 +222,6 @@ def _agreed_attempt(transport: Any, attempt: int, timeout: float) -> int:
     return int(counts[0])
 
 
-def _failures(text: str) -> list[dict]:
-    """Every rank-failure record inside Spark's error text, in order."""
-    found, decoder = [], json.JSONDecoder()
-    for match in re.finditer(re.escape(FAILURE_MARK), text):
-        try:
-            info, _ = decoder.raw_decode(text, match.end())
-            if {"rank", "attempt", "type", "message"} <= set(info):
-                found.append(info)
-        except (ValueError, TypeError):
-            continue
-    return found
-
-
-def driver_error(exc: BaseException) -> SparkgradError:
-    """The short error to raise on the driver for a failed Spark job ``exc``.
-
-    When several ranks failed, a rank's own error wins over a peer's timeout or lost
-    connection, which are usually its consequence.
-    """
-    text = str(exc)
-    found = _failures(text)
-    if found:
-        causes = [f for f in found if f["type"] not in CONSEQUENCES] or found
-        info = causes[0]
-        cls = getattr(errors, str(info["type"]), None)
-        if not (isinstance(cls, type) and issubclass(cls, SparkgradError)):
-            cls = RankError
-        where = f" (at {info['where']})" if info.get("where") else ""
-        return cls(
-            f"rank {info['rank']} failed on attempt {info['attempt']} with "
-            f"{info['type']}: {info['message']}{where}"
-        )
-    # Not raised by the rank function: e.g. the worker could not start or import.
-    python = re.findall(r"^(\w+(?:Error|Exception)): (.+)$", text, re.MULTILINE)
-    stage = re.search(r"(Job aborted due to stage failure: [^\n]{0,300})", text)
-    parts = [f"{name}: {msg}" for name, msg in python[-1:]] + ([stage.group(1)] if stage else [])
-    return RankError("the Spark job failed: " + (" | ".join(parts) or text[:500]))
-
-
 class SparkRunner:
     """Launch ``fn(ctx, *args)`` on ``world_size`` Spark barrier tasks; see the module doc.
 
@@ -246,7 +229,8 @@ class SparkRunner:
     which respects an active session and ``spark-submit --master``). ``timeout``: seconds
     for the rendezvous and for each collective. ``sim_topology``: the modelled cluster of
     the comms cost model (e.g. ``"2x8-h100"``). ``log_sink(rank, line)``: where the ranks'
-    log lines go on the driver (default: stderr as ``[rank r] line``).
+    log lines go on the driver (default: stderr as ``[rank r] line``). ``quiet``: silence
+    Spark's per-task failure logs, and all of Spark's logging once interrupted.
     """
 
     def __init__(
@@ -257,6 +241,7 @@ class SparkRunner:
         sim_topology: Any = None,
         log_sink: Sink = print_sink,
         chunk_bytes: int = result_payload.CHUNK_BYTES,
+        quiet: bool = False,
     ) -> None:
         if not isinstance(world_size, int) or world_size < 1:
             raise errors.ConfigError(f"expected a world size >= 1, found {world_size!r}")
@@ -267,6 +252,7 @@ class SparkRunner:
         self.spark = spark if spark is not None else local_session(f"local[{world_size}]")
         self.world_size, self.timeout = world_size, float(timeout)
         self.sim_topology, self.log_sink, self.chunk_bytes = sim_topology, log_sink, chunk_bytes
+        self.quiet = quiet
 
     def run(self, fn: Callable[..., Any], *args: Any, inputs: Any = None) -> Any:
         """Run ``fn(ctx, *args)`` on every rank; return rank 0's return value.
@@ -282,12 +268,16 @@ class SparkRunner:
             )
         check_barrier_capacity(self.spark, self.world_size)
         sc = self.spark.sparkContext
+        if self.quiet:
+            quiet_task_failures(sc)
         conf = sc.getConf()
         driver_host = conf.get("spark.driver.host", "127.0.0.1")
         bind_host = conf.get("spark.driver.bindAddress", driver_host)
         secret = secrets.token_bytes(32)
         tag = f"sparkgrad-{secrets.token_hex(4)}"
-        with LogServer(secret, self.world_size, bind_host, self.log_sink) as logs:
+        watch = JobWatch(sc, tag, self.log_sink, self.quiet)
+        with LogServer(secret, self.world_size, bind_host, watch.sink) as logs:
+            watch.logs = logs
             job = _Job(
                 fn,
                 args,
@@ -305,16 +295,24 @@ class SparkRunner:
             # reruns a result stage), so the records cross one small shuffle.
             stage = ranks.repartition(1)
             sc.addJobTag(tag)
+            failed: BaseException | None = None
             try:
-                records = stage.collect()
-            except KeyboardInterrupt:
-                sc.cancelJobsWithTag(tag)
+                with watch.on_ctrl_c():
+                    records = stage.collect()
+            except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread
+                watch.interrupted.set()
+                watch.stop("interrupted")
                 raise
             except Exception as exc:
                 if isinstance(exc, SparkgradError):
                     raise
                 log.debug("the Spark job failed:\n%s", exc)
-                raise driver_error(exc) from None
+                failed = exc
             finally:
                 sc.removeJobTag(tag)
+        # the log readers have ended (or waited their time): every record sent is in
+        if watch.interrupted.is_set():
+            raise KeyboardInterrupt
+        if failed is not None:
+            raise driver_error(failed, watch.failures) from None
         return result_payload.decode(result_payload.join(records))

@@ -15,6 +15,12 @@ year (a rank that never reaches the rendezvous fails the stage instead of hangin
 no console progress bar (it would garble the ranks' log lines), unless ``spark-submit
 --conf`` says otherwise.
 
+Two helpers keep the console readable when things go wrong (``main.py`` uses them):
+:func:`quiet_task_failures` silences Spark's per-task copies of a failing rank's traceback
+(the runner reports each failure itself, in one line), and :func:`stop_quietly` ends the
+session after Ctrl-C with nothing printed: Spark's logging off, the context stopped, and
+the JVM that PySpark started waited for, so no process outlives ``main.py``.
+
 :func:`check_barrier_capacity` runs before every launch. A barrier stage needs one free
 task slot per rank *at the same time*; asked for more than the cluster has, Spark keeps
 retrying for minutes before it gives up. We count the slots from the master URL
@@ -88,6 +94,72 @@ def local_session(master: str | None = None, app_name: str = "sparkgrad", **conf
     for key, value in {**defaults, **conf}.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+#: The JVM loggers that print every failed task's whole traceback (executor, scheduler).
+TASK_FAILURE_LOGGERS = (
+    "org.apache.spark.executor.Executor",
+    "org.apache.spark.scheduler.TaskSetManager",
+)
+
+
+def _set_jvm_log_level(sc: Any, names: tuple[str, ...], level: str) -> None:
+    jvm = sc._jvm
+    value = jvm.org.apache.logging.log4j.Level.toLevel(level)
+    for name in names:
+        jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(name, value)
+
+
+def quiet_task_failures(sc: Any) -> None:
+    """Turn off the JVM loggers of :data:`TASK_FAILURE_LOGGERS` (best effort)."""
+    try:
+        _set_jvm_log_level(sc, TASK_FAILURE_LOGGERS, "OFF")
+    except Exception:  # noqa: BLE001 - another logging backend: keep Spark's logs then
+        pass
+
+
+def quiet_spark_logs(sc: Any) -> None:
+    """All of Spark's logging off (the JVM is about to end the job, or itself)."""
+    try:
+        sc.setLogLevel("OFF")
+    except Exception:  # noqa: BLE001 - the JVM may be gone already
+        pass
+
+
+def stop_quietly(timeout: float = 20.0) -> None:
+    """Stop the active SparkContext without a line of output, and wait for PySpark's JVM.
+
+    For the end of a process (after Ctrl-C): logging off, ``sc.stop()`` (its executors
+    and Python workers end), then the JVM PySpark launched is told to exit (its stdin
+    closes, as when Python exits) and awaited, at most ``timeout`` seconds. Under
+    ``spark-submit`` the JVM is spark-submit itself, our parent: it is left alone.
+    """
+    import sys
+
+    if "pyspark" not in sys.modules:
+        return  # Spark never started in this process
+    from pyspark import SparkContext
+
+    sc = SparkContext._active_spark_context
+    if sc is not None:
+        quiet_spark_logs(sc)
+        try:
+            sc.stop()
+        except Exception:  # noqa: BLE001 - stopping a broken context: nothing to report
+            pass
+    proc = getattr(SparkContext._gateway, "proc", None)
+    if proc is None:
+        return
+    try:
+        SparkContext._gateway.shutdown()
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.wait(timeout)
+    except Exception:  # noqa: BLE001 - it outlived the wait: kill it rather than orphan it
+        proc.kill()
 
 
 def _task_cpus(conf: Any) -> int:

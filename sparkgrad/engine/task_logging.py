@@ -13,6 +13,13 @@ a rank fails, Spark reruns the whole stage, every rank connects again, and the c
 tells the rerun that it is one (Spark's own ``BarrierTaskContext.attemptNumber()`` starts
 again at 0 in a rerun stage, so it cannot tell).
 
+The driver can also *stop* the ranks: :meth:`LogServer.stop_ranks` sends ``STOP`` (one
+``u32``) down every connection, which is otherwise silent in that direction. A rank's
+:class:`LineSender` watches for it and calls its ``on_stop`` (the runner interrupts the
+rank's main thread, so it unwinds through its ``finally`` blocks at once instead of
+training on for seconds until Spark kills the worker), and drops every later line. That
+is how Ctrl-C on the driver, or an error no retry can fix, ends the job promptly.
+
 The driver hands each line to a *sink*, by default a print to stderr as ``[rank 1] ...``.
 On the rank side, :func:`rank_logger` gives a ``logging.Logger`` whose records travel
 over that socket, and :class:`LineWriter` does the same for ``print`` (the runner puts it
@@ -35,6 +42,7 @@ from sparkgrad.errors import CommError
 
 MAX_LINE = 64 * 1024
 LENGTH = struct.Struct("<I")
+STOP = 0x53544F50  # b"POTS" little-endian: the driver asks the rank to stop
 Sink = Callable[[int, str], None]
 log = logging.getLogger("sparkgrad.engine")
 
@@ -59,6 +67,8 @@ class LogServer:
         self.address = (host, self.server.getsockname()[1])
         self.readers: list[threading.Thread] = []
         self.connections: dict[int, int] = {}  # rank -> connections so far (attempts)
+        self.muted = False  # after stop_ranks: late lines are dropped, not shown
+        self._live: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._accepter = threading.Thread(target=self._accept, daemon=True, name="log-accept")
 
@@ -87,16 +97,34 @@ class LogServer:
                 with self._lock:
                     attempt = self.connections.get(rank, 0)
                     self.connections[rank] = attempt + 1
+                    self._live.add(sock)
                 sock.sendall(LENGTH.pack(attempt))
                 sock.settimeout(None)
                 while True:
                     (n,) = LENGTH.unpack(recv_exact(sock, LENGTH.size))
                     if n > MAX_LINE:
                         raise CommError(f"log line of {n} bytes exceeds {MAX_LINE}")
-                    self.sink(rank, recv_exact(sock, n).decode("utf-8", "replace"))
+                    line = recv_exact(sock, n).decode("utf-8", "replace")
+                    if not self.muted:
+                        self.sink(rank, line)
             except (OSError, CommError) as exc:
                 if "after 0 of" not in str(exc):  # a clean close between records is normal
                     log.debug("log connection ended: %s", exc)
+            finally:
+                with self._lock:
+                    self._live.discard(sock)
+
+    def stop_ranks(self) -> None:
+        """Tell every connected rank to stop, and show none of their lines from now on."""
+        self.muted = True
+        with self._lock:
+            live = list(self._live)
+        for sock in live:
+            try:
+                sock.sendall(LENGTH.pack(STOP))
+                sock.shutdown(socket.SHUT_RDWR)  # the reader ends; the rank reads STOP, then EOF
+            except OSError:
+                pass  # that rank is gone already
 
     def close(self, wait: float = 2.0) -> None:
         """Stop accepting; give open connections up to ``wait`` seconds to finish."""
@@ -107,13 +135,20 @@ class LogServer:
 
 
 class LineSender:
-    """Rank side: one authenticated connection to the driver's :class:`LogServer`."""
+    """Rank side: one authenticated connection to the driver's :class:`LogServer`.
+
+    ``on_stop()`` is called (from a watcher thread) when the driver sends ``STOP``; from
+    then on lines are dropped. Without a driver (unreachable at the start, or its end of
+    the link broke) lines go to this process's stderr instead.
+    """
 
     def __init__(self, address: tuple[str, int], secret: bytes, rank: int, world_size: int) -> None:
         self.rank = rank
         self.lock = threading.Lock()
         self.sock: socket.socket | None = None
         self.attempt: int | None = None  # from the driver; None when it was unreachable
+        self.on_stop: Callable[[], None] | None = None
+        self.stopped = False
         sock = None
         try:
             sock = socket.create_connection(address, timeout=10.0)
@@ -125,11 +160,30 @@ class LineSender:
             if sock is not None:
                 sock.close()
             log.warning("rank %d: driver log server unreachable (%s); logging locally", rank, exc)
+            return
+        threading.Thread(target=self._watch, args=(sock,), daemon=True, name="log-stop").start()
+
+    def _watch(self, sock: socket.socket) -> None:
+        """Wait for the driver's STOP (or the end of the link)."""
+        try:
+            (word,) = LENGTH.unpack(recv_exact(sock, LENGTH.size))
+        except (OSError, CommError):
+            return  # closed by us, or the driver went away
+        if word != STOP:
+            return
+        with self.lock:
+            if self.sock is None:  # closed meanwhile: the rank is done anyway
+                return
+            self.stopped = True
+        if self.on_stop is not None:
+            self.on_stop()
 
     def send(self, line: str) -> None:
         """Send one line (cut to ``MAX_LINE`` bytes); falls back to stderr if the link broke."""
         data = line.encode("utf-8", "replace")[:MAX_LINE]
         with self.lock:
+            if self.stopped:
+                return  # the driver asked us to stop: nobody shows these lines
             if self.sock is not None:
                 try:
                     self.sock.sendall(LENGTH.pack(len(data)) + data)
@@ -141,6 +195,10 @@ class LineSender:
     def close(self) -> None:
         with self.lock:
             if self.sock is not None:
+                try:
+                    self.sock.shutdown(socket.SHUT_RDWR)  # wakes the watcher's recv
+                except OSError:
+                    pass
                 self.sock.close()
                 self.sock = None
 

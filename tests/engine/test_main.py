@@ -213,3 +213,43 @@ def test_data_from_a_uri_is_read_by_spark_and_sharded_per_rank(spark_local, tmp_
         write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", labels.astype(np.uint8))
     result = run(_config(data=tmp_path.as_uri(), epochs=3, batch_size=32))
     assert result.history[-1]["test_accuracy"] > 0.5  # 10 classes: chance is 0.1
+
+
+@pytest.mark.slow
+def test_a_single_process_checkpoint_resumes_under_data_parallel_with_its_train_loss(
+    spark_local, tmp_path
+):
+    """Issue 17.13: the restored (loss sum, samples) of epoch 1 were one process's sums, and
+    the ranks went on adding their own rows only (1.4471 reported instead of 1.3061). Now
+    both count global batches: the epoch-1 loss is the uninterrupted run's."""
+    ckpt = str(tmp_path / "ck")
+    run(_config(strategy="single", world_size=1, epochs=1, checkpoint_dir=ckpt))
+    assert sorted(os.listdir(ckpt)) == ["step-000007", "step-000014"]  # 20 steps per epoch
+    clean = run(_config(strategy="single", world_size=1))
+    resumed = run(_config(checkpoint_dir=ckpt, resume=True))  # data, world size 2
+    assert resumed.resumed_from == 14
+    assert [m["train_loss"] for m in resumed.history] == pytest.approx(
+        [m["train_loss"] for m in clean.history], rel=1e-6
+    )
+    for key, w in clean.state_dict.items():
+        np.testing.assert_allclose(resumed.state_dict[key], w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_diverging_loss_on_spark_is_one_line_and_not_retried(tmp_path):
+    """Every rank raises NonFiniteLossError at the same step; no rerun (it would diverge
+    again), no Java or Python trace on the console, nothing checkpointed."""
+    ckpt = tmp_path / "ck"
+    proc = _main(
+        "--strategy", "data", "--world-size", "2", "--data", "synthetic:640", "--hidden", "16",
+        "--epochs", "1", "--lr", "1e30", "--no-progress", "--checkpoint-dir", str(ckpt),
+    )  # fmt: skip
+    _assert_one_line_error(
+        proc,
+        "failed on attempt 0 with NonFiniteLossError: the training loss became nan at step 2",
+        "--allow-nonfinite-loss",
+    )
+    output = proc.stderr + proc.stdout
+    assert "org.apache.spark" not in output and "RuntimeWarning" not in output, output
+    assert "attempt 1" not in output
+    assert not ckpt.exists() or os.listdir(ckpt) == []

@@ -105,6 +105,48 @@ def test_allow_nonfinite_loss_reaches_the_config():
     assert parse_config([]).allow_nonfinite_loss is False
 
 
+# ---- item 10b: a loss that diverges during training --------------------------------------------
+def test_a_diverging_loss_stops_the_run_naming_the_step():
+    """lr 1e30 is finite (accepted), but the second step's loss is NaN: one line, exit 2
+    (the user's setting is wrong), and no screen of NumPy overflow warnings."""
+    _assert_one_line_on_stderr(
+        _main_no_spark(
+            "--strategy", "single", "--data", "synthetic:640", "--hidden", "16",
+            "--epochs", "1", "--lr", "1e30",
+        ),
+        "the training loss became nan at step 2 (epoch 1, batch 2) with lr 1e+30",
+        "--allow-nonfinite-loss",
+    )  # fmt: skip
+
+
+def test_allow_nonfinite_loss_trains_through_with_one_warning(caplog):
+    import logging
+    import math
+
+    with caplog.at_level(logging.WARNING, logger="sparkgrad.engine.trainer"):
+        result = run(
+            RunConfig(
+                strategy="single", data="synthetic:640", hidden=(16,), epochs=2, lr=1e30,
+                allow_nonfinite_loss=True, progress=False,
+            )
+        )  # fmt: skip
+    assert [m["epoch"] for m in result.history] == [1, 2]  # all 20 steps ran
+    assert all(math.isnan(m["train_loss"]) for m in result.history)
+    (record,) = caplog.records  # once, for the first non-finite step
+    assert "became nan at step 2 (epoch 1, batch 2); training goes on" in record.getMessage()
+
+
+def test_help_says_what_a_resume_takes_from_where():
+    text = " ".join(_main_no_spark("--help").stdout.split())
+    for phrase in (
+        "From the checkpoint: the weights, the optimizer's buffers",
+        "From the command line: everything else",
+        "--lr, --momentum, --gamma, --batch-size and --seed must equal the checkpoint's",
+        "a conflict is an error, nothing is silently overridden",
+    ):
+        assert phrase in text, phrase
+
+
 # ---- item 3: the modelled cluster -------------------------------------------------------------
 @pytest.mark.parametrize(
     "args, needles",

@@ -6,12 +6,16 @@ Lessons, one per test:
 - what the ranks log and print shows up on the driver;
 - an error inside a rank reaches the driver as one short error naming the rank;
 - a failed barrier stage is rerun as a whole, and the rerun knows it is one;
+- the error the driver raises is the root cause (rank 0's own error), not the timeout it
+  caused on rank 1, although Spark's final error text is rank 1's;
+- an error no retry can fix (a ConfigError, a permission error) fails the stage once;
 - asking for more ranks than task slots fails at once instead of hanging.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -19,7 +23,7 @@ from pyspark import BarrierTaskContext, cloudpickle
 
 import sparkgrad.distributed as dist
 from sparkgrad.engine.spark_runner import RankError, SparkRunner
-from sparkgrad.errors import ConfigError, DataFormatError
+from sparkgrad.errors import CollectiveTimeout, ConfigError, DataFormatError
 
 pytestmark = pytest.mark.slow
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import tests
@@ -142,4 +146,51 @@ def test_world_size_above_task_slots_fails_before_launch(spark_local):
     runner = SparkRunner(spark_local, world_size=4)
     with pytest.raises(ConfigError, match=r"world size 4 needs 4 task slots; local\[2,2\] has 2"):
         runner.run(never_runs)
+    assert spark_local.sparkContext.statusTracker().getActiveJobsIds() == []
+
+
+def rank_zero_fails_while_rank_one_waits(ctx, error):
+    ctx.log.info("attempt %d starts", ctx.attempt)
+    if ctx.rank == 0:
+        time.sleep(0.5)  # rank 1 is inside the all_reduce by now
+        raise error
+    dist.all_reduce(np.ones(3))  # rank 1 fails here: rank 0 is gone
+    return None
+
+
+def test_the_root_cause_is_reported_not_the_timeout_it_caused(spark_local):
+    """Issue 17.4: before, the driver said 'rank 1 failed ... CollectiveTimeout ... rank 0
+    is gone'. Both attempts fail the same way (a ValueError is retried)."""
+    lines = []
+    runner = SparkRunner(spark_local, world_size=2, log_sink=lambda r, s: lines.append((r, s)))
+    with pytest.raises(RankError) as info:
+        runner.run(rank_zero_fails_while_rank_one_waits, ValueError("rank 0's own error"))
+    message = str(info.value)
+    assert message.startswith("rank 0 failed on attempt 1 with ValueError: rank 0's own error")
+    assert not isinstance(info.value, CollectiveTimeout) and "is gone" not in message
+    assert (0, "[attempt 1] attempt 1 starts") in lines  # it was retried
+
+
+@pytest.mark.parametrize(
+    "error, cls, needle",
+    [
+        (ConfigError("--data: the split is empty"), ConfigError, "ConfigError: --data"),
+        (
+            PermissionError(13, "Permission denied", "/ckpt/step-000005"),
+            RankError,
+            "PermissionError: [Errno 13] Permission denied: '/ckpt/step-000005'",
+        ),
+        (OSError(30, "Read-only file system", "/ckpt"), RankError, "[Errno 30] Read-only"),
+    ],
+    ids=["ConfigError", "EACCES", "EROFS"],
+)
+def test_an_error_no_retry_can_fix_fails_the_stage_once(spark_local, error, cls, needle):
+    lines = []
+    runner = SparkRunner(spark_local, world_size=2, log_sink=lambda r, s: lines.append((r, s)))
+    with pytest.raises(cls) as info:
+        runner.run(rank_zero_fails_while_rank_one_waits, error)
+    assert str(info.value).startswith("rank 0 failed on attempt 0 with"), str(info.value)
+    assert needle in str(info.value)
+    assert (0, "attempt 0 starts") in lines
+    assert not [line for _, line in lines if "attempt 1" in line], lines  # never rerun
     assert spark_local.sparkContext.statusTracker().getActiveJobsIds() == []

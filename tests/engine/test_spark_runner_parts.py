@@ -6,7 +6,9 @@ Lessons:
 - the driver's log server only takes lines from holders of the job secret, and counts
   each rank's connections: that count is the attempt number of a rerun stage;
 - the task slots of a master URL, and the clear error when a world size does not fit;
-- Spark's long failure text is boiled down to one line naming the rank.
+- the driver can stop every rank over that link (Ctrl-C, an error no retry can fix);
+- Spark's long failure text is boiled down to one line naming the rank, and among the
+  records of several failing ranks the root cause wins (first by time, last attempt).
 """
 
 from __future__ import annotations
@@ -23,10 +25,24 @@ from hypothesis import strategies as st
 import sparkgrad as sg
 from sparkgrad.comms.auth import AuthError, client_handshake
 from sparkgrad.engine import result_payload as rp
-from sparkgrad.engine.spark_runner import RankError, _failure, driver_error
+from sparkgrad.engine.rank_failures import (
+    RankError,
+    driver_error,
+    is_permanent,
+    parse_failures,
+    root_cause,
+)
+from sparkgrad.engine.rank_failures import failure as _failure
 from sparkgrad.engine.spark_session import check_barrier_capacity, task_slots
 from sparkgrad.engine.task_logging import LineSender, LineWriter, LogServer
-from sparkgrad.errors import CollectiveTimeout, CommError, ConfigError, DataFormatError
+from sparkgrad.errors import (
+    CheckpointError,
+    CollectiveTimeout,
+    CommError,
+    ConfigError,
+    DataFormatError,
+    NonFiniteLossError,
+)
 
 # -- result payload ---------------------------------------------------------------------------
 DTYPES = [np.float32, np.float64, np.float16, np.int64, np.int32, np.uint8, np.bool_]
@@ -116,6 +132,37 @@ def test_log_server_refuses_a_wrong_secret():
         stranger = LineSender(server.address, b"wrong" * 8, rank=0, world_size=2)
         assert stranger.attempt is None  # could not connect: it logs locally instead
     assert lines == [] and server.connections == {}
+
+
+def test_the_driver_stops_every_rank_and_shows_none_of_their_later_lines(capfd):
+    secret, lines, stopped = b"t" * 32, [], []
+    with LogServer(secret, world_size=2, sink=lambda r, s: lines.append((r, s))) as server:
+        senders = [LineSender(server.address, secret, rank=r, world_size=2) for r in (0, 1)]
+        for sender in senders:
+            sender.on_stop = lambda rank=sender.rank: stopped.append(rank)
+        senders[0].send("before")
+        deadline = time.monotonic() + 10
+        while not lines and time.monotonic() < deadline:
+            time.sleep(0.01)
+        server.stop_ranks()
+        while len(stopped) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for sender in senders:
+            sender.send("after the stop")  # dropped: not sent, not printed locally
+            sender.close()
+    assert sorted(stopped) == [0, 1]
+    assert lines == [(0, "before")]
+    assert "after the stop" not in capfd.readouterr().err
+
+
+def test_a_rank_that_closed_its_link_is_not_stopped_later():
+    secret, stopped = b"u" * 32, []
+    with LogServer(secret, world_size=1, sink=lambda r, s: None) as server:
+        sender = LineSender(server.address, secret, rank=0, world_size=1)
+        sender.on_stop = lambda: stopped.append(0)
+        sender.close()
+        server.stop_ranks()
+    assert stopped == []
 
 
 def test_log_server_close_waits_for_late_lines():
@@ -214,3 +261,46 @@ def test_driver_error_prefers_the_cause_over_a_peers_timeout():
     err = driver_error(Exception(_spark_text(f"A: {peer}\nB: {cause}")))
     assert type(err) is RankError and str(err).startswith("rank 1 failed")
     assert "KeyError: 'fc1.weight'" in str(err)
+
+
+def test_the_first_failure_by_time_of_the_last_attempt_is_the_root_cause():
+    def record(rank, attempt, exc, t):
+        (info,) = parse_failures(str(_failure(rank, attempt, _raised(exc))))
+        return {**info, "time": t}
+
+    found = [
+        record(1, 0, KeyError("old attempt"), 1.0),
+        record(1, 1, CollectiveTimeout("rank 0 is gone"), 2.0),  # a consequence, earlier
+        record(0, 1, OSError(28, "No space left"), 3.0),
+        record(1, 1, ValueError("later own error"), 4.0),
+    ]
+    assert (root_cause(found)["rank"], root_cause(found)["type"]) == (0, "OSError")
+    only_timeouts = [found[1], record(0, 1, CollectiveTimeout("rank 1 is gone"), 1.5)]
+    assert root_cause(only_timeouts)["time"] == 1.5  # all consequences: the first of them
+    err = driver_error(
+        Exception("Job aborted: " + str(_failure(1, 1, _raised(KeyError("x"))))), found
+    )
+    assert str(err).startswith("rank 0 failed on attempt 1 with OSError: [Errno 28]")
+
+
+@pytest.mark.parametrize(
+    "exc, permanent",
+    [
+        (ConfigError("x"), True),
+        (DataFormatError("x"), True),
+        (CheckpointError("x"), True),
+        (NonFiniteLossError("x"), True),
+        (PermissionError(13, "Permission denied"), True),
+        (OSError(30, "Read-only file system"), True),
+        (OSError(1, "Operation not permitted"), True),
+        (OSError(28, "No space left on device"), False),
+        (CollectiveTimeout("x"), False),
+        (CommError("x"), False),
+        (ValueError("x"), False),
+        (RuntimeError("injected"), False),
+    ],
+)
+def test_which_errors_a_rerun_cannot_fix(exc, permanent):
+    assert is_permanent(exc) is permanent
+    (info,) = parse_failures(str(_failure(0, 0, _raised(exc))))
+    assert info["retry"] is not permanent
