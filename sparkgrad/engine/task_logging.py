@@ -37,10 +37,13 @@ import threading
 import time
 from collections.abc import Callable
 
-from sparkgrad.comms.auth import client_handshake, recv_exact, server_handshake
+from sparkgrad.comms.admission import HANDSHAKE_SECONDS, Admission
+from sparkgrad.comms.auth import recv_exact, server_handshake
+from sparkgrad.comms.tcp_transport import dial_authenticated
 from sparkgrad.errors import CommError
 
 MAX_LINE = 64 * 1024
+CONNECT_SECONDS = 30.0  # a rank's whole try to reach the driver's log server
 LENGTH = struct.Struct("<I")
 STOP = 0x53544F50  # b"POTS" little-endian: the driver asks the rank to stop
 Sink = Callable[[int, str], None]
@@ -60,9 +63,15 @@ class LogServer:
     """
 
     def __init__(
-        self, secret: bytes, world_size: int, host: str = "127.0.0.1", sink: Sink = print_sink
+        self,
+        secret: bytes,
+        world_size: int,
+        host: str = "127.0.0.1",
+        sink: Sink = print_sink,
+        handshake_s: float = HANDSHAKE_SECONDS,
     ) -> None:
         self.secret, self.world_size, self.sink = secret, world_size, sink
+        self.handshake_s = handshake_s
         self.server = socket.create_server((host, 0), backlog=64)
         self.address = (host, self.server.getsockname()[1])
         self.readers: list[threading.Thread] = []
@@ -70,36 +79,35 @@ class LogServer:
         self.muted = False  # after stop_ranks: late lines are dropped, not shown
         self._live: set[socket.socket] = set()
         self._lock = threading.Lock()
-        self._accepter = threading.Thread(target=self._accept, daemon=True, name="log-accept")
+        self._admission: Admission | None = None
 
     def __enter__(self) -> LogServer:
-        self._accepter.start()
+        # strangers are handled as at every listener: one deadline per handshake, a few
+        # handshake threads, a bounded line; only a proven rank gets a reader thread
+        self._admission = Admission(
+            self.server, self._admit, name="log server", handshake_s=self.handshake_s
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self.server.accept()
-            except OSError:
-                return  # closed
-            reader = threading.Thread(target=self._read, args=(sock,), daemon=True)
-            self.readers.append(reader)
-            reader.start()
+    def _admit(self, sock: socket.socket, addr: tuple, deadline: float) -> None:
+        """Authenticate within ``deadline``, then hand the socket to its own reader."""
+        rank = server_handshake(sock, self.secret, self.world_size, deadline)
+        reader = threading.Thread(target=self._read, args=(sock, rank), daemon=True)
+        self.readers.append(reader)
+        reader.start()
 
-    def _read(self, sock: socket.socket) -> None:
+    def _read(self, sock: socket.socket, rank: int) -> None:
         with sock:
             try:
-                sock.settimeout(10.0)
-                rank = server_handshake(sock, self.secret, self.world_size)
                 with self._lock:
                     attempt = self.connections.get(rank, 0)
                     self.connections[rank] = attempt + 1
                     self._live.add(sock)
-                sock.sendall(LENGTH.pack(attempt))
                 sock.settimeout(None)
+                sock.sendall(LENGTH.pack(attempt))
                 while True:
                     (n,) = LENGTH.unpack(recv_exact(sock, LENGTH.size))
                     if n > MAX_LINE:
@@ -128,6 +136,8 @@ class LogServer:
 
     def close(self, wait: float = 2.0) -> None:
         """Stop accepting; give open connections up to ``wait`` seconds to finish."""
+        if self._admission is not None:
+            self._admission.close()
         self.server.close()
         deadline = time.monotonic() + wait
         for reader in list(self.readers):
@@ -150,10 +160,10 @@ class LineSender:
         self.on_stop: Callable[[], None] | None = None
         self.stopped = False
         sock = None
-        try:
-            sock = socket.create_connection(address, timeout=10.0)
-            client_handshake(sock, secret, rank, world_size)
-            (self.attempt,) = LENGTH.unpack(recv_exact(sock, LENGTH.size))
+        try:  # dialled again while the driver's waiting line is full (comms/admission)
+            deadline = time.monotonic() + CONNECT_SECONDS
+            sock = dial_authenticated(address, secret, rank, world_size, deadline)
+            (self.attempt,) = LENGTH.unpack(recv_exact(sock, LENGTH.size, deadline))
             sock.settimeout(None)
             self.sock = sock
         except (OSError, CommError) as exc:

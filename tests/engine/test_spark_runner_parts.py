@@ -123,6 +123,30 @@ def test_log_lines_arrive_and_attempts_are_counted():
     assert (first.attempt, again.attempt, other.attempt) == (0, 1, 0)
 
 
+def test_idle_and_slow_clients_do_not_hold_the_log_server_or_start_threads():
+    """The driver's log server admits connections as every listener does (comms/admission):
+    100 silent connections and a client dripping one byte at a time start no thread each;
+    each is cut at its handshake deadline (1 s here), so a real rank gets its line through."""
+    import threading
+
+    secret, lines = b"s" * 32, []
+    sink = lambda r, s: lines.append(s)  # noqa: E731
+    with LogServer(secret, world_size=1, sink=sink, handshake_s=1.0) as server:
+        threads_before = threading.active_count()
+        idle = [socket.create_connection(server.address, timeout=5) for _ in range(100)]
+        drip = socket.create_connection(server.address, timeout=5)
+        drip.sendall(b"S")  # the first byte of a hello, and nothing more
+        rank = LineSender(server.address, secret, rank=0, world_size=1)
+        assert rank.attempt == 0  # connected, not logging locally
+        rank.send("through")
+        rank.close()
+        threads_during = threading.active_count()
+        for sock in [*idle, drip]:
+            sock.close()
+    assert lines == ["through"]
+    assert threads_during - threads_before <= 2  # at most the one reader of the real rank
+
+
 def test_log_server_refuses_a_wrong_secret():
     lines = []
     with LogServer(b"right" * 8, world_size=2, sink=lambda r, s: lines.append(s)) as server:
