@@ -18,11 +18,10 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from main_cli import main_no_spark
 
 from sparkgrad.engine.config import RunConfig
 from sparkgrad.engine.run import run
@@ -215,19 +214,6 @@ def test_with_gamma_the_lr_must_be_the_decayed_one(tmp_path, caplog):
     assert "optimizer.param_groups[0].lr: expected 0.025 (--lr 0.05 x --gamma 0.5^1)" in warned
 
 
-def _main_no_spark(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", SPARK_HOME="/nonexistent-spark-home")
-    env.pop("PYSPARK_GATEWAY_PORT", None)
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, "main.py"), "--no-progress", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=ROOT,
-    )
-
-
 @pytest.mark.parametrize(
     "damage, needle",
     [
@@ -241,7 +227,7 @@ def test_main_py_with_only_a_damaged_checkpoint_prints_one_line(tmp_path, damage
     ck = str(tmp_path / "ck")
     run(_config(epochs=1, checkpoint_dir=ck, checkpoint_every=4))  # only step 4
     damage(os.path.join(ck, "step-000004", "checkpoint.json"))
-    proc = _main_no_spark(
+    proc = main_no_spark(
         "--strategy", "data", "--data", "synthetic:320", "--hidden", "16", "--epochs", "2",
         "--checkpoint-dir", ck, "--resume",
     )  # fmt: skip

@@ -16,25 +16,13 @@ import sys
 
 import numpy as np
 import pytest
+from main_cli import main_no_spark
 
 from sparkgrad.dataset import make_synthetic, write_idx
 from sparkgrad.engine.config import RunConfig
 from sparkgrad.engine.run import run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _main_no_spark(*args: str, cwd: str = ROOT) -> subprocess.CompletedProcess:
-    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", SPARK_HOME="/nonexistent-spark-home")
-    env.pop("PYSPARK_GATEWAY_PORT", None)
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, "main.py"), "--no-progress", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=cwd,
-    )
 
 
 def _assert_one_line_on_stderr(proc: subprocess.CompletedProcess, *needles: str) -> str:
@@ -77,12 +65,12 @@ def _mnist_dir(directory, n_train: int = 64, n_test: int = 16) -> None:
     ],
 )
 def test_nonsense_hyper_parameters_are_refused(args, needle):
-    _assert_one_line_on_stderr(_main_no_spark(*args), needle)
+    _assert_one_line_on_stderr(main_no_spark(*args), needle)
 
 
 def test_in_range_values_at_the_edges_are_accepted():
     """The ranges are what --help says: momentum 0 and gamma 1 train."""
-    proc = _main_no_spark(
+    proc = main_no_spark(
         "--strategy", "single", "--data", "synthetic:64", "--epochs", "1",
         "--momentum", "0", "--gamma", "1", "--lr", "1e-3", "--batch-size", "32",
     )  # fmt: skip
@@ -90,7 +78,7 @@ def test_in_range_values_at_the_edges_are_accepted():
 
 
 def test_help_lists_the_ranges():
-    proc = _main_no_spark("--help")
+    proc = main_no_spark("--help")
     assert proc.returncode == 0
     text = " ".join(proc.stdout.split())
     for phrase in ("learning rate, in (0, inf)", "momentum, in [0, 1)", "GAMMA, in (0, 1]"):
@@ -110,7 +98,7 @@ def test_a_diverging_loss_stops_the_run_naming_the_step():
     """lr 1e30 is finite (accepted), but the second step's loss is NaN: one line, exit 2
     (the user's setting is wrong), and no screen of NumPy overflow warnings."""
     _assert_one_line_on_stderr(
-        _main_no_spark(
+        main_no_spark(
             "--strategy", "single", "--data", "synthetic:640", "--hidden", "16",
             "--epochs", "1", "--lr", "1e30",
         ),
@@ -137,7 +125,7 @@ def test_allow_nonfinite_loss_trains_through_with_one_warning(caplog):
 
 
 def test_help_says_what_a_resume_takes_from_where():
-    text = " ".join(_main_no_spark("--help").stdout.split())
+    text = " ".join(main_no_spark("--help").stdout.split())
     for phrase in (
         "From the checkpoint: the weights, the optimizer's buffers",
         "From the command line: everything else",
@@ -163,7 +151,7 @@ def test_help_says_what_a_resume_takes_from_where():
     ],
 )  # fmt: skip
 def test_a_topology_that_cannot_hold_the_run_is_refused_on_the_driver(args, needles):
-    _assert_one_line_on_stderr(_main_no_spark(*args), *needles)
+    _assert_one_line_on_stderr(main_no_spark(*args), *needles)
 
 
 def test_a_topology_that_holds_the_run_is_accepted():
@@ -183,7 +171,7 @@ def test_a_corrupt_train_or_test_file_is_found_on_the_driver(tmp_path, prefix, g
     (tmp_path / (name.name + (".gz" if gz else ""))).write_bytes(
         gzip.compress(data) if gz else data
     )
-    line = _assert_one_line_on_stderr(_main_no_spark("--data", str(tmp_path)), "truncated")
+    line = _assert_one_line_on_stderr(main_no_spark("--data", str(tmp_path)), "truncated")
     assert f"{prefix}-images-idx3-ubyte" in line
 
 
@@ -191,7 +179,7 @@ def test_a_training_file_of_another_shape_is_found_on_the_driver(tmp_path):
     _mnist_dir(tmp_path)
     write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((64, 32, 32), np.uint8))
     _assert_one_line_on_stderr(
-        _main_no_spark("--data", str(tmp_path)), "train-images-idx3-ubyte", "wrong image size"
+        main_no_spark("--data", str(tmp_path)), "train-images-idx3-ubyte", "wrong image size"
     )
 
 
@@ -200,14 +188,14 @@ def test_a_bad_first_row_of_the_training_csv_is_found_on_the_driver(tmp_path):
     (tmp_path / "mnist_train.csv").write_text("label,p\n" + "3,1,2\n" + (row + "\n") * 100)
     (tmp_path / "mnist_test.csv").write_text((row + "\n") * 10)
     _assert_one_line_on_stderr(
-        _main_no_spark("--data", str(tmp_path)), "mnist_train.csv", "column count"
+        main_no_spark("--data", str(tmp_path)), "mnist_train.csv", "column count"
     )
 
 
 @pytest.mark.parametrize("strategy", ["single", "data"])
 def test_data_smaller_than_one_batch_per_rank_is_refused(strategy):
     line = _assert_one_line_on_stderr(
-        _main_no_spark("--strategy", strategy, "--data", "synthetic:3"),
+        main_no_spark("--strategy", strategy, "--data", "synthetic:3"),
         "the training split has 3 samples",
         "--batch-size 64",
     )
@@ -226,13 +214,13 @@ def test_zero_record_files_are_a_named_data_error(tmp_path):
     _mnist_dir(tmp_path)
     write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((0, 28, 28), np.uint8))
     write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(0, np.uint8))
-    _assert_one_line_on_stderr(_main_no_spark("--data", str(tmp_path)), "no records")
+    _assert_one_line_on_stderr(main_no_spark("--data", str(tmp_path)), "no records")
 
 
 def test_a_one_row_csv_is_a_named_data_error(tmp_path):
     path = tmp_path / "one.csv"
     path.write_text("5," + ",".join(["0"] * 784) + "\n")
-    _assert_one_line_on_stderr(_main_no_spark("--data", str(path)), "leave no test samples")
+    _assert_one_line_on_stderr(main_no_spark("--data", str(path)), "leave no test samples")
 
 
 def test_a_header_declaring_gigabytes_is_refused_with_the_bound(tmp_path):
@@ -240,7 +228,7 @@ def test_a_header_declaring_gigabytes_is_refused_with_the_bound(tmp_path):
     header = struct.pack(">BBBBIII", 0, 0, 8, 3, 4_000_000, 28, 28)
     (tmp_path / "train-images-idx3-ubyte").unlink()
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header))
-    _assert_one_line_on_stderr(_main_no_spark("--data", str(tmp_path)), "2147483648 bytes")
+    _assert_one_line_on_stderr(main_no_spark("--data", str(tmp_path)), "2147483648 bytes")
 
 
 def test_an_unreadable_data_file_is_a_named_error(tmp_path):
@@ -249,7 +237,7 @@ def test_an_unreadable_data_file_is_a_named_error(tmp_path):
     (tmp_path / "train-labels-idx1-ubyte").unlink()
     (tmp_path / "train-labels-idx1-ubyte").symlink_to(tmp_path / "elsewhere")
     _assert_one_line_on_stderr(
-        _main_no_spark("--data", str(tmp_path)), "train-labels-idx1-ubyte: cannot read the file"
+        main_no_spark("--data", str(tmp_path)), "train-labels-idx1-ubyte: cannot read the file"
     )
 
 
@@ -260,7 +248,7 @@ def test_a_data_directory_without_permissions_is_a_named_error(tmp_path):
     _mnist_dir(data)
     data.chmod(0)
     try:
-        _assert_one_line_on_stderr(_main_no_spark("--data", str(data)), "Permission denied")
+        _assert_one_line_on_stderr(main_no_spark("--data", str(data)), "Permission denied")
     finally:
         data.chmod(0o755)
 
@@ -268,7 +256,7 @@ def test_a_data_directory_without_permissions_is_a_named_error(tmp_path):
 # ---- item 5: every path the run writes, checked first -----------------------------------------
 def test_export_onto_an_existing_directory(tmp_path):
     _assert_one_line_on_stderr(
-        _main_no_spark("--export", str(tmp_path)), "--export", "is an existing directory"
+        main_no_spark("--export", str(tmp_path)), "--export", "is an existing directory"
     )
 
 
@@ -276,7 +264,7 @@ def test_export_and_metrics_under_a_regular_file(tmp_path):
     (tmp_path / "file").write_text("x")
     for flag in ("--export", "--metrics-out"):
         line = _assert_one_line_on_stderr(
-            _main_no_spark(flag, str(tmp_path / "file" / "sub" / "out")), flag, "is a file"
+            main_no_spark(flag, str(tmp_path / "file" / "sub" / "out")), flag, "is a file"
         )
         assert str(tmp_path / "file") in line
 
@@ -284,7 +272,7 @@ def test_export_and_metrics_under_a_regular_file(tmp_path):
 def test_checkpoint_dir_that_is_a_file(tmp_path):
     (tmp_path / "ckpt").write_text("x")
     _assert_one_line_on_stderr(
-        _main_no_spark("--checkpoint-dir", str(tmp_path / "ckpt")), "is an existing file"
+        main_no_spark("--checkpoint-dir", str(tmp_path / "ckpt")), "is an existing file"
     )
 
 
@@ -293,7 +281,7 @@ def test_checkpoint_dir_that_is_a_file(tmp_path):
 def test_a_directory_nobody_can_write_into(flag):
     """/proc refuses new files even to root: the probe finds what os.access would not."""
     target = "/proc/sparkgrad-out" if flag == "--checkpoint-dir" else "/proc/out.safetensors"
-    _assert_one_line_on_stderr(_main_no_spark(flag, target), flag, "cannot write into /proc")
+    _assert_one_line_on_stderr(main_no_spark(flag, target), flag, "cannot write into /proc")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only (chmod) directory")
@@ -303,7 +291,7 @@ def test_a_read_only_directory(tmp_path, flag):
     out.mkdir()
     out.chmod(0o555)
     try:
-        _assert_one_line_on_stderr(_main_no_spark(flag, str(out / "x")), flag, "cannot write into")
+        _assert_one_line_on_stderr(main_no_spark(flag, str(out / "x")), flag, "cannot write into")
     finally:
         out.chmod(0o755)
 
@@ -311,7 +299,7 @@ def test_a_read_only_directory(tmp_path, flag):
 def test_export_and_metrics_onto_the_same_file(tmp_path):
     target = str(tmp_path / "x")
     _assert_one_line_on_stderr(
-        _main_no_spark("--export", target, "--metrics-out", target), "same file"
+        main_no_spark("--export", target, "--metrics-out", target), "same file"
     )
 
 
@@ -320,7 +308,7 @@ def test_missing_output_directories_are_created_and_nothing_else_is_left(tmp_pat
     did); the probe files of the checks are gone."""
     export = tmp_path / "a" / "b" / "model.safetensors"
     metrics = tmp_path / "m" / "metrics.json"
-    proc = _main_no_spark(
+    proc = main_no_spark(
         "--strategy", "single", "--data", "synthetic:64", "--epochs", "1",
         "--export", str(export), "--metrics-out", str(metrics),
     )  # fmt: skip
@@ -332,7 +320,7 @@ def test_missing_output_directories_are_created_and_nothing_else_is_left(tmp_pat
 
 def test_a_failed_check_writes_nothing(tmp_path):
     (tmp_path / "file").write_text("x")
-    proc = _main_no_spark(
+    proc = main_no_spark(
         "--strategy", "single", "--data", "synthetic:64", "--epochs", "1",
         "--export", str(tmp_path / "new" / "model.safetensors"),
         "--checkpoint-dir", str(tmp_path / "ck"),
@@ -345,7 +333,7 @@ def test_a_failed_check_writes_nothing(tmp_path):
 # ---- item 8: resume with other settings ---------------------------------------------------------
 def _checkpointed(tmp_path, *extra: str) -> str:
     ckpt = str(tmp_path / "ckpt")
-    proc = _main_no_spark(
+    proc = main_no_spark(
         "--strategy", "single", "--data", "synthetic:320", "--epochs", "1", "--hidden", "16",
         "--checkpoint-dir", ckpt, "--checkpoint-every", "2", *extra,
     )  # fmt: skip
@@ -356,7 +344,7 @@ def _checkpointed(tmp_path, *extra: str) -> str:
 def test_resume_with_another_optimizer_names_both(tmp_path):
     ckpt = _checkpointed(tmp_path)
     _assert_one_line_on_stderr(
-        _main_no_spark(
+        main_no_spark(
             "--strategy", "data", "--data", "synthetic:320", "--hidden", "16",
             "--checkpoint-dir", ckpt, "--resume", "--optimizer", "adam",
         ),
@@ -368,7 +356,7 @@ def test_resume_with_another_optimizer_names_both(tmp_path):
 def test_resume_with_other_settings_lists_every_conflict(tmp_path):
     ckpt = _checkpointed(tmp_path)
     line = _assert_one_line_on_stderr(
-        _main_no_spark(
+        main_no_spark(
             "--strategy", "single", "--data", "synthetic:320", "--checkpoint-dir", ckpt,
             "--resume", "--model", "cnn", "--lr", "0.1", "--batch-size", "32",
         )
@@ -421,7 +409,7 @@ def _has_gpu() -> bool:
 @pytest.mark.skipif(_has_gpu(), reason="this machine has CuPy and a GPU: --device cuda works")
 def test_device_cuda_without_a_gpu_is_one_line():
     _assert_one_line_on_stderr(
-        _main_no_spark("--strategy", "single", "--device", "cuda", "--data", "synthetic:64"),
+        main_no_spark("--strategy", "single", "--device", "cuda", "--data", "synthetic:64"),
         "device='cuda' needs CuPy",
     )
 

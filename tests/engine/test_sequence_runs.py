@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from main_cli import main_no_spark
 from safetensors.torch import load_file
 
 import sparkgrad as sg
@@ -38,23 +37,10 @@ def _corpus(tmp_path, chars: int = 3000) -> str:
     return str(path)
 
 
-def _main(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", SPARK_HOME="/nonexistent-spark-home")
-    env.pop("PYSPARK_GATEWAY_PORT", None)
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, "main.py"), "--no-progress", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=ROOT,
-    )
-
-
 def test_a_gpt_export_loads_into_the_twin_built_from_its_metadata(tmp_path):
     export, metrics = tmp_path / "gpt.safetensors", tmp_path / "metrics.json"
     corpus = _corpus(tmp_path)
-    proc = _main(
+    proc = main_no_spark(
         "--strategy", "single", "--model", "gpt", "--epochs", "1", "--d-model", "32",
         "--context", "16", "--data", corpus, "--export", str(export),
         "--metrics-out", str(metrics),
