@@ -12,8 +12,10 @@ the step is the one a single process takes on the whole batch -- but splits the 
   averaged gradient of its shard (half the traffic of an all_reduce), the full gradient
   is dropped.
 - **stage 3** also shards the parameters: a rank holds ``1/N`` of each layer and gathers
-  a layer's weights just before its forward, frees them after, and gathers them again for
-  its backward (:mod:`~sparkgrad.parallel.zero3_params`).
+  a layer's weights just before its forward; a Linear frees them after and gathers them
+  again for its backward (:mod:`~sparkgrad.parallel.zero3_params`), any other layer keeps
+  them until its backward (:mod:`~sparkgrad.parallel.zero3_modules`). Every model the
+  engine trains works, tied weights included.
 
 The optimizer works on one flat shard tensor per unit (``optimizer_factory([shard])``):
 SGD and Adam are elementwise, so stepping a slice of the flattened parameters equals
@@ -28,7 +30,9 @@ here, so with Adam a data-parallel rank holds params 4P + grads 4P + ``exp_avg``
     print(s.memory_ledger().table())
 
 Checkpoints hold the full, unsharded model and optimizer state in the single-process
-layout, so they load under any strategy and world size (``load_full_state`` re-shards).
+layout, so they load under any strategy and world size (``load_full_state`` re-shards):
+the plain model's state-dict keys (a tied weight under both its names, buffers such as
+``positions.pe`` whole), parameters numbered in ``model.parameters()`` order.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ from sparkgrad.parallel.strategy import (
     local_predict,
     numpy_state,
 )
-from sparkgrad.parallel.zero3_params import CommMeter, ShardUnit, shard_model
+from sparkgrad.parallel.zero3_modules import shard_model
+from sparkgrad.parallel.zero3_params import CommMeter, ShardUnit
 
 
 class ZeRO(Strategy):
@@ -60,7 +65,7 @@ class ZeRO(Strategy):
 
     Args:
         model: the full model, built from the same seed on every rank (rank 0's weights
-            are broadcast). Stage 3 needs a Sequential whose parameters are in Linear layers.
+            are broadcast). Stage 3 changes it in place: afterwards it holds only shards.
         optimizer_factory: ``params -> optimizer``; it gets the flat shard tensors.
         loss_fn: a mean loss ``loss_fn(logits, labels)``.
         process_group: the data-parallel group (default: the default group).
@@ -89,7 +94,14 @@ class ZeRO(Strategy):
         self.predict_is_collective = stage == 3  # stage 3 gathers weights to predict
         self.pg, self.meter = group.pg, CommMeter(self.timeline)
         self.param_names = [n for n, _ in model.named_parameters()]
-        self.state_keys = list(model.state_dict().keys())
+        self._index = {n: i for i, n in enumerate(self.param_names)}  # optimizer numbering
+        named = {id(p): n for n, p in model.named_parameters()}
+        state = model.state_dict(keep_vars=True)
+        self.state_keys = list(state)
+        # state key -> parameter name (a tied weight has two keys, one name); other keys
+        # are buffers, never sharded
+        self._param_of = {k: named[id(v)] for k, v in state.items() if id(v) in named}
+        self._buffer_keys = [k for k in state if k not in self._param_of]
         if stage == 3:
             self.model, self.units = shard_model(model, self.pg, self.meter)
             self._params: list[Tensor] = []
@@ -162,15 +174,18 @@ class ZeRO(Strategy):
     def full_state_dict(self) -> dict[str, np.ndarray]:
         if self.stage < 3:
             return numpy_state(self.model)  # the full flat buffer is here already
-        state = {}
+        params = {}
         for unit in self.units:
-            state.update(zip(unit.names, unit.full_arrays()))
-        return {k: state[k] for k in self.state_keys}
+            params.update(zip(unit.names, unit.full_arrays()))
+        buffers = numpy_state(self.model)  # whole buffers (and parameters emptied or gone)
+        return {
+            k: np.array(params[self._param_of[k]]) if k in self._param_of else buffers[k]
+            for k in self.state_keys
+        }
 
     def full_optimizer_state_dict(self) -> dict[str, Any]:
         sd = self.optimizer.state_dict()
         state: dict[int, dict[str, np.ndarray]] = {}
-        first = 0
         for u, unit in enumerate(self.units):
             count = len(unit.names)
             per_param: list[dict[str, np.ndarray]] = [{} for _ in range(count)]
@@ -182,11 +197,11 @@ class ZeRO(Strategy):
                     pieces = [np.array(to_numpy(array)) for _ in range(count)]
                 for d, piece in zip(per_param, pieces):
                     d[key] = piece
-            state.update({first + i: d for i, d in enumerate(per_param) if d})
-            first += count
+            state.update({self._index[n]: d for n, d in zip(unit.names, per_param) if d})
         (group,) = sd["param_groups"]
         hyper = {k: v for k, v in group.items() if k != "params"}
-        return {"state": state, "param_groups": [{**hyper, "params": list(range(first))}]}
+        params = list(range(len(self.param_names)))
+        return {"state": dict(sorted(state.items())), "param_groups": [{**hyper, "params": params}]}
 
     def load_full_state(self, model_state: dict, optimizer_state: dict | None = None) -> None:
         missing = [k for k in self.param_names if k not in model_state]
@@ -194,6 +209,7 @@ class ZeRO(Strategy):
             raise ConfigError(f"ZeRO.load_full_state: the model state lacks keys {missing}")
         for unit in self.units:
             unit.load([_host(model_state[k]) for k in unit.names])
+        self._load_buffers(model_state)
         if optimizer_state is None:
             return
         groups = optimizer_state.get("param_groups", [])
@@ -203,10 +219,9 @@ class ZeRO(Strategy):
                 f"found {len(groups)}"
             )
         saved = {int(k): v for k, v in optimizer_state["state"].items()}
-        shard_state, first = {}, 0
+        shard_state = {}
         for u, unit in enumerate(self.units):
-            entries = [saved.get(first + i) for i in range(len(unit.names))]
-            first += len(unit.names)
+            entries = [saved.get(self._index[n]) for n in unit.names]
             if all(e is None for e in entries):
                 continue
             if any(e is None for e in entries):
@@ -220,6 +235,20 @@ class ZeRO(Strategy):
         self.optimizer.load_state_dict(
             {"state": shard_state, "param_groups": [{**hyper, "params": params}]}
         )
+
+    def _load_buffers(self, model_state: dict) -> None:
+        """Copy the buffers (never sharded: every rank holds them whole) that the state has."""
+        buffers = self.model.state_dict()  # detached tensors sharing memory with the model
+        for k in self._buffer_keys:
+            if k not in model_state:
+                continue
+            value, target = _host(model_state[k]), buffers[k].array
+            if value.shape != target.shape:
+                raise ConfigError(
+                    f"ZeRO.load_full_state: buffer '{k}' has shape {value.shape} in the "
+                    f"state, expected {target.shape}"
+                )
+            target[...] = array_module(target).asarray(value)
 
     def _shard_entry(self, unit: ShardUnit, key: str, entries: list[dict]) -> np.ndarray:
         values = [_host(e[key]) for e in entries]

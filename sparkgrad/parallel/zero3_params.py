@@ -4,8 +4,9 @@ A :class:`ShardUnit` is a group of parameters sharded together: one padded
 :class:`~sparkgrad.parallel.flat_buffer.FlatBuffer` layout, and this rank's shard of it as
 one flat leaf tensor (``unit.shard``) that the optimizer updates. ZeRO-1 and ZeRO-2 use
 one unit for the whole model and keep the full flat buffer too (``keep_full``): the
-model's parameters are views into it. ZeRO-3 uses one unit per Linear layer and keeps
-only the shard; the full weights exist only while a layer runs:
+model's parameters are views into it. ZeRO-3 uses one unit per layer and keeps only the
+shard (:mod:`~sparkgrad.parallel.zero3_modules` cuts a model into units); for a Linear
+layer the full weights exist only while its op runs:
 
     forward of layer i:   all_gather its shards -> W, b -> y = x Wᵀ + b -> free W, b
     backward of layer i:  all_gather again -> W -> dx = g W, dW = gᵀ x, db = Σ g
@@ -15,7 +16,8 @@ only the shard; the full weights exist only while a layer runs:
 ``x`` for backward (not ``W``), which is what lets the full weights go. The gradient it
 returns for its ``shard`` input is already averaged over the ranks, so after
 ``loss.backward()`` each ``unit.shard.grad`` is this rank's slice of the data-parallel
-gradient and the optimizer can step at once.
+gradient and the optimizer can step at once. Every other layer goes through the generic
+unit of :mod:`~sparkgrad.parallel.zero3_modules` (hooks around the layer's own forward).
 """
 
 from __future__ import annotations
@@ -29,13 +31,10 @@ import numpy as np
 
 from sparkgrad.autodiff.backend import array_module, to_numpy
 from sparkgrad.autodiff.function import Context, Function
-from sparkgrad.autodiff.nn.containers import Sequential
-from sparkgrad.autodiff.nn.linear import DenseLayer
 from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.comms.process_group import ProcessGroup
 from sparkgrad.comms.reduce_ops import ReduceOp
-from sparkgrad.errors import ConfigError
 from sparkgrad.parallel.flat_buffer import FlatBuffer
 from sparkgrad.parallel.timeline import Timeline
 
@@ -166,29 +165,3 @@ class Zero3Linear(Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"shard={self.unit.layout.shard_numel} of {self.unit.layout.padded_numel}"
         )
-
-
-def shard_model(model: Module, pg: ProcessGroup, meter: CommMeter) -> tuple[Module, list]:
-    """A Sequential like ``model`` with each Linear replaced by a :class:`Zero3Linear`.
-
-    Returns the new model and its units, in the full model's parameter order. Children
-    without parameters (ReLU...) are kept; any other child with parameters is an error.
-    """
-    layers, units = [], []
-    for name, child in model.named_children():
-        params = list(child.named_parameters())
-        if isinstance(child, DenseLayer):
-            names = [f"{name}.{n}" for n, _ in params]
-            unit = ShardUnit(names, [p.array for _, p in params], pg, meter, keep_full=False)
-            units.append(unit)
-            layers.append(Zero3Linear(unit, child.in_features, child.out_features))
-        elif params:
-            raise ConfigError(
-                f"ZeRO-3 shards Linear layers only; child '{name}' is a "
-                f"{type(child).__name__} with parameters. Use zero1/zero2 for this model"
-            )
-        else:
-            layers.append(child)
-    if not units:
-        raise ConfigError("ZeRO-3: expected a model with at least one Linear layer, found none")
-    return Sequential(*layers), units

@@ -179,24 +179,11 @@ def test_clear_errors() -> None:
     with pytest.raises(ConfigError, match="found stage=4"):
         ZeRO(make_model(), optimizer_factory("sgd"), F.cross_entropy, stage=4)
 
-    class Scale(sg.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.scale = sg.nn.Parameter(sg.ones(4))
-
-        def forward(self, x: Any) -> Any:
-            return x * self.scale
-
-    odd = sg.nn.Sequential(sg.nn.Linear(12, 4), Scale())
-
+    # ZeRO-3 no longer refuses layers other than Linear: tests/parallel/test_zero3_models.py
     def rank_fn(rank: int, world: int) -> list[str]:
         dist.init_process_group("threads", rank=rank, world_size=world)
         errors = []
         try:
-            try:
-                ZeRO(odd, optimizer_factory("sgd"), F.cross_entropy, stage=3)
-            except ConfigError as e:
-                errors.append(str(e))
             s = ZeRO(make_model_copy, optimizer_factory("adam"), F.cross_entropy, stage=1)
             try:
                 s.load_full_state({"0.weight": np.zeros((16, 12), np.float32)})
@@ -208,6 +195,5 @@ def test_clear_errors() -> None:
 
     make_model_copy = make_model()
     (errors,) = dist.spawn(rank_fn, 1)
-    assert len(errors) == 2
-    assert "child '1' is a Scale with parameters" in errors[0]
-    assert "lacks keys ['0.bias'" in errors[1]
+    assert len(errors) == 1
+    assert "lacks keys ['0.bias'" in errors[0]
