@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_main_errors import _assert_one_line_on_stderr, _main_no_spark
+from main_cli import main_no_spark
+from test_main_errors import _assert_one_line_on_stderr
 
 import sparkgrad as sg
 from sparkgrad.engine.config import RunConfig
@@ -41,7 +42,7 @@ from sparkgrad.errors import ConfigError, ShapeError
     ],
 )
 def test_bad_sequence_model_arguments_are_one_line(args, needles):
-    _assert_one_line_on_stderr(_main_no_spark(*args), *needles)
+    _assert_one_line_on_stderr(main_no_spark(*args), *needles)
 
 
 def test_a_corpus_that_is_not_utf8_is_one_line_naming_the_offset(tmp_path):
@@ -49,7 +50,7 @@ def test_a_corpus_that_is_not_utf8_is_one_line_naming_the_offset(tmp_path):
     path.write_bytes(("plenty of text " * 40).encode() + "déjà vu".encode("latin-1"))
     offset = len(("plenty of text " * 40).encode()) + 1  # 'd', then é as latin-1 0xe9
     _assert_one_line_on_stderr(
-        _main_no_spark("--strategy", "single", "--model", "gpt", "--data", str(path)),
+        main_no_spark("--strategy", "single", "--model", "gpt", "--data", str(path)),
         str(path),
         f"byte 0xe9 at offset {offset}",
         "UTF-8",
@@ -60,7 +61,7 @@ def test_a_corpus_shorter_than_one_context_window_is_one_line(tmp_path):
     path = tmp_path / "short.txt"
     path.write_text("just a few words of text\n", encoding="utf-8")
     _assert_one_line_on_stderr(
-        _main_no_spark(
+        main_no_spark(
             "--strategy", "single", "--model", "lstm-lm", "--context", "64", "--data", str(path)
         ),
         "shorter than one context window of 65",
