@@ -59,8 +59,8 @@ class RunResult:
         c = self.config
         task = MODELS[c.model].task
         return (
-            f"done: model={c.model} strategy={c.strategy} world_size={c.world_size} "
-            f"epochs={c.epochs} {task.metric}={task.format(self.score)} "
+            f"done: strategy={c.strategy} world_size={c.world_size} epochs={c.epochs} "
+            f"model={c.model} {task.metric}={task.format(self.score)} "
             f"wall={self.wall_seconds:.1f}s "
             f"comm_measured={self.comms['measured_s']:.3f}s "
             f"comm_predicted[{c.sim_topology}]={self.comms['predicted_s'] * 1e3:.3f}ms"

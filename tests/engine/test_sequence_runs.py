@@ -126,7 +126,7 @@ def test_seq2seq_trains_on_reversal_and_reports_exact_match(tmp_path, capsys):
     out = capsys.readouterr()
     assert rc == 0, out.err
     final = out.out.splitlines()[-1]
-    assert final.startswith("done: model=seq2seq strategy=single"), final
+    assert final.startswith("done: strategy=single world_size=1 epochs=1 model=seq2seq"), final
     shown = final.split("test_exact_match=")[1].split()[0]
     assert shown.endswith("%"), final  # printed as a percentage
     written = json.loads(metrics.read_text())
