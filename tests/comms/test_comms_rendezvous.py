@@ -24,6 +24,9 @@ from sparkgrad.comms.spawn import free_port
 from sparkgrad.comms.tcp_transport import TcpTransport, listen
 from sparkgrad.errors import CollectiveTimeout
 
+# these wait out real handshake deadlines and timeouts (seconds each)
+pytestmark = pytest.mark.slow
+
 SECRET = b"r" * 32
 
 

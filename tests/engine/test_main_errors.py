@@ -22,6 +22,10 @@ from sparkgrad.dataset import make_synthetic, write_idx
 from sparkgrad.engine.config import RunConfig
 from sparkgrad.engine.run import run
 
+# each case starts main.py in a subprocess (~0.7 s): the full suite runs them, the quick
+# loop keeps test_main.py's one-line-error cases
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
