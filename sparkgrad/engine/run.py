@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from sparkgrad.dataset.sources import is_uri
 from sparkgrad.engine.config import RunConfig
 from sparkgrad.engine.job import PROGRESS_TAG, train_rank
 from sparkgrad.engine.model import MODELS
@@ -124,13 +125,6 @@ class DriverProgress:
             self.bar.close()
 
 
-def _is_uri(data: str) -> bool:
-    """``file://``, ``hdfs://``, ``s3a://`` ...: read through Spark, where the data lives."""
-    from sparkgrad.dataset.sources import is_uri
-
-    return is_uri(data)
-
-
 def _spark_run(config: RunConfig) -> dict:
     from sparkgrad.engine.spark_runner import SparkRunner
     from sparkgrad.engine.spark_session import local_session
@@ -149,12 +143,12 @@ def _spark_run(config: RunConfig) -> dict:
             log_sink=progress,
             quiet=True,  # each rank failure is one record; the run raises one line
         )
-        if MODELS[config.model].task is TEXT and _is_uri(config.data):
+        if MODELS[config.model].task is TEXT and is_uri(config.data):
             from sparkgrad.dataset.text import read_corpus
 
             corpus = read_corpus(config.data, spark)  # read once here, handed to every task
             return runner.run(train_rank, config.to_dict(), corpus)
-        if MODELS[config.model].task is not DIGITS or not _is_uri(config.data):
+        if MODELS[config.model].task is not DIGITS or not is_uri(config.data):
             return runner.run(train_rank, config.to_dict())
         # Spark reads the files where they live; task r receives only rank r's shard
         from sparkgrad.dataset import load_mnist, shard_uri
@@ -193,7 +187,7 @@ def run(config: RunConfig) -> RunResult:
     preflight(config)  # data, output paths, resume: before any task starts
     start = time.perf_counter()
     if config.strategy == "single":
-        if _is_uri(config.data):  # load_mnist reads URIs through the active SparkSession
+        if is_uri(config.data):  # load_mnist reads URIs through the active SparkSession
             from sparkgrad.engine.spark_session import local_session
 
             local_session("local[1]", app_name="sparkgrad-train")

@@ -36,8 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from sparkgrad.engine.tasks import DIGITS, Task
-from sparkgrad.engine.tasks import evaluate as evaluate_task
+from sparkgrad.engine.tasks import DIGITS, Task, evaluate
 from sparkgrad.errors import NonFiniteLossError
 from sparkgrad.parallel.strategy import Strategy
 
@@ -59,12 +58,6 @@ class EpochMetrics:
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
-
-
-def evaluate(strategy: Strategy, loss_fn: Callable, loader: Iterable) -> tuple[float, float]:
-    """Mean loss and accuracy over ``loader`` of the logits ``strategy.predict`` gives."""
-    scores = evaluate_task(DIGITS, strategy, loss_fn, loader)
-    return scores["test_loss"], scores["test_accuracy"]
 
 
 class Trainer:
@@ -186,9 +179,7 @@ class Trainer:
             seconds = time.perf_counter() - start
             scores = {"test_loss": math.nan, "test_accuracy": math.nan}
             if self.test_loader is not None:
-                scores.update(
-                    evaluate_task(self.task, self.strategy, self.loss_fn, self.test_loader)
-                )
+                scores.update(evaluate(self.task, self.strategy, self.loss_fn, self.test_loader))
             if self.scheduler is not None:
                 self.scheduler.step()
             metrics = EpochMetrics(

@@ -94,9 +94,10 @@ def check_token_ids(ids: Tensor, vocab_size: int, context: int | None = None) ->
             f"a sequence of {ids.shape[1]} tokens is longer than the model's context of "
             f"{context} (--context)"
         )
-    values = ids.numpy()
-    if values.size and (values.min() < 0 or values.max() >= vocab_size):
-        bad = int(values.min() if values.min() < 0 else values.max())
+    values = ids.array  # the backend's array: only two scalars leave the device
+    low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+    if low < 0 or high >= vocab_size:
+        bad = low if low < 0 else high
         raise ConfigError(
             f"token id {bad} is outside the vocabulary (expected 0..{vocab_size - 1})"
         )
