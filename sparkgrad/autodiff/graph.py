@@ -14,6 +14,10 @@ inputs.
 3. Unless ``retain_graph=True``, every visited node is released afterwards, so the
    arrays it saved are freed as soon as nobody else holds them.
 
+One speed trick is fenced off in :class:`Pending`: a leaf's first gradient is stored
+without a copy when no other array can alias it (:func:`is_private`). Read the loop in
+:func:`_walk` as if every gradient were copied; the result is the same.
+
 :func:`grad` (``sg.autograd.grad``) is the same walk, but it hands the gradients of chosen
 tensors back instead of adding them to ``.grad``.
 """
@@ -183,9 +187,9 @@ def _walk(
 ) -> dict[int, Any]:
     """Run backward from ``roots``. With ``capture``, the gradients arriving at those
     vertices are returned instead of being accumulated into leaves."""
-    pending = _Pending()
+    pending = Pending()
     for vertex, g in roots:
-        pending.add(vertex, g, fresh=False)
+        pending.add(vertex, g)
     found: dict[int, Any] = {}
     with no_grad():
         for vertex in topological_order([v for v, _ in roots]):
@@ -208,56 +212,71 @@ def _walk(
                 raise GradError("Trying to backward through the graph a second time (freed node)")
             if capture is None and node.retained is not None:
                 _retain(node.retained(), g)
-            handed_out: set[int] = set()
+            pending.start_node(g)
             for edge, pg in zip(node.edges, node.run_backward(g)):
                 if edge is None or pg is None:
                     continue
                 reduced = sum_to_shape(pg, edge.shape)
                 if reduced.dtype != edge.dtype:  # a grad has its tensor's dtype (PyTorch)
                     reduced = reduced.astype(edge.dtype)
-                pending.add(edge, reduced, fresh=_is_private(reduced, g, handed_out))
-                handed_out.add(id(reduced))
+                pending.add(edge, reduced)
             if not retain_graph:
                 node.release()
     return found
 
 
-class _Pending:
+class Pending:
     """The gradients that have arrived at each vertex and are not used yet (summed on arrival).
 
     A node with several outputs (a custom Function) collects one gradient per output and
     gets them as a list, ``None`` for outputs nothing depended on.
+
+    Fast path (bookkeeping only, no change to any value): each single gradient carries a
+    flag *owned* -- True when no other array can alias it, so a leaf may keep it as its
+    ``.grad`` without a copy. :meth:`start_node` tells which array came *in* to the node
+    whose outputs :meth:`add` receives next (see :func:`is_private`).
     """
 
     def __init__(self) -> None:
         self._grads: dict[int, Any] = {}
+        self._incoming: Any = None
+        self._handed_out: set[int] = set()
 
-    def add(self, edge: Any, grad: Any, fresh: bool) -> None:
+    def start_node(self, incoming: Any) -> None:
+        """The next :meth:`add` calls carry the gradients one node made from ``incoming``."""
+        self._incoming, self._handed_out = incoming, set()
+
+    def add(self, edge: Any, grad: Any) -> None:
         vertex, slot = (edge.node, edge.index) if type(edge) is OutputSlot else (edge, 0)
+        owned = is_private(grad, self._incoming, self._handed_out)
+        self._handed_out.add(id(grad))
         if getattr(vertex, "n_outputs", 1) > 1:
             slots = self._grads.setdefault(id(vertex), [None] * vertex.n_outputs)
             slots[slot] = grad if slots[slot] is None else slots[slot] + grad
             return
         previous = self._grads.get(id(vertex))
-        self._grads[id(vertex)] = (grad, fresh) if previous is None else (previous[0] + grad, True)
+        self._grads[id(vertex)] = (grad, owned) if previous is None else (previous[0] + grad, True)
 
     def has(self, vertex: Any) -> bool:
         return id(vertex) in self._grads
 
     def pop(self, vertex: Any) -> tuple[Any, bool]:
+        """``(gradient, owned)`` of ``vertex`` (a list and False for a multi-output node)."""
         entry = self._grads.pop(id(vertex))
         return (entry, False) if isinstance(entry, list) else entry
 
 
-def _is_private(array: Any, incoming: Any, handed_out: set[int]) -> bool:
+def is_private(array: Any, incoming: Any, handed_out: set[int]) -> bool:
     """Fast path: may a leaf keep this array as its ``.grad`` without copying it?
 
-    Yes when nothing else can hold it: it is not the incoming gradient, not a view of
-    another array, and not an array this node already gave to another input. Otherwise
-    the leaf gets a copy, so that updating one ``.grad`` in place never changes another.
+    Yes when nothing else can hold it: it is not the incoming gradient (nor a root's
+    gradient, which the caller owns), not a view of another array, and not an array this
+    node already gave to another input. Otherwise the leaf gets a copy, so that updating
+    one ``.grad`` in place never changes another.
     """
     return (
-        array is not incoming
+        incoming is not None
+        and array is not incoming
         and getattr(array, "base", None) is None
         and id(array) not in handed_out
     )

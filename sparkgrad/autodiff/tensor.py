@@ -4,7 +4,8 @@ A tensor is a leaf (made by you: data, weights) or the output of an op, in which
 ``grad_fn`` is the recorded op (a :class:`~sparkgrad.autodiff.function.Node`) whose edges
 lead back to the leaves. ``backward()`` walks those nodes in reverse (see
 :mod:`sparkgrad.autodiff.graph`). Arithmetic operators and methods such as ``x.relu()``
-are thin forwards to :mod:`sparkgrad.autodiff.functional`, where each op lives; in-place
+are listed in the base class :class:`~sparkgrad.autodiff.tensor_methods.TensorMethods`:
+thin forwards to :mod:`sparkgrad.autodiff.functional`, where each op lives; in-place
 updates (``x += 1``, ``x[0] = 2``, ``x.add_(y)``) live in :mod:`sparkgrad.autodiff.inplace`.
 
 The values are ``t.array``, a NumPy or CuPy array. ``t.data`` is PyTorch's ``.data``: the
@@ -28,6 +29,7 @@ from sparkgrad.autodiff.backend import (
 )
 from sparkgrad.autodiff.dtypes import get_default_dtype
 from sparkgrad.autodiff.grad_mode import is_grad_enabled
+from sparkgrad.autodiff.tensor_methods import TensorMethods
 from sparkgrad.autodiff.versions import VersionCounter
 from sparkgrad.errors import GradError
 
@@ -63,7 +65,7 @@ class Size(tuple):
         return n
 
 
-class Tensor:
+class Tensor(TensorMethods):
     """An n-dimensional array that can record the ops applied to it for backward."""
 
     __slots__ = (
@@ -415,9 +417,3 @@ class _Removable:
             self._hooks.remove(self._hook)
 
     __call__ = remove
-
-
-# Operators and methods are attached in one place, next to the ops they call.
-from sparkgrad.autodiff import tensor_methods as _tensor_methods  # noqa: E402
-
-_tensor_methods.install(Tensor)

@@ -1,223 +1,263 @@
-"""Operators and methods of :class:`Tensor`, each forwarding to :mod:`.functional`.
+"""What you can *do* with a :class:`~sparkgrad.autodiff.tensor.Tensor`, listed in one class.
 
-Kept apart from ``tensor.py`` so that file stays about what a tensor *is*; this one is
-the list of what you can *do* with it (``a + b``, ``x.relu()``, ``x.sum(dim=1)`` ...).
-:data:`IN_PLACE` lists the updates that change a tensor itself (``x += y``, ``x[0] = 1``,
-``x.add_(y)``): they go through :mod:`.inplace`, which keeps PyTorch's rules.
+``Tensor`` inherits :class:`TensorMethods`, so every operator and method is found here
+by name (``a + b`` is ``__add__ = op("add")``, ``x.relu()`` is ``relu = op("relu")``):
+each forwards to the op of the same name in :mod:`sparkgrad.autodiff.functional`, where
+forward and backward live. The in-place updates (``x += y``, ``x[0] = 1``,
+``x.add_(y)``) forward to :mod:`sparkgrad.autodiff.inplace`, which keeps PyTorch's rules.
+
+``functional`` imports ``tensor``, so this file must not import ``functional`` when it is
+loaded: each entry is a small descriptor that looks its function up at its first use
+(:class:`Forward`), after which it is a plain bound method.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+from types import MethodType
 from typing import Any
 
-from sparkgrad.autodiff import functional as F
-from sparkgrad.autodiff import inplace as I
+
+class Forward:
+    """A method made at its first use by ``make()`` (see the module docstring)."""
+
+    __slots__ = ("fn", "make")
+
+    def __init__(self, make: Callable[[], Callable]) -> None:
+        self.make, self.fn = make, None
+
+    def __get__(self, obj: Any, owner: Any = None) -> Any:
+        if self.fn is None:
+            self.fn = self.make()
+        return self.fn if obj is None else MethodType(self.fn, obj)
 
 
-def _reflected(fn: Any) -> Any:
-    def method(self: Any, other: Any) -> Any:
-        return fn(other, self)
-
-    return method
+def _module(name: str) -> Any:
+    return importlib.import_module(f"sparkgrad.autodiff.{name}")
 
 
-def _new(factory: Any) -> Any:
+def op(name: str) -> Forward:
+    """``x.name(*args)`` is ``functional.name(x, *args)``."""
+    return Forward(lambda: getattr(_module("functional"), name))
+
+
+def reflected(name: str) -> Forward:
+    """``other <op> x`` (``__radd__`` ...) is ``functional.name(other, x)``."""
+
+    def make() -> Callable:
+        fn = getattr(_module("functional"), name)
+
+        def method(self: Any, other: Any) -> Any:
+            return fn(other, self)
+
+        return method
+
+    return Forward(make)
+
+
+def in_place(name: str) -> Forward:
+    """``x.name(...)`` is ``inplace.name(x, ...)``."""
+    return Forward(lambda: getattr(_module("inplace"), name))
+
+
+def in_place_of(name: str, method: str) -> Forward:
+    """``x.method(...)``: ``functional.name`` computed, then written into ``x`` in place."""
+    return Forward(
+        lambda: _module("inplace").inplace_of(getattr(_module("functional"), name), method)
+    )
+
+
+def _new(factory: str) -> Callable:
     """``x.new_zeros(shape)`` and friends: same dtype and device as ``x`` unless told."""
 
     def method(self: Any, *args: Any, dtype: Any = None, device: Any = None, **kw: Any) -> Any:
-        from sparkgrad.autodiff import factories
-
-        out = getattr(factories, factory)(
-            *args, dtype=dtype or self.dtype, device=device or self.device, **kw
-        )
-        return out
+        make = getattr(_module("factories"), factory)
+        return make(*args, dtype=dtype or self.dtype, device=device or self.device, **kw)
 
     method.__name__ = "new_" + factory
     return method
 
 
 def _new_tensor(self: Any, data: Any, dtype: Any = None, device: Any = None, **kw: Any) -> Any:
-    from sparkgrad.autodiff.factories import tensor
-
-    return tensor(data, dtype=dtype or self.dtype, device=device or self.device, **kw)
-
-
-METHODS = {
-    "__add__": F.add,
-    "__radd__": _reflected(F.add),
-    "__sub__": F.sub,
-    "__rsub__": _reflected(F.sub),
-    "__mul__": F.mul,
-    "__rmul__": _reflected(F.mul),
-    "__truediv__": F.div,
-    "__rtruediv__": _reflected(F.div),
-    "__pow__": F.pow,
-    "__rpow__": _reflected(F.pow),
-    "__matmul__": F.matmul,
-    "__rmatmul__": _reflected(F.matmul),
-    "__neg__": F.neg,
-    "__getitem__": F.getitem,
-    "__lt__": F.lt,
-    "__le__": F.le,
-    "__gt__": F.gt,
-    "__ge__": F.ge,
-    "__eq__": F.eq,
-    "__ne__": F.ne,
-    "eq": F.eq,
-    "ne": F.ne,
-    "lt": F.lt,
-    "le": F.le,
-    "gt": F.gt,
-    "ge": F.ge,
-    "equal": F.equal,
-    "allclose": F.allclose,
-    "isclose": F.isclose,
-    "all": F.all,
-    "any": F.any,
-    "add": F.add,
-    "sub": F.sub,
-    "mul": F.mul,
-    "div": F.div,
-    "pow": F.pow,
-    "matmul": F.matmul,
-    "mm": F.mm,
-    "bmm": F.bmm,
-    "dot": F.dot,
-    "neg": F.neg,
-    "exp": F.exp,
-    "log": F.log,
-    "sqrt": F.sqrt,
-    "tanh": F.tanh,
-    "sigmoid": F.sigmoid,
-    "relu": F.relu,
-    "gelu": F.gelu,
-    "abs": F.abs,
-    "sin": F.sin,
-    "cos": F.cos,
-    "tan": F.tan,
-    "asin": F.asin,
-    "acos": F.acos,
-    "atan": F.atan,
-    "sinh": F.sinh,
-    "cosh": F.cosh,
-    "asinh": F.asinh,
-    "acosh": F.acosh,
-    "atanh": F.atanh,
-    "arcsin": F.arcsin,
-    "arccos": F.arccos,
-    "arctan": F.arctan,
-    "arcsinh": F.arcsinh,
-    "arccosh": F.arccosh,
-    "arctanh": F.arctanh,
-    "atan2": F.atan2,
-    "arctan2": F.arctan2,
-    "exp2": F.exp2,
-    "expm1": F.expm1,
-    "log2": F.log2,
-    "log10": F.log10,
-    "log1p": F.log1p,
-    "rsqrt": F.rsqrt,
-    "reciprocal": F.reciprocal,
-    "square": F.square,
-    "erf": F.erf,
-    "sign": F.sign,
-    "floor": F.floor,
-    "ceil": F.ceil,
-    "round": F.round,
-    "trunc": F.trunc,
-    "fix": F.fix,
-    "tril": F.tril,
-    "triu": F.triu,
-    "clamp": F.clamp,
-    "clip": F.clamp,
-    "maximum": F.maximum,
-    "minimum": F.minimum,
-    "sum": F.sum,
-    "mean": F.mean,
-    "max": F.max,
-    "min": F.min,
-    "amax": F.amax,
-    "amin": F.amin,
-    "norm": F.norm,
-    "var": F.var,
-    "std": F.std,
-    "argmax": F.argmax,
-    "argmin": F.argmin,
-    "reshape": F.reshape,
-    "view": F.reshape,
-    "view_as": F.view_as,
-    "reshape_as": F.view_as,
-    "expand_as": F.expand_as,
-    "t": F.t,
-    "gather": F.gather,
-    "narrow": F.narrow,
-    "contiguous": F.contiguous,
-    "masked_fill": F.masked_fill,
-    "flatten": F.flatten,
-    "permute": F.permute,
-    "transpose": F.transpose,
-    "squeeze": F.squeeze,
-    "unsqueeze": F.unsqueeze,
-    "expand": F.expand,
-    "broadcast_to": F.broadcast_to,
-    "split": F.split,
-    "chunk": F.chunk,
-    "softmax": F.softmax,
-    "log_softmax": F.log_softmax,
-    "new_zeros": _new("zeros"),
-    "new_ones": _new("ones"),
-    "new_empty": _new("empty"),
-    "new_full": _new("full"),
-    "new_tensor": _new_tensor,
-}
-
-IN_PLACE = {
-    "__setitem__": I.setitem,
-    "__iadd__": I.add_,
-    "__isub__": I.sub_,
-    "__imul__": I.inplace_of(F.mul, "__imul__"),
-    "__itruediv__": I.inplace_of(F.div, "__itruediv__"),
-    "__ipow__": I.inplace_of(F.pow, "__ipow__"),
-    "add_": I.add_,
-    "sub_": I.sub_,
-    "mul_": I.inplace_of(F.mul, "mul_"),
-    "div_": I.inplace_of(F.div, "div_"),
-    "pow_": I.inplace_of(F.pow, "pow_"),
-    "neg_": I.inplace_of(F.neg, "neg_"),
-    "exp_": I.inplace_of(F.exp, "exp_"),
-    "log_": I.inplace_of(F.log, "log_"),
-    "sqrt_": I.inplace_of(F.sqrt, "sqrt_"),
-    "abs_": I.inplace_of(F.abs, "abs_"),
-    "relu_": I.inplace_of(F.relu, "relu_"),
-    "sigmoid_": I.inplace_of(F.sigmoid, "sigmoid_"),
-    "tanh_": I.inplace_of(F.tanh, "tanh_"),
-    "sin_": I.inplace_of(F.sin, "sin_"),
-    "cos_": I.inplace_of(F.cos, "cos_"),
-    "floor_": I.inplace_of(F.floor, "floor_"),
-    "ceil_": I.inplace_of(F.ceil, "ceil_"),
-    "round_": I.inplace_of(F.round, "round_"),
-    "trunc_": I.inplace_of(F.trunc, "trunc_"),
-    "reciprocal_": I.inplace_of(F.reciprocal, "reciprocal_"),
-    "square_": I.inplace_of(F.square, "square_"),
-    "sign_": I.inplace_of(F.sign, "sign_"),
-    "tril_": I.inplace_of(F.tril, "tril_"),
-    "triu_": I.inplace_of(F.triu, "triu_"),
-    "log1p_": I.inplace_of(F.log1p, "log1p_"),
-    "expm1_": I.inplace_of(F.expm1, "expm1_"),
-    "clamp_": I.inplace_of(F.clamp, "clamp_"),
-    "clip_": I.inplace_of(F.clamp, "clip_"),
-    "masked_fill_": I.inplace_of(F.masked_fill, "masked_fill_"),
-    "addcmul_": I.addcmul_,
-    "addcdiv_": I.addcdiv_,
-    "fill_": I.fill_,
-    "zero_": I.zero_,
-    "copy_": I.copy_,
-    "uniform_": I.uniform_,
-    "normal_": I.normal_,
-}
+    make = _module("factories").tensor
+    return make(data, dtype=dtype or self.dtype, device=device or self.device, **kw)
 
 
-def install(cls: type) -> None:
-    """Attach every entry of :data:`METHODS` and :data:`IN_PLACE` to the Tensor class."""
-    for name, fn in {**METHODS, **IN_PLACE}.items():
-        setattr(cls, name, fn)
+class TensorMethods:
+    """Operators and methods of ``Tensor``; each forwards to the op of the same name."""
+
+    __slots__ = ()  # Tensor declares its own slots
+    __hash__ = object.__hash__  # defining __eq__ below would otherwise unset it
+
+    # -- ops: sparkgrad.autodiff.functional --------------------------------------------------
+    __add__ = op("add")
+    __radd__ = reflected("add")
+    __sub__ = op("sub")
+    __rsub__ = reflected("sub")
+    __mul__ = op("mul")
+    __rmul__ = reflected("mul")
+    __truediv__ = op("div")
+    __rtruediv__ = reflected("div")
+    __pow__ = op("pow")
+    __rpow__ = reflected("pow")
+    __matmul__ = op("matmul")
+    __rmatmul__ = reflected("matmul")
+    __neg__ = op("neg")
+    __getitem__ = op("getitem")
+    __lt__ = op("lt")
+    __le__ = op("le")
+    __gt__ = op("gt")
+    __ge__ = op("ge")
+    __eq__ = op("eq")
+    __ne__ = op("ne")
+    eq = op("eq")
+    ne = op("ne")
+    lt = op("lt")
+    le = op("le")
+    gt = op("gt")
+    ge = op("ge")
+    equal = op("equal")
+    allclose = op("allclose")
+    isclose = op("isclose")
+    all = op("all")
+    any = op("any")
+    add = op("add")
+    sub = op("sub")
+    mul = op("mul")
+    div = op("div")
+    pow = op("pow")
+    matmul = op("matmul")
+    mm = op("mm")
+    bmm = op("bmm")
+    dot = op("dot")
+    neg = op("neg")
+    exp = op("exp")
+    log = op("log")
+    sqrt = op("sqrt")
+    tanh = op("tanh")
+    sigmoid = op("sigmoid")
+    relu = op("relu")
+    gelu = op("gelu")
+    abs = op("abs")
+    sin = op("sin")
+    cos = op("cos")
+    tan = op("tan")
+    asin = op("asin")
+    acos = op("acos")
+    atan = op("atan")
+    sinh = op("sinh")
+    cosh = op("cosh")
+    asinh = op("asinh")
+    acosh = op("acosh")
+    atanh = op("atanh")
+    arcsin = op("arcsin")
+    arccos = op("arccos")
+    arctan = op("arctan")
+    arcsinh = op("arcsinh")
+    arccosh = op("arccosh")
+    arctanh = op("arctanh")
+    atan2 = op("atan2")
+    arctan2 = op("arctan2")
+    exp2 = op("exp2")
+    expm1 = op("expm1")
+    log2 = op("log2")
+    log10 = op("log10")
+    log1p = op("log1p")
+    rsqrt = op("rsqrt")
+    reciprocal = op("reciprocal")
+    square = op("square")
+    erf = op("erf")
+    sign = op("sign")
+    floor = op("floor")
+    ceil = op("ceil")
+    round = op("round")
+    trunc = op("trunc")
+    fix = op("fix")
+    tril = op("tril")
+    triu = op("triu")
+    clamp = op("clamp")
+    clip = op("clamp")
+    maximum = op("maximum")
+    minimum = op("minimum")
+    sum = op("sum")
+    mean = op("mean")
+    max = op("max")
+    min = op("min")
+    amax = op("amax")
+    amin = op("amin")
+    norm = op("norm")
+    var = op("var")
+    std = op("std")
+    argmax = op("argmax")
+    argmin = op("argmin")
+    reshape = op("reshape")
+    view = op("reshape")
+    view_as = op("view_as")
+    reshape_as = op("view_as")
+    expand_as = op("expand_as")
+    t = op("t")
+    gather = op("gather")
+    narrow = op("narrow")
+    contiguous = op("contiguous")
+    masked_fill = op("masked_fill")
+    flatten = op("flatten")
+    permute = op("permute")
+    transpose = op("transpose")
+    squeeze = op("squeeze")
+    unsqueeze = op("unsqueeze")
+    expand = op("expand")
+    broadcast_to = op("broadcast_to")
+    split = op("split")
+    chunk = op("chunk")
+    softmax = op("softmax")
+    log_softmax = op("log_softmax")
+    new_zeros = _new("zeros")
+    new_ones = _new("ones")
+    new_empty = _new("empty")
+    new_full = _new("full")
+    new_tensor = _new_tensor
+
+    # -- in-place updates: sparkgrad.autodiff.inplace ----------------------------------------
+    __setitem__ = in_place("setitem")
+    __iadd__ = in_place("add_")
+    __isub__ = in_place("sub_")
+    __imul__ = in_place_of("mul", "__imul__")
+    __itruediv__ = in_place_of("div", "__itruediv__")
+    __ipow__ = in_place_of("pow", "__ipow__")
+    add_ = in_place("add_")
+    sub_ = in_place("sub_")
+    mul_ = in_place_of("mul", "mul_")
+    div_ = in_place_of("div", "div_")
+    pow_ = in_place_of("pow", "pow_")
+    neg_ = in_place_of("neg", "neg_")
+    exp_ = in_place_of("exp", "exp_")
+    log_ = in_place_of("log", "log_")
+    sqrt_ = in_place_of("sqrt", "sqrt_")
+    abs_ = in_place_of("abs", "abs_")
+    relu_ = in_place_of("relu", "relu_")
+    sigmoid_ = in_place_of("sigmoid", "sigmoid_")
+    tanh_ = in_place_of("tanh", "tanh_")
+    sin_ = in_place_of("sin", "sin_")
+    cos_ = in_place_of("cos", "cos_")
+    floor_ = in_place_of("floor", "floor_")
+    ceil_ = in_place_of("ceil", "ceil_")
+    round_ = in_place_of("round", "round_")
+    trunc_ = in_place_of("trunc", "trunc_")
+    reciprocal_ = in_place_of("reciprocal", "reciprocal_")
+    square_ = in_place_of("square", "square_")
+    sign_ = in_place_of("sign", "sign_")
+    tril_ = in_place_of("tril", "tril_")
+    triu_ = in_place_of("triu", "triu_")
+    log1p_ = in_place_of("log1p", "log1p_")
+    expm1_ = in_place_of("expm1", "expm1_")
+    clamp_ = in_place_of("clamp", "clamp_")
+    clip_ = in_place_of("clamp", "clip_")
+    masked_fill_ = in_place_of("masked_fill", "masked_fill_")
+    addcmul_ = in_place("addcmul_")
+    addcdiv_ = in_place("addcdiv_")
+    fill_ = in_place("fill_")
+    zero_ = in_place("zero_")
+    copy_ = in_place("copy_")
+    uniform_ = in_place("uniform_")
+    normal_ = in_place("normal_")

@@ -232,7 +232,7 @@ def _measure_sizes(
 
 
 def _local_reductions(sizes: list[int], repeats: int) -> list[list[float]]:
-    from sparkgrad.comms.calibrate import time_local_reduction
+    from sparkgrad.comms.model.calibrate import time_local_reduction
 
     return [[s, float(np.median([time_local_reduction(s) for _ in range(repeats)]))] for s in sizes]
 

@@ -13,7 +13,7 @@ backend, side by side, for every world size and message size, as real processes 
   comparable across world sizes (nccl-tests' PERFORMANCE.md).
 - ``#wrong`` counts elements that differ from the exact sum (inputs are small integers).
 - ``pred(us)`` is the cost model's prediction on the loopback link *fitted* by
-  :func:`sparkgrad.comms.calibrate.calibrate` (alpha, beta, gamma, and the turn_*
+  :func:`sparkgrad.comms.model.calibrate.calibrate` (alpha, beta, gamma, and the turn_*
   terms of ranks sharing cores) on calibration calls at every world size: one extra
   all_reduce per round, timed apart from the table's calls but in the same seconds
   (median per size), and local NumPy reductions; one fit for all world sizes.
@@ -41,13 +41,13 @@ from typing import Any
 
 from sparkgrad.autodiff.threads import usable_cores
 from sparkgrad.benchmark.collectives_table import MiB, format_report
-from sparkgrad.comms.calibrate import CalibrationResult, Measurement, calibrate
-from sparkgrad.comms.cost_model import (
+from sparkgrad.comms.model import (
     Topology,
     bus_bandwidth_factor,
     predict,
     select_algorithm,
 )
+from sparkgrad.comms.model.calibrate import CalibrationResult, Measurement, calibrate
 from sparkgrad.errors import CommError, ConfigError
 
 

@@ -35,9 +35,10 @@ import numpy as np
 
 import sparkgrad as sg
 import sparkgrad.distributed as dist
+from sparkgrad.comms.model.prediction import predicted_seconds
 from sparkgrad.dataset import load_mnist
 from sparkgrad.engine.model import build_mlp, build_optimizer
-from sparkgrad.parallel.pipeline_schedules import simulate
+from sparkgrad.parallel.pipeline.schedules import simulate
 from sparkgrad.parallel.registry import make_strategy
 
 HIDDEN = (256, 256, 256)
@@ -81,7 +82,7 @@ def run_case(
 
     def rank_fn(rank: int, world: int) -> dict:
         if strategy != "single":
-            dist.init_process_group("threads", rank=rank, world_size=world, topology=topology)
+            dist.init_process_group("threads", rank=rank, world_size=world)
         try:
             model = build_mlp(hidden, seed=0)
             s = make_strategy(
@@ -103,12 +104,13 @@ def run_case(
             pg = dist.state.default_group().pg if strategy != "single" else None
             if pg is not None:
                 dist.barrier()
-                pg.reset_clocks()
+                pg.reset_history()
             s.timeline.reset()
             start = time.perf_counter()
             losses = [step(x, y) for x, y in batches[1:]]
             seconds = time.perf_counter() - start
             report, timeline = s.report(), s.timeline.as_dict()
+            calls = pg.calls() if pg is not None else []  # the timed steps' collectives
             if pg is not None:
                 dist.barrier()
             s.timeline.reset()  # one more step, alone, for the picture
@@ -118,7 +120,7 @@ def run_case(
                 "timeline": timeline,
                 "picture": s.timeline.as_dict(),
                 "step_s": seconds / steps,
-                "predicted_comm_s": (pg.predicted_seconds() / steps) if pg is not None else 0.0,
+                "predicted_comm_s": predicted_seconds(calls, topology) / steps,
                 "loss": losses[-1],
             }
         finally:
@@ -165,7 +167,7 @@ def simulated_bubble(reports: list[dict], timelines: list[dict]) -> float:
     """The bubble these stages' *measured* forward/backward costs leave with free comms.
 
     Theory assumes equal stages; ours are not (the 784x256 layer is a stage of its own).
-    :func:`~sparkgrad.parallel.pipeline_schedules.simulate` replays the schedule with each
+    :func:`~sparkgrad.parallel.pipeline.schedules.simulate` replays the schedule with each
     stage's mean forward and backward time per micro-batch: what is left between this and
     the measured bubble is communication and the ranks sharing the machine's cores.
     """

@@ -6,6 +6,10 @@ algo=ring)``) and its deadline. Every frame sent carries both; every frame recei
 checked against them, which is how a rank notices that a peer called something else.
 Ranks are *group* ranks (0..size-1 of this communicator), mapped here to transport ranks.
 
+The channel also counts what this call really sent (``bytes_sent``, from the transport's
+own count), and checks every frame it takes: a frame of another call raises
+:class:`FingerprintMismatch`, which the communicator turns into the error every rank sees.
+
 A channel remembers whom it sent to and heard from, for :meth:`Channel.confirm`: the
 end of a rooted collective, where a rank that only *sent* to a peer waits for that
 peer's small ACK, so that a mismatch found by the peer reaches the sender too.
@@ -13,11 +17,21 @@ peer's small ACK, so that a mismatch found by the peer reaches the sender too.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sparkgrad.comms.framing import ACK, DATA, Frame
+from sparkgrad.comms.landing import landed_in_place
 from sparkgrad.comms.reduce_ops import ReduceOp, combine
 from sparkgrad.errors import CommError
+
+
+class FingerprintMismatch(CommError):
+    """Internal: group rank ``peer`` sent a frame of another call (see the communicator)."""
+
+    def __init__(self, peer: int, frame: Frame) -> None:
+        super().__init__(frame.fingerprint)
+        self.peer, self.frame = peer, frame
 
 
 class Channel:
@@ -31,6 +45,7 @@ class Channel:
         self._ahead: list[tuple[int, int | None]] = []  # (source, index) posted by post_ahead
         self.sent_to: set[int] = set()  # group ranks this call sent DATA to
         self.heard_from: set[int] = set()  # group ranks whose DATA this call checked
+        self.bytes_sent = 0  # payload bytes this call handed to the transport
 
     def segments(self, view: Any) -> list[Any]:
         """``view`` cut into pieces of at most ``segment_bytes`` (at least one piece)."""
@@ -46,12 +61,12 @@ class Channel:
         self.sent_to.add(peer)
         step = max(1, comm.max_frame_bytes // max(1, view.itemsize))
         for i in range(0, max(view.size, 1), step):
-            if comm.faults is not None:
-                comm.sleep_for_fault(dst)
+            if comm.faults is not None:  # an injected slow link
+                time.sleep(comm.faults.delay(comm.transport.rank, dst))
             frame = Frame(
                 DATA, comm.transport.rank, self.tag, self.seq, self.fingerprint, view[i : i + step]
             )
-            comm.transport.send(dst, frame)
+            self.bytes_sent += comm.transport.send(dst, frame)
 
     def post_ahead(self, peer: int, views: list[Any]) -> None:
         """Offer ``views`` as the landing places of the next ``len(views)`` frames from ``peer``.
@@ -63,13 +78,13 @@ class Channel:
         """
         src, mailbox = self.comm.ranks[peer], self.comm.transport.mailbox
         for k, view in enumerate(views):
-            self._ahead.append((src, mailbox.post(self.tag, src, view, ahead=k)))
+            self._ahead.append((src, mailbox.landing.post(self.tag, src, view, ahead=k)))
 
     def close(self) -> None:
         """Withdraw every offer of :meth:`post_ahead` that no frame took (end of the call)."""
         mailbox = self.comm.transport.mailbox
         for src, index in self._ahead:
-            mailbox.unpost(self.tag, src, index)
+            mailbox.landing.unpost(self.tag, src, index)
         self._ahead.clear()
 
     def _frames(self, peer: int, out: Any, post: bool) -> Any:
@@ -82,11 +97,11 @@ class Channel:
         mailbox = comm.transport.mailbox
         while True:
             self.waiting_on = peer
-            index = mailbox.post(self.tag, src, out[pos:]) if post and out.size else None
+            index = mailbox.landing.post(self.tag, src, out[pos:]) if post and out.size else None
             try:
-                frame = comm.recv_checked(peer, self)
+                frame = self.checked(peer, comm.transport.recv(self.tag, src, self.deadline))
             finally:
-                mailbox.unpost(self.tag, src, index)
+                mailbox.landing.unpost(self.tag, src, index)
             self.waiting_on = None
             self.heard_from.add(peer)
             arr = frame.array.reshape(-1)
@@ -95,14 +110,19 @@ class Channel:
                     f"rank {self.rank} expected {out.size - pos} more {out.dtype} elements from "
                     f"rank {peer} in {self.fingerprint}, found a frame of {arr.size} {arr.dtype}"
                 )
-            # direct: the bytes are already in place (checked: it is this very slice of out)
-            direct = frame.direct and arr.ctypes.data == out[pos:].ctypes.data
+            direct = landed_in_place(frame, arr, out[pos:])  # fast path: nothing to copy
             yield pos, arr, direct
             if not frame.direct:
                 comm.transport.recycle(frame.array)  # its bytes are consumed now
             pos += arr.size
             if pos >= out.size:
                 return
+
+    def checked(self, peer: int, frame: Frame) -> Frame:
+        """``frame`` from group rank ``peer`` if it belongs to this call, else raise."""
+        if frame.seq != self.seq or frame.fingerprint != self.fingerprint:
+            raise FingerprintMismatch(peer, frame)
+        return frame
 
     def recv_into(self, peer: int, out: Any) -> None:
         """Receive exactly ``out.size`` elements from ``peer`` into ``out``."""
@@ -134,7 +154,8 @@ class Channel:
         comm = self.comm
         for peer in sorted(self.sent_to - self.heard_from):
             self.waiting_on = peer
-            comm.recv_ack(peer, self)
+            src = comm.ranks[peer]
+            self.checked(peer, comm.transport.mailbox.get_ack(self.tag, src, self.deadline))
         self.waiting_on = None
         for peer in sorted(self.heard_from - self.sent_to):
             ack = Frame(ACK, comm.transport.rank, self.tag, self.seq, self.fingerprint, None)

@@ -3,14 +3,19 @@
 One :class:`Communicator` per rank and group. Each collective call
 
 1. checks for a pending failure notice from a peer, and for injected faults;
-2. picks its algorithm with the cost model (``select_algorithm``: cheapest predicted,
-   unless overridden per call, per communicator or by ``NCCL_ALGO``);
+2. picks its algorithm: overridden per call, per communicator or by ``NCCL_ALGO``, else
+   the cheapest on *this machine's* calibrated link (``comms.model.tuner``);
 3. numbers itself (``seq``) and writes a *fingerprint* (collective, shape, dtype, op,
    root, algorithm) into every frame it sends;
 4. runs the algorithm on a :class:`~sparkgrad.comms.channel.Channel`, every receive bounded
    by the call's deadline (``timeout`` seconds after the call started);
-5. advances the rank's :class:`SimClock` by the time predicted on ``topology`` and logs an
-   ``NCCL INFO`` line (``NCCL_DEBUG=INFO``) with bytes, algorithm, predicted and measured time.
+5. records the call -- collective, algorithm, buffer bytes, the bytes the transport really
+   sent, start and measured seconds -- in :attr:`Communicator.history`, hands the record
+   to every observer (a strategy's timeline, the profiler), and logs an ``NCCL INFO``
+   line when ``NCCL_DEBUG=INFO``.
+
+What the same calls would cost on a modelled cluster is not this module's business: the
+model layer (:mod:`sparkgrad.comms.model`) reads the records and predicts.
 
 Failure behaviour, the part users of NCCL and gloo complain about most:
 
@@ -35,12 +40,13 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sparkgrad.comms.channel import Channel
+from sparkgrad.comms.channel import Channel, FingerprintMismatch
 from sparkgrad.comms.faults import FaultPlan, RankDropped
 from sparkgrad.comms.framing import DEFAULT_MAX_FRAME_BYTES, MISMATCH, STUCK, Frame
 from sparkgrad.comms.transport import ControlArrived, PeerLost, Transport, WaitTimeout
@@ -72,7 +78,6 @@ class Communicator:
         *,
         tag: int = 0,
         timeout: float = 30.0,
-        topology: Any = None,
         algorithms: dict[str, str] | None = None,
         segment_bytes: int = 1 << 20,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
@@ -91,12 +96,12 @@ class Communicator:
         self.segment_bytes, self.max_frame_bytes = segment_bytes, max_frame_bytes
         self.faults = faults
         self.seq = 0
-        self.calls = 0
+        self.call_count = 0  # every call, for injected faults ("drop at call k")
         self._p2p_seq: dict[tuple[str, int], int] = defaultdict(int)
         self._broken: str | None = None
-        self._topology = topology
-        self._clock: Any = None
-        self.history: list[dict[str, Any]] = []  # one record per call, for reports
+        self._local_link: Any = None  # this machine's calibrated link, for algorithm choice
+        self.history: list[dict[str, Any]] = []  # one record per call (see record)
+        self.observers: list[Callable[[dict[str, Any]], None]] = []  # shared with subgroups
         self.subgroups: list[Any] = []  # groups made from this one (their clocks count too)
         self._debug = _debug_enabled()
         if self._debug:
@@ -117,73 +122,55 @@ class Communicator:
                     "/".join(map(str, children)) or "-1",
                 )
 
-    # -- cost model ---------------------------------------------------------------------------
-    @property
-    def topology(self) -> Any:
-        """The modelled cluster for algorithm choice and the simulated clock.
-
-        Given as ``topology=`` (a ``Topology`` or a spec such as ``"2x8-h100"``), else read
-        from ``SPARKGRAD_TOPOLOGY``, else this machine's calibrated loopback link.
-        """
-        if self._topology is None and os.environ.get("SPARKGRAD_TOPOLOGY"):
-            self._topology = os.environ["SPARKGRAD_TOPOLOGY"]
-        if self._topology is None:
-            from sparkgrad.comms.cost_model import Topology
-
-            self._topology = Topology.local(self.size)
-        elif isinstance(self._topology, str):
-            from sparkgrad.comms.cost_model import Topology
-
-            self._topology = Topology.parse(self._topology)
-        return self._topology
-
-    @property
-    def clock(self) -> Any:
-        """This rank's :class:`SimClock`: predicted seconds of every call so far."""
-        if self._clock is None:
-            from sparkgrad.comms.cost_model import SimClock
-
-            self._clock = SimClock()
-        return self._clock
-
+    # -- choosing and recording ---------------------------------------------------------------
     def choose_algorithm(self, collective: str, nbytes: int, override: str | None) -> str:
-        """Per-call override, else per-communicator choice, else the cost model's pick."""
-        from sparkgrad.comms.cost_model import select_algorithm
+        """Per-call override, else per-communicator choice, else ``NCCL_ALGO``, else the
+        cheapest on this machine's calibrated link. The modelled cluster never decides."""
+        from sparkgrad.comms.model.topology import Topology
+        from sparkgrad.comms.model.tuner import select_algorithm
 
+        if self._local_link is None:
+            self._local_link = Topology.local(self.size)
         override = override or self.algorithms.get(collective)
-        return select_algorithm(collective, nbytes, self.size, self.topology, override)
+        return select_algorithm(collective, nbytes, self.size, self._local_link, override)
 
-    def _account(self, collective: str, algo: str, nbytes: int, detail: str, t0: float) -> None:
-        """Advance the simulated clock, keep a record and log one NCCL-style line."""
-        from sparkgrad.comms.cost_model import predict
+    def record(
+        self, collective: str, algo: str, nbytes: int, detail: str, seq: int, t0: float, ch: Channel
+    ) -> dict[str, Any]:
+        """Keep one record of a finished call, tell the observers, log one NCCL-style line.
 
-        measured = time.perf_counter() - t0
-        predicted = predict(collective, algo, nbytes, self.size, self.topology)
-        self.clock.advance(predicted, f"{collective}#{self.seq}")
-        self.history.append(
-            dict(
-                collective=collective,
-                algorithm=algo,
-                nbytes=nbytes,
-                seq=self.seq,
-                measured=measured,
-                predicted=predicted,
-            )
+        ``nbytes`` is the buffer size as nccl-tests counts it; ``bytes_sent`` what this
+        rank's transport really sent for the call (algorithm-dependent, measured).
+        """
+        rec = dict(
+            collective=collective,
+            algorithm=algo,
+            nbytes=nbytes,
+            bytes_sent=ch.bytes_sent,
+            seq=seq,
+            start=t0,
+            measured=time.perf_counter() - t0,
+            nranks=self.size,
+            thread=threading.get_ident(),
         )
+        self.history.append(rec)
+        for observe in self.observers:
+            observe(rec)
         if self._debug:
             log.info(
-                "NCCL INFO %s: opCount %x %s bytes %d nranks %d rank %d algo %s "
-                "predicted %.1f us measured %.1f us",
+                "NCCL INFO %s: opCount %x %s bytes %d nranks %d rank %d algo %s sent %d "
+                "measured %.1f us",
                 collective,
-                self.seq,
+                seq,
                 detail,
                 nbytes,
                 self.size,
                 self.rank,
                 algo,
-                predicted * 1e6,
-                measured * 1e6,
+                ch.bytes_sent,
+                rec["measured"] * 1e6,
             )
+        return rec
 
     # -- running one call ---------------------------------------------------------------------
     def _check_usable(self) -> None:
@@ -192,8 +179,8 @@ class Communicator:
 
     def _maybe_drop(self) -> None:
         """Apply an injected 'drop this rank at call k' fault."""
-        index = self.calls
-        self.calls += 1
+        index = self.call_count
+        self.call_count += 1
         if self.faults is None or not self.faults.drops(self.transport.rank, index):
             return
         self._broken = f"rank dropped by fault injection at call {index}"
@@ -202,12 +189,6 @@ class Communicator:
         else:
             self.transport.close()
         raise RankDropped(f"rank {self.transport.rank} dropped at call {index} (fault injection)")
-
-    def sleep_for_fault(self, dst: int) -> None:
-        """Injected slow link: wait before sending a frame to transport rank ``dst``."""
-        delay = self.faults.delay(self.transport.rank, dst) if self.faults else 0.0
-        if delay > 0:
-            time.sleep(delay)
 
     def run(
         self,
@@ -232,39 +213,32 @@ class Communicator:
             body(ch, algo)
             if collective in CONFIRMED:
                 ch.confirm()
+        except FingerprintMismatch as exc:
+            self.mismatch(ch, exc)
         except (ControlArrived, PeerLost, WaitTimeout) as exc:
             self._fail(ch, exc)
         finally:
             ch.close()
-        self._account(collective, algo, nbytes, detail, t0)
+        self.record(collective, algo, nbytes, detail, self.seq, t0, ch)
         return algo
 
     def pending_notice(self) -> Frame | None:
         """A failure notice a peer sent about an earlier call of this group or its send/recv."""
         return self.transport.mailbox.pending_control(self.tag)
 
-    def recv_checked(self, peer: int, ch: Channel) -> Frame:
-        """The next frame from group rank ``peer``, checked against the call's fingerprint."""
-        return self._checked(peer, ch, self.transport.recv(ch.tag, self.ranks[peer], ch.deadline))
-
-    def recv_ack(self, peer: int, ch: Channel) -> Frame:
-        """The ACK of group rank ``peer`` for this call (see ``Channel.confirm``), checked."""
-        mailbox = self.transport.mailbox
-        return self._checked(peer, ch, mailbox.get_ack(ch.tag, self.ranks[peer], ch.deadline))
-
-    def _checked(self, peer: int, ch: Channel, frame: Frame) -> Frame:
-        if frame.seq != ch.seq or frame.fingerprint != ch.fingerprint:
-            message = (
-                f"collective mismatch: rank {self.rank} called {ch.fingerprint} as call "
-                f"#{ch.seq}, but rank {peer} called {frame.fingerprint} as call #{frame.seq}. "
-                "Every rank must call the same collectives, in the same order, with the same "
-                "shapes and dtypes"
-            )
-            self._broken = message
-            notice = Frame(MISMATCH, self.transport.rank, ch.tag, ch.seq, message, None)
-            self.transport.send_control(self._others(), notice)
-            raise CollectiveMismatch(message)
-        return frame
+    def mismatch(self, ch: Channel, exc: FingerprintMismatch) -> None:
+        """A peer's frame belongs to another call: tell every peer, raise the same error."""
+        frame = exc.frame
+        message = (
+            f"collective mismatch: rank {self.rank} called {ch.fingerprint} as call "
+            f"#{ch.seq}, but rank {exc.peer} called {frame.fingerprint} as call #{frame.seq}. "
+            "Every rank must call the same collectives, in the same order, with the same "
+            "shapes and dtypes"
+        )
+        self._broken = message
+        notice = Frame(MISMATCH, self.transport.rank, ch.tag, ch.seq, message, None)
+        self.transport.send_control(self._others(), notice)
+        raise CollectiveMismatch(message) from None
 
     def _group_rank(self, transport_rank: int) -> int | str:
         return self.ranks.index(transport_rank) if transport_rank in self.ranks else "?"

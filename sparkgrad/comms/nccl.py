@@ -110,10 +110,9 @@ class Communicator:
         """Number of ranks (``ncclCommCount``)."""
         return self.group.size
 
-    @property
-    def clock(self) -> Any:
-        """Predicted time on the modelled topology (a ``SimClock``)."""
-        return self.group.clock
+    def calls(self) -> list[dict[str, Any]]:
+        """The record of every call so far (what ``sparkgrad.comms.model`` predicts from)."""
+        return self.group.calls()
 
     def _call(self, fn: Callable[[], Any], is_send: bool = False) -> Any:
         queue = getattr(_group, "queue", None)

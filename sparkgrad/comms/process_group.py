@@ -25,7 +25,7 @@ import numpy as np
 
 from sparkgrad.comms.algorithms import REGISTRY
 from sparkgrad.comms.buffers import host_buffer, like
-from sparkgrad.comms.channel import Channel
+from sparkgrad.comms.channel import Channel, FingerprintMismatch
 from sparkgrad.comms.communicator import Communicator
 from sparkgrad.comms.framing import MISMATCH
 from sparkgrad.comms.reduce_ops import ReduceOp, as_reduce_op, check_op_dtype, finish
@@ -258,6 +258,8 @@ class ProcessGroup(Communicator):
                 ch.send(peer, buf.reshape(-1))
             else:
                 ch.recv_into(peer, buf.reshape(-1))
+        except FingerprintMismatch as exc:
+            self.mismatch(ch, exc)
         except (ControlArrived, PeerLost, WaitTimeout) as exc:
             if isinstance(exc, ControlArrived) and exc.frame.kind == MISMATCH:
                 self._broken = exc.frame.fingerprint
@@ -271,20 +273,7 @@ class ProcessGroup(Communicator):
             ) from None
         if back:
             back()
-        from sparkgrad.comms.cost_model import predict
-
-        predicted = predict(kind, "p2p", buf.nbytes, self.size, self.topology)
-        self.clock.advance(predicted, f"{kind}#{ch.seq}")
-        self.history.append(
-            dict(
-                collective=kind,
-                algorithm="p2p",
-                nbytes=buf.nbytes,
-                seq=ch.seq,
-                measured=time.perf_counter() - t0,
-                predicted=predicted,
-            )
-        )
+        self.record(kind, "p2p", buf.nbytes, _detail(buf, peer=peer), ch.seq, t0, ch)
         return array
 
     def send(self, array: Any, peer: int) -> None:
@@ -314,21 +303,24 @@ class ProcessGroup(Communicator):
             [self.ranks[r] for r in ranks],
             tag=counter,
             timeout=self.timeout,
-            topology=self._topology,
             algorithms=self.algorithms,
             segment_bytes=self.segment_bytes,
             max_frame_bytes=self.max_frame_bytes,
             faults=self.faults,
         )
+        child.observers = self.observers  # the same list: an observer added later sees both
         self.subgroups.append(child)
         return child
 
-    def predicted_seconds(self) -> float:
-        """Simulated seconds of this group's calls and of every group made from it."""
-        return self.clock.now + sum(g.predicted_seconds() for g in self.subgroups)
-
-    def reset_clocks(self) -> None:
-        """Zero the simulated clock of this group and of every group made from it."""
-        self.clock.reset()
+    def calls(self) -> list[dict[str, Any]]:
+        """The records of this group's calls and of every group made from it, by start."""
+        records = list(self.history)
         for g in self.subgroups:
-            g.reset_clocks()
+            records.extend(g.calls())
+        return sorted(records, key=lambda r: r["start"])
+
+    def reset_history(self) -> None:
+        """Forget the records of this group and of every group made from it."""
+        self.history.clear()
+        for g in self.subgroups:
+            g.reset_history()

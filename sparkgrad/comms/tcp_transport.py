@@ -93,6 +93,7 @@ class TcpTransport(Transport):
         timeout: float = 30.0,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     ) -> None:
+        super().__init__()
         self.rank, self.world_size = rank, world_size
         self.listener, self.timeout = listener, timeout
         self.secret = check_secret(secret, "the transport's secret")
@@ -159,7 +160,7 @@ class TcpTransport(Transport):
                 self._cond.wait(remaining)
 
     # -- data path ----------------------------------------------------------------------------
-    def send(self, peer: int, frame: Frame) -> None:
+    def deliver(self, peer: int, frame: Frame) -> None:
         """Header, then the array's bytes straight from its memory."""
         sock = self.socks.get(peer)
         if sock is None:
@@ -198,8 +199,8 @@ class TcpTransport(Transport):
                 shape, fingerprint = decode_rest(prefix, rest)
                 count = prefix.nbytes // prefix.dtype.itemsize
                 direct = None
-                if prefix.kind == DATA:  # every DATA frame is counted, see Mailbox.post
-                    direct = self.mailbox.claim(prefix.tag, peer, prefix.dtype, count)
+                if prefix.kind == DATA:  # every DATA frame is counted (comms/landing.py)
+                    direct = self.mailbox.landing.claim(prefix.tag, peer, prefix.dtype, count)
                 if direct is not None:  # straight into the collective's buffer
                     array = direct
                 else:

@@ -53,10 +53,11 @@ class ThreadsTransport(Transport):
     """One thread rank's view of a :class:`ThreadWorld`."""
 
     def __init__(self, world: ThreadWorld, rank: int) -> None:
+        super().__init__()
         self.world, self.rank, self.world_size = world, rank, world.world_size
         self.mailbox = world.mailboxes[rank]
 
-    def send(self, peer: int, frame: Frame) -> None:
+    def deliver(self, peer: int, frame: Frame) -> None:
         """Copy the payload and deliver the frame to ``peer``'s mailbox."""
         if self.world.is_closed(peer):
             raise PeerLost(peer, "it closed the communicator or failed")

@@ -23,9 +23,9 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import defaultdict, deque
-from typing import Any
 
 from sparkgrad.comms.framing import ACK, DATA, Frame
+from sparkgrad.comms.landing import LandingZones
 from sparkgrad.errors import CommError
 
 P2P_TAG_BIT = 1 << 31  # send/recv frames of a group travel apart from its collective frames
@@ -57,7 +57,12 @@ class ControlArrived(CommError):
 
 
 class Mailbox:
-    """Incoming frames of one rank, sorted by (tag, source), with one condition to wait on."""
+    """Incoming frames of one rank, sorted by (tag, source), with one condition to wait on.
+
+    The plain idea: the transport :meth:`put` s every frame it reads into a queue, and a
+    collective :meth:`get` s them in order. (A fast path lets the TCP reader write a
+    frame's bytes straight into the collective's buffer instead: :attr:`landing`.)
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -65,9 +70,7 @@ class Mailbox:
         self._acks: dict[tuple[int, int], deque[Frame]] = defaultdict(deque)
         self._control: dict[int, list[Frame]] = defaultdict(list)
         self._lost: dict[int, str] = {}
-        self._posted: dict[tuple[int, int, int], Any] = {}  # (tag, src, frame index) -> view
-        self._taken: dict[tuple[int, int], int] = defaultdict(int)  # frames handed out by get
-        self._announced: dict[tuple[int, int], int] = defaultdict(int)  # frames claimed
+        self.landing = LandingZones()  # fast path: receive buffers offered ahead of frames
 
     def put(self, frame: Frame) -> None:
         """Deliver one frame (called by the transport's receiving side)."""
@@ -79,40 +82,6 @@ class Mailbox:
             else:  # a notice concerns the whole group, collectives and send/recv alike
                 self._control[group_tag(frame.tag)].append(frame)
             self._cond.notify_all()
-
-    def post(self, tag: int, src: int, view: Any, ahead: int = 0) -> int | None:
-        """Offer ``view`` as the landing place of a coming DATA frame from ``src`` (zero copy).
-
-        Frames from one source arrive in order, so they are counted: ``ahead=0`` means the
-        next frame that :meth:`get` will hand out, ``ahead=k`` the one ``k`` frames later.
-        Returns the frame's index (to :meth:`unpost` it), or None when that frame already
-        arrived (it is queued, or being read: it will be copied instead).
-        """
-        key = (tag, src)
-        with self._cond:
-            index = self._taken[key] + ahead
-            if index < self._announced[key]:
-                return None
-            self._posted[(tag, src, index)] = view
-            return index
-
-    def unpost(self, tag: int, src: int, index: int | None) -> None:
-        """Withdraw an offer made by :meth:`post` (no-op when it was taken or never made)."""
-        if index is not None:
-            with self._cond:
-                self._posted.pop((tag, src, index), None)
-
-    def claim(self, tag: int, src: int, dtype: Any, count: int) -> Any:
-        """For the receiving side, once per arriving DATA frame, in arrival order: the view
-        posted for this frame if it fits (``count`` elements of ``dtype``), else None."""
-        key = (tag, src)
-        with self._cond:
-            index = self._announced[key]
-            self._announced[key] = index + 1
-            view = self._posted.pop((tag, src, index), None)
-            if view is None or view.dtype != dtype or view.size < count:
-                return None
-            return view[:count]
 
     def mark_lost(self, peer: int, reason: str) -> None:
         """Remember that ``peer`` is gone; waiters watching it wake up and raise."""
@@ -147,8 +116,8 @@ class Mailbox:
             while True:
                 queue = queues.get(key)
                 if queue:  # data first: a notice about a *later* call must not spoil this one
-                    if queues is self._queues:  # DATA frames are counted (see post)
-                        self._taken[key] += 1
+                    if queues is self._queues:  # DATA frames are counted (see LandingZones)
+                        self.landing.taken(key)
                     return queue.popleft()
                 notices = self._control[group_tag(tag)]
                 if notices:
@@ -180,19 +149,54 @@ class Mailbox:
                 self._cond.wait(remaining)
 
 
+class Traffic:
+    """What one rank's transport really sent: payload bytes and frames, counted per frame.
+
+    This is the one place communication is measured in bytes. Every strategy and report
+    reads these numbers (through the communicator's call records), so a tree all-reduce
+    or a halving-doubling one is counted as what it moved, never by a formula.
+    Headers and control frames (ACK, STUCK, MISMATCH) carry no payload and add 0 bytes.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # DDP's bucket thread and the training thread both send
+        self.bytes_sent = 0
+        self.frames_sent = 0
+
+    def count(self, frame: Frame) -> int:
+        """Count one frame handed to the wire; returns its payload bytes."""
+        nbytes = 0 if frame.array is None else int(frame.array.nbytes)
+        with self._lock:
+            self.bytes_sent += nbytes
+            self.frames_sent += 1
+        return nbytes
+
+
 class Transport(ABC):
-    """Moves frames between the ``world_size`` ranks of one job; ``rank`` is this one."""
+    """Moves frames between the ``world_size`` ranks of one job; ``rank`` is this one.
+
+    Subclasses implement :meth:`deliver` (move the bytes) and :meth:`close`; :meth:`send`
+    is the same for all: deliver, then count the frame in :attr:`traffic`.
+    """
 
     rank: int
     world_size: int
     mailbox: Mailbox
 
-    @abstractmethod
-    def send(self, peer: int, frame: Frame) -> None:
-        """Deliver ``frame`` to ``peer`` (returns once the bytes are handed over).
+    def __init__(self) -> None:
+        self.traffic = Traffic()  # bytes and frames this rank has sent so far
 
-        Raises :class:`PeerLost` when ``peer`` is gone.
+    def send(self, peer: int, frame: Frame) -> int:
+        """Deliver ``frame`` to ``peer`` and count it; returns the payload bytes sent.
+
+        Raises :class:`PeerLost` when ``peer`` is gone (nothing is counted then).
         """
+        self.deliver(peer, frame)
+        return self.traffic.count(frame)
+
+    @abstractmethod
+    def deliver(self, peer: int, frame: Frame) -> None:
+        """Hand ``frame`` to ``peer`` (returns once the bytes are handed over)."""
 
     def recv(self, tag: int, peer: int, deadline: float) -> Frame:
         """The next DATA frame from ``peer`` for communicator ``tag`` (see :meth:`Mailbox.get`)."""

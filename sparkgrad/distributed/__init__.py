@@ -22,7 +22,6 @@ from typing import Any
 
 from sparkgrad.comms.reduce_ops import ReduceOp
 from sparkgrad.comms.spawn import run_processes, run_threads
-from sparkgrad.distributed.adopt import init_from_transport
 from sparkgrad.distributed.collectives import (
     all_gather,
     all_gather_into_tensor,

@@ -100,7 +100,6 @@ def init_process_group(
     pg_options: Any = None,
     *,
     secret: bytes | str | None = None,
-    topology: Any = None,
     algorithms: dict[str, str] | None = None,
     faults: Any = None,
 ) -> None:
@@ -111,7 +110,6 @@ def init_process_group(
     task): it is used as is, and ``init_method``/``rank``/``world_size`` are not needed.
     Extra keywords: ``secret`` (per-job HMAC key, bytes or hex, at least 16 bytes; default
     ``SPARKGRAD_SECRET``; the TCP backend refuses to start without one),
-    ``topology`` (modelled cluster for the simulated clock, e.g. ``"2x8-h100"``),
     ``algorithms`` (``{"all_reduce": "tree"}``), ``faults`` (a ``FaultPlan``).
     """
     if is_initialized():
@@ -132,9 +130,7 @@ def init_process_group(
         )
     else:
         raise ConfigError(f"expected backend 'threads' or 'tcp' (or gloo/nccl), found {backend!r}")
-    pg = ProcessGroup(
-        transport, timeout=seconds, topology=topology, algorithms=algorithms, faults=faults
-    )
+    pg = ProcessGroup(transport, timeout=seconds, algorithms=algorithms, faults=faults)
     _local.group = Group(pg)
     _local.backend = name
 

@@ -160,8 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sim-topology",
         default="2x8-h100",
-        help="modelled cluster for the predicted time, NODESxRANKS-SYSTEM (systems h100, pcie, "
-        "loopback), e.g. 1x8-h100, 2x8-h100; it must hold --world-size",
+        help="modelled cluster the run's collectives are priced on afterwards (it never "
+        "changes what runs), NODESxRANKS-SYSTEM (systems h100, pcie, loopback), e.g. 1x8-h100, "
+        "2x8-h100; it must hold --world-size",
     )
     p.add_argument(
         "--fail-at-step",

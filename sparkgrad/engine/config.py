@@ -6,8 +6,10 @@ the ``world_size`` ranks takes ``batch_size / world_size`` samples, so the same 
 the same maths under every strategy and world size.
 
 Strategy-specific knobs (``micro_batches`` and ``schedule`` for the pipeline, ``split`` for
-model and pipeline parallelism, ``mesh`` for hybrid) are checked here too, on the driver,
-so a bad combination fails in a second instead of inside every Spark task. So are the
+model and pipeline parallelism, ``mesh`` for hybrid) are checked on the driver too, so a
+bad combination fails in a second instead of inside every Spark task -- by the strategy
+class itself (``check_config``, ``batch_ways``, ``group_sizes``, ``options_from``): the
+rules of each strategy live with it, this file only asks. So are the
 numbers: a learning rate of ``inf`` or ``nan`` trains a model of NaNs and would still exit 0,
 so every float must be finite and in its range (:data:`RANGES`, also shown by ``--help``),
 and the modelled cluster (``--sim-topology``) must hold the world size and every
@@ -23,11 +25,9 @@ from dataclasses import dataclass, field
 
 from sparkgrad.engine.model import MODELS, OPTIMIZERS
 from sparkgrad.errors import ConfigError
-from sparkgrad.parallel.registry import STRATEGIES
+from sparkgrad.parallel.registry import STRATEGIES, strategy_class
 
-SCHEDULES = ("1f1b", "gpipe")
-DATA_SPLIT = ("data", "zero1", "zero2", "zero3")  # strategies that cut the batch over all ranks
-LAYER_SPLIT = ("model", "pipeline", "tensor", "hybrid")  # strategies that cut the model
+SCHEDULES = ("1f1b", "gpipe")  # the pipeline's (sparkgrad.parallel.pipeline.schedules)
 
 #: The range of every float option, as ``--help`` shows it: (low, high, low_open, high_open).
 RANGES: dict[str, tuple[float, float, bool, bool]] = {
@@ -184,18 +184,18 @@ class RunConfig:
         if not 0 <= self.seed < 2**63:
             raise ConfigError(f"--seed must be an integer in 0..2**63-1, found {self.seed}")
 
+    @property
+    def strategy_class(self) -> type:
+        """The class behind ``--strategy`` (it knows its own rules; see the module doc)."""
+        return strategy_class(self.strategy)[0]
+
     def group_sizes(self) -> list[int]:
         """The sizes of the process groups the strategy communicates in (the world first)."""
-        sizes = [self.world_size]
-        if self.strategy == "hybrid":
-            from sparkgrad.parallel.mesh import parse_mesh
-
-            sizes += [n for n in parse_mesh(self.mesh, self.world_size).values() if n > 1]
-        return sizes
+        return self.strategy_class.group_sizes(self)
 
     def _validate_topology(self) -> None:
         """``--sim-topology`` parses, and holds the world and every sub-group of the run."""
-        from sparkgrad.comms.topology import Topology
+        from sparkgrad.comms.model.topology import Topology
 
         try:
             topology = Topology.parse(self.sim_topology)
@@ -223,64 +223,20 @@ class RunConfig:
                 ) from None
 
     def _validate_strategy(self) -> None:
-        if not MODELS[self.model].splits_layers and self.strategy in LAYER_SPLIT:
+        cls = self.strategy_class
+        if cls.cuts_layers and not MODELS[self.model].splits_layers:
             raise ConfigError(
                 f"--strategy {self.strategy} cuts an MLP's Linear layers across ranks and cannot "
                 f"split --model {self.model} (splitting a Transformer's layers comes with tensor "
                 f"and pipeline parallelism for it); use --strategy single, data, zero1, zero2 "
                 f"or zero3"
             )
-        layers = len(self.hidden) + 1  # Linear layers of the MLP
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(
-                f"--schedule must be one of {', '.join(SCHEDULES)}, found {self.schedule!r}"
-            )
-        if self.strategy in ("model", "pipeline") and self.world_size > layers:
-            raise ConfigError(
-                f"--strategy {self.strategy} puts at least one Linear layer on each of the "
-                f"{self.world_size} ranks, but the MLP has only {layers}: use --world-size <= "
-                f"{layers} or more --hidden layers"
-            )
-        if self.strategy in ("model", "pipeline") and self.split is not None:
-            if len(self.split) != self.world_size or sum(self.split) != layers:
-                raise ConfigError(
-                    f"--split needs {self.world_size} positive counts of Linear layers summing "
-                    f"to {layers}, found {','.join(map(str, self.split))}"
-                )
-        if self.strategy == "pipeline" and self.batch_size % self.micro_batches:
-            raise ConfigError(
-                f"--micro-batches {self.micro_batches} must divide --batch-size "
-                f"{self.batch_size} (each micro-batch gets the same number of samples)"
-            )
-        tensor_ways = self.world_size if self.strategy == "tensor" else 1
-        if self.strategy == "hybrid":
-            from sparkgrad.parallel.mesh import parse_mesh
-
-            sizes = parse_mesh(self.mesh, self.world_size)
-            tensor_ways = sizes["tp"]
-            if sizes["pp"] > 1:
-                raise ConfigError(
-                    f"--mesh {self.mesh}: the hybrid strategy runs data x tensor meshes; a "
-                    f"pipeline axis (pp={sizes['pp']}) is not supported yet (use pp=1)"
-                )
-        bad = [w for w in self.hidden if w % tensor_ways]
-        if bad:
-            raise ConfigError(
-                f"tensor parallelism over {tensor_ways} ranks splits every hidden width "
-                f"{tensor_ways} ways: {bad} in --hidden {','.join(map(str, self.hidden))} "
-                f"do not divide"
-            )
+        cls.check_config(self)
 
     @property
     def data_parallel_size(self) -> int:
         """How many ways the global batch is split (1 for model, pipeline, tensor)."""
-        if self.strategy in DATA_SPLIT:
-            return self.world_size
-        if self.strategy == "hybrid":
-            from sparkgrad.parallel.mesh import parse_mesh
-
-            return parse_mesh(self.mesh, self.world_size)["dp"]
-        return 1
+        return self.strategy_class.batch_ways(self)
 
     @property
     def per_rank_batch(self) -> int:
@@ -288,14 +244,7 @@ class RunConfig:
 
     def strategy_options(self) -> dict:
         """The keyword arguments ``make_strategy`` passes to this strategy's class."""
-        options: dict = {}
-        if self.strategy == "pipeline":
-            options.update(micro_batches=self.micro_batches, schedule=self.schedule)
-        if self.strategy in ("model", "pipeline") and self.split is not None:
-            options["split"] = list(self.split)
-        if self.strategy == "hybrid":
-            options["mesh"] = self.mesh
-        return options
+        return self.strategy_class.options_from(self)
 
     def to_dict(self) -> dict:
         """A JSON-friendly copy (stored in checkpoints and metrics files)."""

@@ -36,6 +36,7 @@ import numpy as np
 
 import sparkgrad as sg
 from sparkgrad.autodiff.backend import to_numpy
+from sparkgrad.comms.model.prediction import predicted_seconds
 from sparkgrad.dataset import (
     DataLoader,
     DistributedSampler,
@@ -248,10 +249,10 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: Any = None) -> dict
     history = trainer.fit(start_epoch, skip)
     seconds = time.perf_counter() - start
     state_dict = strategy.full_state_dict()  # a collective: every rank takes part
-    ranks = gather_reports(ctx, strategy)
+    ranks = gather_reports(ctx, strategy, config.sim_topology)
     if rank != 0:
         return None
-    comms = _comms_summary(ctx)
+    comms = _comms_summary(ctx, config.sim_topology)
     return {
         "state_dict": {k: to_numpy(v) for k, v in state_dict.items()},
         "ranks": ranks,
@@ -268,11 +269,11 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: Any = None) -> dict
 REPORT_FIELDS = ("compute_s", "comm_s", "idle_s", "bytes_sent", "predicted_comm_s")
 
 
-def gather_reports(ctx: Any, strategy: Strategy) -> list[dict]:
-    """Every rank's time split (compute, communication, idle), bytes sent and the
-    communication time the simulated clock predicts on the modelled cluster, on every rank."""
+def gather_reports(ctx: Any, strategy: Strategy, topology: str) -> list[dict]:
+    """Every rank's time split (compute, communication, idle), bytes sent and the time its
+    recorded collectives would take on the modelled cluster ``topology``, on every rank."""
     mine = dict(strategy.report())
-    mine["predicted_comm_s"] = float(ctx.pg.predicted_seconds()) if ctx is not None else 0.0
+    mine["predicted_comm_s"] = predicted_seconds(ctx.pg.calls(), topology) if ctx else 0.0
     if ctx is None:
         return [{k: mine[k] for k in ("rank", *REPORT_FIELDS)}]
     row = np.array([float(mine[k]) for k in REPORT_FIELDS])
@@ -282,15 +283,14 @@ def gather_reports(ctx: Any, strategy: Strategy) -> list[dict]:
     ]
 
 
-def _comms_summary(ctx: Any) -> dict:
-    """Measured and predicted (simulated clock) seconds of rank 0's collectives."""
+def _comms_summary(ctx: Any, topology: str) -> dict:
+    """Rank 0's collectives: calls, bytes sent, measured seconds, predicted on ``topology``."""
     if ctx is None:
         return {"calls": 0, "bytes": 0, "measured_s": 0.0, "predicted_s": 0.0}
-    pg = ctx.pg
-    calls = pg.history
+    calls = ctx.pg.calls()  # sub-groups included
     return {
         "calls": len(calls),
-        "bytes": int(sum(c["nbytes"] for c in calls)),
+        "bytes": int(sum(c["bytes_sent"] for c in calls)),
         "measured_s": float(sum(c["measured"] for c in calls)),
-        "predicted_s": float(pg.predicted_seconds()),  # sub-groups included
+        "predicted_s": predicted_seconds(calls, topology),
     }

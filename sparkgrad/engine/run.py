@@ -139,7 +139,6 @@ def _spark_run(config: RunConfig) -> dict:
         runner = SparkRunner(
             spark,
             config.world_size,
-            sim_topology=config.sim_topology,
             log_sink=progress,
             quiet=True,  # each rank failure is one record; the run raises one line
         )

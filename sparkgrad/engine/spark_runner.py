@@ -141,7 +141,6 @@ class _Job:
     args: tuple
     world_size: int
     timeout: float
-    sim_topology: Any
     log_address: tuple[str, int]
     chunk_bytes: int
     secret: bytes = field(repr=False)
@@ -184,7 +183,8 @@ def _run_rank(job: _Job, partition: Iterator[Any]) -> Iterator[tuple]:
             )
         transport = spark_rendezvous(context, job.secret, job.timeout)
         attempt = _agreed_attempt(transport, attempt, job.timeout)
-        group = dist.init_from_transport(transport, job.timeout, job.sim_topology)
+        dist.init_process_group("tcp", store=transport, timeout=job.timeout)
+        group = dist.state.default_group()
         logger = rank_logger(sender, attempt)
         ctx = RankContext(rank, job.world_size, attempt, group, logger, records)
         writer = LineWriter(sender)
@@ -227,8 +227,7 @@ class SparkRunner:
 
     ``spark``: a SparkSession (default: :func:`local_session` on ``local[world_size]``,
     which respects an active session and ``spark-submit --master``). ``timeout``: seconds
-    for the rendezvous and for each collective. ``sim_topology``: the modelled cluster of
-    the comms cost model (e.g. ``"2x8-h100"``). ``log_sink(rank, line)``: where the ranks'
+    for the rendezvous and for each collective. ``log_sink(rank, line)``: where the ranks'
     log lines go on the driver (default: stderr as ``[rank r] line``). ``quiet``: silence
     Spark's per-task failure logs, and all of Spark's logging once interrupted.
     """
@@ -238,7 +237,6 @@ class SparkRunner:
         spark: Any = None,
         world_size: int = 2,
         timeout: float = 120.0,
-        sim_topology: Any = None,
         log_sink: Sink = print_sink,
         chunk_bytes: int = result_payload.CHUNK_BYTES,
         quiet: bool = False,
@@ -251,7 +249,7 @@ class SparkRunner:
             )
         self.spark = spark if spark is not None else local_session(f"local[{world_size}]")
         self.world_size, self.timeout = world_size, float(timeout)
-        self.sim_topology, self.log_sink, self.chunk_bytes = sim_topology, log_sink, chunk_bytes
+        self.log_sink, self.chunk_bytes = log_sink, chunk_bytes
         self.quiet = quiet
 
     def run(self, fn: Callable[..., Any], *args: Any, inputs: Any = None) -> Any:
@@ -283,7 +281,6 @@ class SparkRunner:
                 args,
                 self.world_size,
                 self.timeout,
-                self.sim_topology,
                 (driver_host, logs.address[1]),
                 self.chunk_bytes,
                 secret,

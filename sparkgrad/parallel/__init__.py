@@ -5,12 +5,14 @@
 ``hybrid`` a data x tensor :class:`ProcessMesh`. :func:`make_strategy` builds one by name.
 """
 
-from sparkgrad.parallel.buckets import compute_bucket_assignment_by_size
-from sparkgrad.parallel.data_parallel import DataParallel
-from sparkgrad.parallel.ddp import DistributedDataParallel
-from sparkgrad.parallel.ddp_timeline import BucketTiming, StepTimeline
+from sparkgrad.parallel.data.buckets import compute_bucket_assignment_by_size
+from sparkgrad.parallel.data.data_parallel import DataParallel
+from sparkgrad.parallel.data.ddp import DistributedDataParallel
+from sparkgrad.parallel.data.ddp_timeline import BucketTiming, StepTimeline
+from sparkgrad.parallel.data.strategy import DataParallelStrategy
 from sparkgrad.parallel.registry import STRATEGIES, make_strategy
-from sparkgrad.parallel.strategy import DataParallelStrategy, SingleProcess, Strategy
+from sparkgrad.parallel.single import SingleProcess
+from sparkgrad.parallel.strategy import Strategy
 from sparkgrad.parallel.timeline import Timeline
 
 __all__ = [

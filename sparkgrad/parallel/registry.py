@@ -18,15 +18,15 @@ from sparkgrad.errors import ConfigError
 from sparkgrad.parallel.strategy import Strategy
 
 STRATEGY_CLASSES: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "single": ("sparkgrad.parallel.strategy", "SingleProcess", {}),
-    "data": ("sparkgrad.parallel.strategy", "DataParallelStrategy", {}),
-    "model": ("sparkgrad.parallel.model_parallel", "ModelParallel", {}),
-    "pipeline": ("sparkgrad.parallel.pipeline_parallel", "PipelineParallel", {}),
-    "tensor": ("sparkgrad.parallel.tensor_parallel_strategy", "TensorParallel", {}),
-    "zero1": ("sparkgrad.parallel.zero", "ZeRO", {"stage": 1}),
-    "zero2": ("sparkgrad.parallel.zero", "ZeRO", {"stage": 2}),
-    "zero3": ("sparkgrad.parallel.zero", "ZeRO", {"stage": 3}),
-    "hybrid": ("sparkgrad.parallel.hybrid", "HybridParallel", {}),
+    "single": ("sparkgrad.parallel.single", "SingleProcess", {}),
+    "data": ("sparkgrad.parallel.data.strategy", "DataParallelStrategy", {}),
+    "model": ("sparkgrad.parallel.pipeline.model_parallel", "ModelParallel", {}),
+    "pipeline": ("sparkgrad.parallel.pipeline.pipeline_parallel", "PipelineParallel", {}),
+    "tensor": ("sparkgrad.parallel.tensor.strategy", "TensorParallel", {}),
+    "zero1": ("sparkgrad.parallel.zero.strategy", "ZeRO", {"stage": 1}),
+    "zero2": ("sparkgrad.parallel.zero.strategy", "ZeRO", {"stage": 2}),
+    "zero3": ("sparkgrad.parallel.zero.strategy", "ZeRO", {"stage": 3}),
+    "hybrid": ("sparkgrad.parallel.hybrid.strategy", "HybridParallel", {}),
 }
 STRATEGIES = tuple(STRATEGY_CLASSES)
 

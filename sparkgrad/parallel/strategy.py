@@ -23,12 +23,12 @@ parameters numbered in ``model.parameters()`` order), and :meth:`load_full_state
 them up again. A checkpoint written by ZeRO-3 on 4 ranks loads into the pipeline on 2.
 
 Every strategy also keeps a :class:`~sparkgrad.parallel.timeline.Timeline` (forward,
-backward, comm, idle spans) for the reports.
+backward, comm, idle spans) for the reports; its comm spans and bytes come from the
+communicator's call records (:meth:`Timeline.watch`), never from a formula.
 """
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
@@ -51,10 +51,35 @@ class Strategy(ABC):
     name = "strategy"
     predict_is_collective = True  # False when every rank can predict on its own (full model)
     splits_batch = False  # True: every rank trains on its own rows (data parallel, ZeRO)
+    cuts_layers = False  # True: the model's Linear layers are split over ranks
 
-    def __init__(self, rank: int = 0, world_size: int = 1) -> None:
+    # -- on the driver, before any rank starts: what this strategy needs of a run config ----
+    # ``config`` is anything with the run's fields (world_size, batch_size, hidden, ...):
+    # the engine's RunConfig. Each strategy knows its own rules; the config asks them.
+    @classmethod  # noqa: B027 - an optional hook: most strategies need no check
+    def check_config(cls, config: Any) -> None:
+        """Raise ConfigError (expected vs found) if ``config`` cannot run this strategy."""
+
+    @classmethod
+    def batch_ways(cls, config: Any) -> int:
+        """How many ways this strategy splits the global batch of ``config``."""
+        return config.world_size if cls.splits_batch else 1
+
+    @classmethod
+    def group_sizes(cls, config: Any) -> list[int]:
+        """The sizes of the process groups it communicates in (the world first)."""
+        return [config.world_size]
+
+    @classmethod
+    def options_from(cls, config: Any) -> dict[str, Any]:
+        """The keyword arguments its constructor takes from ``config``."""
+        return {}
+
+    def __init__(self, rank: int = 0, world_size: int = 1, group: Any = None) -> None:
         self.rank, self.world_size = rank, world_size
         self.timeline = Timeline(rank)
+        if group is not None:  # communication is read from the group's call records
+            self.timeline.watch(group)
 
     @property
     def data_parallel_size(self) -> int:
@@ -128,91 +153,3 @@ def local_predict(model: Module, x: Tensor) -> Tensor:
 
 def _as_numpy(value: Any) -> np.ndarray:
     return np.array(to_numpy(value.array if isinstance(value, Tensor) else value))
-
-
-class SingleProcess(Strategy):
-    """No parallelism: the plain loop, the truth every other strategy is compared with."""
-
-    name = "single"
-    predict_is_collective = False
-
-    def __init__(self, model: Module, optimizer_factory: OptimizerFactory, loss_fn: LossFn) -> None:
-        super().__init__(0, 1)
-        self.model, self.loss_fn = model, loss_fn
-        self.optimizer = optimizer_factory(model.parameters())
-
-    def train_step(self, x: Tensor, y: Tensor) -> float:
-        self.model.train()
-        self.optimizer.zero_grad()
-        with self.timeline.span("forward"):
-            loss = self.loss_fn(self.model(x), y)
-        with self.timeline.span("backward"):
-            loss.backward()
-        with self.timeline.span("optimizer"):
-            self.optimizer.step()
-        return float(loss.item())
-
-    def predict(self, x: Tensor) -> Tensor:
-        return local_predict(self.model, x)
-
-    def full_state_dict(self) -> dict[str, np.ndarray]:
-        return numpy_state(self.model)
-
-    def full_optimizer_state_dict(self) -> dict[str, Any]:
-        return numpy_optimizer_state(self.optimizer)
-
-    def load_full_state(self, model_state: dict, optimizer_state: dict | None = None) -> None:
-        self.model.load_state_dict(model_state)
-        if optimizer_state is not None:
-            self.optimizer.load_state_dict(optimizer_state)
-
-
-class DataParallelStrategy(SingleProcess):
-    """:class:`~sparkgrad.parallel.DataParallel` behind the Strategy interface."""
-
-    name = "data"
-    splits_batch = True
-
-    def __init__(
-        self,
-        model: Module,
-        optimizer_factory: OptimizerFactory,
-        loss_fn: LossFn,
-        process_group: Any = None,
-    ) -> None:
-        from sparkgrad.distributed.state import resolve
-        from sparkgrad.parallel.data_parallel import DataParallel
-
-        group = resolve(process_group)
-        ddp = DataParallel(model, process_group)
-        super().__init__(ddp, optimizer_factory, loss_fn)
-        self.rank, self.world_size = group.rank(), group.size()
-        self.timeline.rank = self.rank
-        self._group = group
-
-    def train_step(self, x: Tensor, y: Tensor) -> float:
-        self.model.train()
-        self.optimizer.zero_grad()
-        with self.timeline.span("forward"):
-            loss = self.loss_fn(self.model(x), y)
-        start = time.perf_counter()
-        loss.backward()  # the buckets' all_reduce runs during backward (overlapped)
-        end = time.perf_counter()
-        waited = sum(b.wait_s for b in self.model.stats.buckets)  # what was not overlapped
-        self.timeline.add("backward", start, end - start - waited)
-        self.timeline.add("comm", end - waited, waited, "bucket waits")
-        n = self.world_size  # a ring all_reduce sends 2(n-1)/n of the buffer from each rank
-        self.timeline.bytes_sent += sum(
-            2 * (n - 1) * b.nbytes // n for b in self.model.stats.buckets
-        )
-        with self.timeline.span("optimizer"):
-            self.optimizer.step()
-        return self._global_mean(float(loss.item()))
-
-    def _global_mean(self, value: float) -> float:
-        buf = np.array([value], dtype=np.float64)
-        self._group.pg.all_reduce(buf)
-        return float(buf[0] / self.world_size)
-
-    def predict(self, x: Tensor) -> Tensor:
-        return local_predict(self.model.module, x)  # every rank holds the full model

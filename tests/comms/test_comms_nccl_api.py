@@ -7,7 +7,14 @@ import pytest
 from comms_helpers import exact_input, run_group
 
 from sparkgrad.comms import nccl
-from sparkgrad.comms.cost_model import Topology, predict, select_algorithm
+from sparkgrad.comms.model import (
+    Topology,
+    explain,
+    predict,
+    predict_call,
+    predicted_seconds,
+    select_algorithm,
+)
 from sparkgrad.comms.spawn import run_threads
 from sparkgrad.errors import CommError, ConfigError
 
@@ -59,20 +66,25 @@ def test_group_end_without_start_is_an_error():
         nccl.group_end()
 
 
-def test_each_call_picks_the_cost_models_algorithm_and_advances_the_clock():
+def test_each_call_picks_the_local_links_algorithm_and_the_model_only_predicts():
+    """What runs is chosen on this machine's link; a modelled cluster never changes it."""
     sizes = [8, 4096, 1 << 20]
-    topology = Topology.parse("2x8-h100")
+    local, cluster = Topology.local(4), Topology.parse("2x8-h100")
 
     def body(pg):
         for nbytes in sizes:
             pg.all_reduce(np.zeros(nbytes // 4, np.float32))
-        return pg.history, pg.clock.now
+        return pg.history
 
-    (history, now), *_ = run_group(4, body, topology="2x8-h100")
-    expected_algos = [select_algorithm("all_reduce", s, 4, topology) for s in sizes]
-    assert [h["algorithm"] for h in history] == expected_algos
-    expected = sum(predict("all_reduce", a, s, 4, topology) for a, s in zip(expected_algos, sizes))
-    assert now == pytest.approx(expected, rel=1e-12)
+    history, *_ = run_group(4, body)
+    assert [h["algorithm"] for h in history] == [
+        select_algorithm("all_reduce", s, 4, local) for s in sizes
+    ]
+    there = [select_algorithm("all_reduce", s, 4, cluster) for s in sizes]
+    expected = sum(predict("all_reduce", a, s, 4, cluster) for a, s in zip(there, sizes))
+    assert predicted_seconds(history, cluster) == pytest.approx(expected, rel=1e-12)
+    assert [predict_call(h, cluster)[0] for h in history] == there
+    assert "picks" in explain(history[-1], "2x8-h100")
 
 
 def test_nccl_algo_forces_the_algorithm_and_nccl_debug_logs_each_call(monkeypatch, caplog):
@@ -89,4 +101,4 @@ def test_nccl_algo_forces_the_algorithm_and_nccl_debug_logs_each_call(monkeypatc
     assert any("Init COMPLETE" in line for line in lines)
     calls = [line for line in lines if line.startswith("NCCL INFO all_reduce")]
     assert len(calls) == 2 and all("algo tree" in c and "bytes 262144" in c for c in calls)
-    assert all("predicted" in c and "measured" in c for c in calls)
+    assert all("sent 262144" in c and "measured" in c for c in calls)

@@ -12,8 +12,7 @@ import math
 
 import pytest
 
-from sparkgrad.comms.calibrate import Measurement
-from sparkgrad.comms.cost_model import (
+from sparkgrad.comms.model import (
     ALGORITHMS,
     LINKS,
     Link,
@@ -24,6 +23,7 @@ from sparkgrad.comms.cost_model import (
     predict,
     select_algorithm,
 )
+from sparkgrad.comms.model.calibrate import Measurement
 from sparkgrad.errors import ConfigError
 
 LINK = Link("test", alpha=1e-6, beta=1e9, efficiency=0.5, gamma=1e-9)

@@ -13,7 +13,7 @@ import numpy as np
 
 import sparkgrad as sg
 from sparkgrad.autodiff import functional as F
-from sparkgrad.parallel.strategy import SingleProcess
+from sparkgrad.parallel.single import SingleProcess
 
 FEATURES, CLASSES = 12, 4
 WIDTHS = (FEATURES, 16, 16, 8, CLASSES)  # hidden widths divisible by 2 and 4

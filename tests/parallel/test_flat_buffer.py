@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sparkgrad.errors import ConfigError, ShapeError
-from sparkgrad.parallel.flat_buffer import FlatBuffer
+from sparkgrad.parallel.zero.flat_buffer import FlatBuffer
 
 
 def random_arrays(seed: int) -> list[np.ndarray]:

@@ -13,7 +13,7 @@ import pytest
 
 from sparkgrad.autodiff import functional as F
 from sparkgrad.errors import ConfigError
-from sparkgrad.parallel.hybrid import HybridParallel
+from sparkgrad.parallel.hybrid.strategy import HybridParallel
 from tests.parallel.strategy_truth import (
     assert_same_state,
     make_batches,

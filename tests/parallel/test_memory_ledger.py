@@ -18,9 +18,9 @@ import sparkgrad as sg
 import sparkgrad.distributed as dist
 from sparkgrad.autodiff import functional as F
 from sparkgrad.errors import ConfigError
+from sparkgrad.parallel.data.strategy import DataParallelStrategy
 from sparkgrad.parallel.memory_ledger import MemoryLedger, held_bytes
-from sparkgrad.parallel.strategy import DataParallelStrategy
-from sparkgrad.parallel.zero import ZeRO
+from sparkgrad.parallel.zero.strategy import ZeRO
 from tests.parallel.strategy_truth import make_batches, make_model, optimizer_factory, rows
 
 BATCH = 24

@@ -12,7 +12,7 @@ import pytest
 
 import sparkgrad.distributed as dist
 from sparkgrad.errors import ConfigError
-from sparkgrad.parallel.mesh import ProcessMesh, axis_groups, parse_mesh
+from sparkgrad.parallel.hybrid.mesh import ProcessMesh, axis_groups, parse_mesh
 
 
 @pytest.mark.parametrize(

@@ -18,9 +18,9 @@ import sparkgrad as sg
 import sparkgrad.distributed as dist
 from sparkgrad.autodiff import functional as F
 from sparkgrad.errors import ConfigError
-from sparkgrad.parallel.model_parallel import ModelParallel
-from sparkgrad.parallel.partition import balanced_split, linear_units, partition
-from sparkgrad.parallel.strategy import SingleProcess
+from sparkgrad.parallel.pipeline.model_parallel import ModelParallel
+from sparkgrad.parallel.pipeline.partition import balanced_split, linear_units, partition
+from sparkgrad.parallel.single import SingleProcess
 from tests.parallel.strategy_truth import (
     assert_same_state,
     make_batches,

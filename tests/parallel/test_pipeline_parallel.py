@@ -13,9 +13,9 @@ import pytest
 import sparkgrad as sg
 from sparkgrad.autodiff import functional as F
 from sparkgrad.errors import ConfigError
-from sparkgrad.parallel.pipeline_parallel import PipelineParallel
-from sparkgrad.parallel.pipeline_schedules import SCHEDULES, bubble_fraction, peak_live
-from sparkgrad.parallel.strategy import SingleProcess
+from sparkgrad.parallel.pipeline.pipeline_parallel import PipelineParallel
+from sparkgrad.parallel.pipeline.schedules import SCHEDULES, bubble_fraction, peak_live
+from sparkgrad.parallel.single import SingleProcess
 from tests.parallel.strategy_truth import (
     assert_same_state,
     make_batches,

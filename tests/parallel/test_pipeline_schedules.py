@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from sparkgrad.errors import ConfigError
-from sparkgrad.parallel.pipeline_schedules import (
+from sparkgrad.parallel.pipeline.schedules import (
     SCHEDULES,
     bubble_fraction,
     gpipe_schedule,

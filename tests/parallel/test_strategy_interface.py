@@ -12,7 +12,7 @@ import pytest
 import sparkgrad as sg
 import sparkgrad.distributed as dist
 from sparkgrad.autodiff import functional as F
-from sparkgrad.parallel.strategy import DataParallelStrategy
+from sparkgrad.parallel.data.strategy import DataParallelStrategy
 from tests.parallel.strategy_truth import (
     assert_same_state,
     make_batches,
@@ -63,7 +63,7 @@ def test_data_parallel_strategy_equals_single_process(world_size: int, optimizer
 def test_load_full_state_round_trips() -> None:
     batches = make_batches(steps=2, batch=8)
     truth = train_single(batches, "adam")
-    from sparkgrad.parallel.strategy import SingleProcess
+    from sparkgrad.parallel.single import SingleProcess
 
     fresh = SingleProcess(make_model(seed=5), optimizer_factory("adam"), F.cross_entropy)
     fresh.load_full_state(truth["state"], truth["optimizer_state"])

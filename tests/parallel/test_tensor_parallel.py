@@ -15,7 +15,7 @@ import sparkgrad as sg
 import sparkgrad.distributed as dist
 from sparkgrad.distributed.state import resolve
 from sparkgrad.errors import ConfigError
-from sparkgrad.parallel.tensor_parallel import ColumnParallelDense, RowParallelDense
+from sparkgrad.parallel.tensor.layers import ColumnParallelDense, RowParallelDense
 
 RTOL, ATOL = 1e-5, 1e-6
 

@@ -19,8 +19,8 @@ import sparkgrad as sg
 import sparkgrad.distributed as dist
 from sparkgrad.autodiff import functional as F
 from sparkgrad.errors import CheckpointError, ConfigError
-from sparkgrad.parallel.strategy import SingleProcess
-from sparkgrad.parallel.tensor_parallel_strategy import TensorParallel
+from sparkgrad.parallel.single import SingleProcess
+from sparkgrad.parallel.tensor.strategy import TensorParallel
 from tests.parallel.strategy_truth import (
     assert_same_state,
     make_batches,

@@ -21,8 +21,8 @@ import sparkgrad.distributed as dist
 from sparkgrad.autodiff import functional as F
 from sparkgrad.errors import ConfigError
 from sparkgrad.parallel.registry import make_strategy
-from sparkgrad.parallel.strategy import SingleProcess
-from sparkgrad.parallel.zero import ZeRO
+from sparkgrad.parallel.single import SingleProcess
+from sparkgrad.parallel.zero.strategy import ZeRO
 from tests.parallel.strategy_truth import (
     assert_same_state,
     make_batches,

@@ -42,9 +42,9 @@ from sparkgrad.models.lstm_lm import build_lstm_lm
 from sparkgrad.models.seq2seq import build_seq2seq
 from sparkgrad.models.sequence_parts import TokenCrossEntropy
 from sparkgrad.models.vit import build_vit
-from sparkgrad.parallel.strategy import SingleProcess
-from sparkgrad.parallel.zero import ZeRO
-from sparkgrad.parallel.zero3_params import Zero3Linear
+from sparkgrad.parallel.single import SingleProcess
+from sparkgrad.parallel.zero.shard_unit import Zero3Linear
+from sparkgrad.parallel.zero.strategy import ZeRO
 
 LR, STEPS, BATCH, VOCAB = 1e-2, 3, 4, 11
 

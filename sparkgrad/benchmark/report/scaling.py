@@ -7,7 +7,7 @@ would run it. One step on ``n`` ranks is
 
 - ``compute``: one rank's forward + backward + optimizer step, **measured** in this run
   (sparkgrad's median step time at the per-rank batch, on this report's device);
-- ``all_reduce``: what :func:`sparkgrad.comms.cost_model.predict` gives on the modelled
+- ``all_reduce``: what :func:`sparkgrad.comms.model.predict` gives on the modelled
   cluster with the algorithm NCCL's tuner would pick (:func:`select_algorithm`), e.g.
   ``8x8-h100``: 8 nodes × 8 GPUs, NVLink4 inside a node, InfiniBand NDR400 across nodes.
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from sparkgrad.comms.cost_model import Topology, predict, select_algorithm
+from sparkgrad.comms.model import Topology, predict, select_algorithm
 
 
 @dataclass

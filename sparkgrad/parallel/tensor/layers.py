@@ -1,4 +1,4 @@
-"""Megatron-style tensor parallelism: one layer's matmul split over the ranks of a group.
+"""Megatron-style tensor-parallel layers: one layer's matmul split over the ranks of a group.
 
 A dense layer ``y = x Wᵀ + b`` (``W`` of shape ``(out, in)``) can be cut two ways:
 
@@ -12,18 +12,10 @@ Column then row is the classic MLP block: the column layer's output slice is exa
 row layer's input slice, and an elementwise activation (ReLU) between them needs no
 communication. The whole block costs one ``all_reduce`` in forward and one in backward.
 
-Two conjugate ops put the communication into the autograd graph (Megatron's ``f`` and
-``g``, as in picotron)::
-
-    op                                   forward          backward
-    copy_to_tensor_parallel_region (f)   identity         all_reduce(grad)
-    reduce_from_tensor_parallel_region   all_reduce(x)    identity
-    gather_from_tensor_parallel_region   all_gather(x)    keep own slice of grad
-
-``f`` sits where a replicated input enters a column layer: every rank's slice of the
-layer contributes to ``dL/dx``, so the gradients must be summed. ``g`` sits after the row
-layer's partial sums. They are mirror images: what one does forward, the other does
-backward.
+The communication sits in two conjugate autograd ops, ``f`` and ``g``
+(:mod:`~sparkgrad.parallel.tensor.comm_ops`): ``f`` before a column layer (identity
+forward, all-reduce of the gradient backward), ``g`` after a row layer (all-reduce
+forward, identity backward).
 
 Every rank builds the *full* layer from the same seed and keeps its slice
 (:meth:`ColumnParallelDense.from_dense`), so the split layers compute what the unsplit
@@ -33,92 +25,20 @@ trains on the whole.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from sparkgrad.autodiff.backend import array_module
-from sparkgrad.autodiff.function import Context, Function
 from sparkgrad.autodiff.nn.linear import DenseLayer
 from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.nn.parameter import Parameter
 from sparkgrad.autodiff.ops.neural import Linear as _LinearOp
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import ConfigError
-
-
-def _all_reduce(arr: Any, group: Any, timeline: Any) -> Any:
-    """Sum ``arr`` (a fresh copy) over ``group``; record a ``comm`` span and bytes sent."""
-    out = arr.copy()
-    n = group.size()
-    if n == 1:
-        return out
-    start = time.perf_counter()
-    group.pg.all_reduce(out)
-    if timeline is not None:  # a ring all_reduce sends 2(n-1)/n of the buffer per rank
-        timeline.add("comm", start, time.perf_counter() - start, "tp all_reduce")
-        timeline.bytes_sent += 2 * (n - 1) * out.nbytes // n
-    return out
-
-
-class CopyToTensorParallelRegion(Function):
-    """f: z = x;  dL/dx = Σ_ranks g (every rank's slice of the next layer used x)"""
-
-    @staticmethod
-    def forward(ctx: Context, x: Any, group: Any = None, timeline: Any = None) -> Any:
-        ctx.group, ctx.timeline = group, timeline
-        return x
-
-    @staticmethod
-    def backward(ctx: Context, grad: Any) -> Any:
-        return _all_reduce(grad, ctx.group, ctx.timeline)
-
-
-class ReduceFromTensorParallelRegion(Function):
-    """g: z = Σ_ranks x (partial sums of a row-parallel layer);  dL/dx = g"""
-
-    @staticmethod
-    def forward(ctx: Context, x: Any, group: Any = None, timeline: Any = None) -> Any:
-        return _all_reduce(x, group, timeline)
-
-    @staticmethod
-    def backward(ctx: Context, grad: Any) -> Any:
-        return grad
-
-
-class GatherFromTensorParallelRegion(Function):
-    """z = concat_ranks(x) on the last dim;  dL/dx = this rank's slice of g"""
-
-    @staticmethod
-    def forward(ctx: Context, x: Any, group: Any = None, timeline: Any = None) -> Any:
-        n, width = group.size(), x.shape[-1]
-        ctx.lo, ctx.hi = group.rank() * width, (group.rank() + 1) * width
-        if n == 1:
-            return x
-        start = time.perf_counter()
-        parts = group.pg.all_gather(array_module(x).ascontiguousarray(x))  # (n, *x.shape)
-        if timeline is not None:  # a ring all_gather sends (n-1)/n of the result per rank
-            timeline.add("comm", start, time.perf_counter() - start, "tp all_gather")
-            timeline.bytes_sent += (n - 1) * parts.nbytes // n
-        return array_module(x).concatenate(list(parts), axis=-1)
-
-    @staticmethod
-    def backward(ctx: Context, grad: Any) -> Any:
-        return grad[..., ctx.lo : ctx.hi]
-
-
-def copy_to_tensor_parallel_region(x: Tensor, group: Any, timeline: Any = None) -> Tensor:
-    """``f``: identity forward, ``all_reduce`` of the gradient backward."""
-    return CopyToTensorParallelRegion.apply(x, group=group, timeline=timeline)
-
-
-def reduce_from_tensor_parallel_region(x: Tensor, group: Any, timeline: Any = None) -> Tensor:
-    """``g``: ``all_reduce`` forward, identity backward."""
-    return ReduceFromTensorParallelRegion.apply(x, group=group, timeline=timeline)
-
-
-def gather_from_tensor_parallel_region(x: Tensor, group: Any, timeline: Any = None) -> Tensor:
-    """Concatenate every rank's slice on the last dim; backward keeps this rank's slice."""
-    return GatherFromTensorParallelRegion.apply(x, group=group, timeline=timeline)
+from sparkgrad.parallel.tensor.comm_ops import (
+    copy_to_tensor_parallel_region,
+    gather_from_tensor_parallel_region,
+    reduce_from_tensor_parallel_region,
+)
 
 
 def shard_range(size: int, group: Any, what: str) -> tuple[int, int]:
@@ -134,7 +54,7 @@ def shard_range(size: int, group: Any, what: str) -> tuple[int, int]:
 
 
 class _ParallelDense(Module):
-    """What both split layers share: the group, the slice bookkeeping, an optional timeline.
+    """What both split layers share: the group and the slice bookkeeping.
 
     ``shard_dims`` maps each parameter name to the dimension it is split along (absent:
     replicated on every rank), which is all a strategy needs to gather the full tensor or
@@ -146,7 +66,7 @@ class _ParallelDense(Module):
     def _setup(self, linear: DenseLayer, group: Any, sliced: Any) -> None:
         xp = array_module(linear.weight.array)
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.group, self.timeline = group, None
+        self.group = group
         self.weight = Parameter(xp.ascontiguousarray(sliced(linear.weight.array)))
         if linear.bias is None:
             self.register_parameter("bias", None)
@@ -184,10 +104,10 @@ class ColumnParallelDense(_ParallelDense):
         return layer
 
     def forward(self, x: Tensor) -> Tensor:
-        x = copy_to_tensor_parallel_region(x, self.group, self.timeline)
+        x = copy_to_tensor_parallel_region(x, self.group)
         y = _LinearOp.apply(x, self.weight, self.bias)
         if self.gather_output:
-            y = gather_from_tensor_parallel_region(y, self.group, self.timeline)
+            y = gather_from_tensor_parallel_region(y, self.group)
         return y
 
 
@@ -210,5 +130,5 @@ class RowParallelDense(_ParallelDense):
 
     def forward(self, x: Tensor) -> Tensor:
         partial = _LinearOp.apply(x, self.weight, None)
-        y = reduce_from_tensor_parallel_region(partial, self.group, self.timeline)
+        y = reduce_from_tensor_parallel_region(partial, self.group)
         return y + self.bias if self.bias is not None else y

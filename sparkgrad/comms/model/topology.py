@@ -12,7 +12,7 @@ Grammar of :meth:`Topology.parse` (spaces are ignored, case-insensitive)::
     SYSTEM  := "h100"     -> intra nvlink4,  inter ib-ndr400
              | "pcie"     -> intra pcie5,    inter 100gbe
              | "loopback" -> intra loopback, inter loopback
-    INTRA, INTER := a preset name from sparkgrad.comms.links.LINKS
+    INTRA, INTER := a preset name from sparkgrad.comms.model.links.LINKS
 
     "2x8-h100"             2 nodes x 8 H100, NVLink4 inside, IB NDR400 across
     "1x8-h100"             one DGX H100 node
@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sparkgrad.comms.links import LINKS, Link, get_link
+from sparkgrad.comms.model.links import LINKS, Link, get_link
 from sparkgrad.errors import ConfigError
 
 SYSTEMS: dict[str, tuple[str, str]] = {

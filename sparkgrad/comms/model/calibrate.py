@@ -1,6 +1,6 @@
 """calibrate(): measure the local link's alpha, beta and gamma by a least-squares fit.
 
-Every cost in :mod:`sparkgrad.comms.costs` is linear in its unknowns,
+Every cost in :mod:`sparkgrad.comms.model.costs` is linear in its unknowns,
 
     seconds = steps * alpha + wire_bytes * (1 / bandwidth) + reduce_bytes * gamma
               + turn_steps * turn_alpha + turn_bytes * turn_beta_inv,
@@ -15,7 +15,7 @@ points cannot separate (gamma without reduction points) keeps its given value. W
 ``concurrency`` (loopback: the CPU cores), a call on ``n`` ranks has its byte counts
 stretched by ``s = max(1, n / concurrency)`` before the fit, as ``predict`` does, and
 ``turn_steps = (s-1) * steps``, ``turn_bytes = (s-1) * wire_bytes`` price what a rank
-waits for its turn on a shared core (:class:`~sparkgrad.comms.links.Link`); those two
+waits for its turn on a shared core (:class:`~sparkgrad.comms.model.links.Link`); those two
 unknowns are fitted only when some points have more ranks than cores (e.g. 4 ranks on
 2 cores next to 2-rank points), otherwise they stay 0. Every unknown that noise pushes
 below zero is pinned at 0, but for ``turn_beta_inv``: it may be negative (sharing cores
@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sparkgrad.comms.costs import Terms, cost_terms
-from sparkgrad.comms.links import Link
+from sparkgrad.comms.model.costs import Terms, cost_terms
+from sparkgrad.comms.model.links import Link
 from sparkgrad.errors import ConfigError
 
 DEFAULT_SIZES: tuple[int, ...] = tuple(8 * 4**k for k in range(11))  # 8 B .. 8 MiB

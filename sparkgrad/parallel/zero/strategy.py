@@ -13,14 +13,14 @@ the step is the one a single process takes on the whole batch -- but splits the 
   is dropped.
 - **stage 3** also shards the parameters: a rank holds ``1/N`` of each layer and gathers
   a layer's weights just before its forward; a Linear frees them after and gathers them
-  again for its backward (:mod:`~sparkgrad.parallel.zero3_params`), any other layer keeps
-  them until its backward (:mod:`~sparkgrad.parallel.zero3_modules`). Every model the
+  again for its backward (:mod:`~sparkgrad.parallel.zero.shard_unit`), any other layer keeps
+  them until its backward (:mod:`~sparkgrad.parallel.zero.stage3`). Every model the
   engine trains works, tied weights included.
 
 The optimizer works on one flat shard tensor per unit (``optimizer_factory([shard])``):
 SGD and Adam are elementwise, so stepping a slice of the flattened parameters equals
 stepping the parameters. Shards are padded flat buffers as in DeepSpeed
-(:mod:`~sparkgrad.parallel.flat_buffer`), and :meth:`ZeRO.memory_ledger` measures the
+(:mod:`~sparkgrad.parallel.zero.flat_buffer`), and :meth:`ZeRO.memory_ledger` measures the
 bytes each rank really holds (:mod:`~sparkgrad.parallel.memory_ledger`; everything is fp32
 here, so with Adam a data-parallel rank holds params 4P + grads 4P + ``exp_avg`` and
 ``exp_avg_sq`` 8P = 16P bytes, and ZeRO 1/2/3 hold 8P + 8P/N, 4P + 12P/N, 16P/N)::
@@ -37,7 +37,6 @@ the plain model's state-dict keys (a tied weight under both its names, buffers s
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -56,8 +55,9 @@ from sparkgrad.parallel.strategy import (
     local_predict,
     numpy_state,
 )
-from sparkgrad.parallel.zero3_modules import shard_model
-from sparkgrad.parallel.zero3_params import CommMeter, ShardUnit
+from sparkgrad.parallel.timeline import timed
+from sparkgrad.parallel.zero.shard_unit import ShardUnit
+from sparkgrad.parallel.zero.stage3 import shard_model
 
 
 class ZeRO(Strategy):
@@ -89,10 +89,10 @@ class ZeRO(Strategy):
                 f"(+ parameters), found stage={stage!r}"
             )
         group = resolve(process_group)
-        super().__init__(group.rank(), group.size())
+        super().__init__(group.rank(), group.size(), group)
         self.name, self.stage, self.loss_fn = f"zero{stage}", stage, loss_fn
         self.predict_is_collective = stage == 3  # stage 3 gathers weights to predict
-        self.pg, self.meter = group.pg, CommMeter(self.timeline)
+        self.pg = group.pg
         self.param_names = [n for n, _ in model.named_parameters()]
         self._index = {n: i for i, n in enumerate(self.param_names)}  # optimizer numbering
         named = {id(p): n for n, p in model.named_parameters()}
@@ -103,14 +103,12 @@ class ZeRO(Strategy):
         self._param_of = {k: named[id(v)] for k, v in state.items() if id(v) in named}
         self._buffer_keys = [k for k in state if k not in self._param_of]
         if stage == 3:
-            self.model, self.units = shard_model(model, self.pg, self.meter)
+            self.model, self.units = shard_model(model, self.pg)
             self._params: list[Tensor] = []
             self._grad_buffer = None
         else:
             self.model, self._params = model, list(model.parameters())
-            unit = ShardUnit(
-                self.param_names, [p.array for p in self._params], self.pg, self.meter, True
-            )
+            unit = ShardUnit(self.param_names, [p.array for p in self._params], self.pg, True)
             for p, view in zip(self._params, unit.layout.views(unit.full)):
                 p.array = view  # the model now reads and writes the flat buffer
             self.units = [unit]
@@ -124,8 +122,8 @@ class ZeRO(Strategy):
         self.optimizer.zero_grad()
         for p in self._params:
             p.grad = None
-        loss = self._timed("forward", lambda: self.loss_fn(self.model(x), y))
-        self._timed("backward", loss.backward)  # stage 3 reduce_scatters in here
+        loss = timed(self.timeline, "forward", lambda: self.loss_fn(self.model(x), y))
+        timed(self.timeline, "backward", loss.backward)  # stage 3 reduce_scatters in here
         if self.stage < 3:
             self._reduce_gradients()
         with self.timeline.span("optimizer"):
@@ -135,23 +133,13 @@ class ZeRO(Strategy):
             unit.gather(out=unit.full)  # every rank gets every updated shard
         return self._global_mean(float(loss.item()))
 
-    def _timed(self, kind: str, fn: Any) -> Any:
-        """Run ``fn`` as a ``kind`` span, minus the collectives it ran (they are ``comm``)."""
-        start, comm_before = time.perf_counter(), self.meter.seconds
-        out = fn()
-        comm = self.meter.seconds - comm_before
-        self.timeline.add(kind, start, time.perf_counter() - start - comm)
-        return out
-
     def _reduce_gradients(self) -> None:
         """Stage 1: all_reduce the full flat gradient; stage 2: reduce_scatter it."""
-        unit, n = self.units[0], self.world_size
+        unit = self.units[0]
         grads = [None if p.grad is None else p.grad.array for p in self._params]
         if self.stage == 1:
             flat = unit.layout.flatten(grads, out=self._grad_buffer)
-            nbytes = 2 * (n - 1) * flat.nbytes // n  # a ring all_reduce
-            with self.meter.span("all_reduce", nbytes):
-                self.pg.all_reduce(flat, op=ReduceOp.AVG)
+            self.pg.all_reduce(flat, op=ReduceOp.AVG)
             shard_grad = unit.layout.shard(flat, self.rank)
         else:
             flat = unit.layout.flatten(grads)  # temporary: only the shard survives
@@ -163,8 +151,7 @@ class ZeRO(Strategy):
 
     def _global_mean(self, value: float) -> float:
         buf = np.array([value], dtype=np.float64)
-        with self.meter.span("loss all_reduce", 2 * (self.world_size - 1) * 8 // self.world_size):
-            self.pg.all_reduce(buf)
+        self.pg.all_reduce(buf)
         return float(buf[0] / self.world_size)
 
     def predict(self, x: Tensor) -> Tensor:

@@ -1,12 +1,12 @@
 """``HybridParallel``: data parallelism *of* tensor-parallel replicas, on a process mesh.
 
-With the mesh ``"dp=2,tp=2"`` on 4 ranks (see :mod:`~sparkgrad.parallel.mesh`)::
+With the mesh ``"dp=2,tp=2"`` on 4 ranks (see :mod:`~sparkgrad.parallel.hybrid.mesh`)::
 
     grid = [[0 1]      tp groups (split each layer):   [0 1]  [2 3]
             [2 3]]     dp groups (split the batch):    [0 2]  [1 3]
 
 Ranks 0 and 1 together hold one copy of the model, each with half of every split layer
-(:class:`~sparkgrad.parallel.tensor_parallel_strategy.TensorParallel` inside the tp group),
+(:class:`~sparkgrad.parallel.tensor.strategy.TensorParallel` inside the tp group),
 and train on the first half of the global batch; ranks 2 and 3 hold another copy and
 train on the second half. After backward, each rank averages its gradients with its
 data-parallel partner -- the rank holding the *same slice* of the *other* copy -- so both
@@ -22,7 +22,6 @@ of one tp group read the same rows. ``pp`` > 1 (pipeline stages) is not supporte
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -31,15 +30,42 @@ from sparkgrad.autodiff.backend import array_module
 from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.distributed.state import resolve
 from sparkgrad.errors import ConfigError
-from sparkgrad.parallel.mesh import ProcessMesh
+from sparkgrad.parallel.hybrid.mesh import ProcessMesh, parse_mesh
 from sparkgrad.parallel.strategy import LossFn, OptimizerFactory
-from sparkgrad.parallel.tensor_parallel_strategy import TensorParallel
+from sparkgrad.parallel.tensor.strategy import TensorParallel
 
 
 class HybridParallel(TensorParallel):
     """Tensor parallel within ``mesh``'s tp groups, data parallel across its dp groups."""
 
     name = "hybrid"
+
+    @classmethod
+    def tensor_ways(cls, config: Any) -> int:
+        return parse_mesh(config.mesh, config.world_size)["tp"]
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        sizes = parse_mesh(config.mesh, config.world_size)
+        if sizes["pp"] > 1:
+            raise ConfigError(
+                f"--mesh {config.mesh}: the hybrid strategy runs data x tensor meshes; a "
+                f"pipeline axis (pp={sizes['pp']}) is not supported yet (use pp=1)"
+            )
+        super().check_config(config)
+
+    @classmethod
+    def batch_ways(cls, config: Any) -> int:
+        return parse_mesh(config.mesh, config.world_size)["dp"]
+
+    @classmethod
+    def group_sizes(cls, config: Any) -> list[int]:
+        sizes = parse_mesh(config.mesh, config.world_size).values()
+        return [config.world_size] + [n for n in sizes if n > 1]
+
+    @classmethod
+    def options_from(cls, config: Any) -> dict[str, Any]:
+        return {"mesh": config.mesh}
 
     def __init__(
         self,
@@ -79,10 +105,7 @@ class HybridParallel(TensorParallel):
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         xp = array_module(grads[0].array)
         flat = xp.concatenate([g.array.reshape(-1) for g in grads])
-        start = time.perf_counter()
         self.dp_group.pg.all_reduce(flat)
-        self.timeline.add("comm", start, time.perf_counter() - start, "dp all_reduce")
-        self.timeline.bytes_sent += 2 * (n - 1) * flat.nbytes // n
         flat /= n
         offset = 0
         for g in grads:  # views of the averaged buffer (backward's arrays are not written)

@@ -7,7 +7,7 @@ Each algorithm's cost is linear in the link's three numbers, so we write it as t
 
 ``steps`` = messages on the critical path, ``wire_bytes`` = bytes one rank sends (or
 receives) on that path, ``reduce_bytes`` = bytes it adds into its buffer. Keeping the
-counts separate lets :func:`sparkgrad.comms.calibrate.calibrate` fit alpha, beta and gamma
+counts separate lets :func:`sparkgrad.comms.model.calibrate.calibrate` fit alpha, beta and gamma
 by linear least squares. ``S`` is ``nbytes`` as nccl-tests counts it (the per-rank
 buffer; for all_gather/gather the *output*, for reduce_scatter/scatter the *input*),
 ``n`` the number of ranks, ``lg = ceil(log2 n)``. Sources: Thakur, Rabenseifner &
@@ -31,6 +31,19 @@ gather, scatter     direct: (n-1) a + (n-1)/n S/B            the root's link car
 all_to_all          direct: (n-1) a + (n-1)/n S/B            pairwise exchange, n-1 rounds
 send, recv          p2p:    a + S/B
 barrier             dissemination: lg a                      no payload
+
+Several nodes (hierarchical, 2-D model, as NCCL does on a DGX cluster): the algorithm runs
+inside each node on the full ``S`` bytes over ``intra`` with ``L`` = ranks per node, and
+across the ``N`` nodes on a ``S / L`` slice per rank, each rank using its own network rail
+over ``inter``. NCCL pipelines chunks through both levels, so the latencies add and the
+slower level's bandwidth term decides (the bottleneck):
+
+    time = lat_intra(L, S) + lat_inter(N, S/L) + max(bw_intra(L, S), bw_inter(N, S/L))
+
+send/recv across nodes are charged to the inter-node link (the worst case for a peer pair).
+A link with a ``concurrency`` (loopback: the CPU cores that copy the bytes) is shared by
+the ranks that send at once, so with ``n`` ranks the byte terms stretch by
+``link.slowdown(n) = max(1, n / concurrency)``; a send/recv is one flow.
 """
 
 from __future__ import annotations
@@ -38,7 +51,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sparkgrad.comms.links import Link
+from sparkgrad.comms.model.links import Link
+from sparkgrad.comms.model.topology import Topology
 from sparkgrad.errors import ConfigError
 
 ALGORITHMS: dict[str, tuple[str, ...]] = {
@@ -171,3 +185,23 @@ def bus_bandwidth_factor(collective: str, nranks: int) -> float:
     if collective in ("reduce_scatter", "all_gather", "all_to_all"):
         return (n - 1) / n
     return 1.0
+
+
+def predict(collective: str, algorithm: str, nbytes: int, nranks: int, topology: Topology) -> float:
+    """Predicted seconds for one ``collective`` of ``nbytes`` on ``nranks`` ranks of ``topology``.
+
+    Example: ``predict("all_reduce", "ring", 1 << 30, 8, Topology.parse("1x8-h100"))``.
+    """
+    check_algorithm(collective, algorithm)
+    local, nodes = topology.split(nranks)
+    p2p = collective in ("send", "recv")
+    if nodes == 1:
+        terms = cost_terms(collective, algorithm, nbytes, local)
+        return terms.scaled(topology.intra.slowdown(1 if p2p else local)).time(topology.intra)
+    if p2p:
+        return cost_terms(collective, algorithm, nbytes, 2).time(topology.inter)
+    intra = cost_terms(collective, algorithm, nbytes, local).scaled(topology.intra.slowdown(local))
+    inter = cost_terms(collective, algorithm, nbytes / local, nodes)
+    inter = inter.scaled(topology.inter.slowdown(nodes))
+    latency = intra.latency(topology.intra) + inter.latency(topology.inter)
+    return latency + max(intra.bandwidth_time(topology.intra), inter.bandwidth_time(topology.inter))

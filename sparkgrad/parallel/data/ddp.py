@@ -7,7 +7,7 @@ The DDP tutorial's lines run as they are::
     loss_fn(ddp_model(x), y).backward()                     # gradients averaged here
     optimizer.step()
 
-The work is :class:`~sparkgrad.parallel.data_parallel.DataParallel`'s (read it: bucketed
+The work is :class:`~sparkgrad.parallel.data.data_parallel.DataParallel`'s (read it: bucketed
 ``all_reduce`` launched from gradient hooks during backward). This class only maps
 PyTorch's arguments onto it, with their meaning:
 
@@ -43,7 +43,7 @@ from sparkgrad.autodiff.backend import get_array_module
 from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import ConfigError
-from sparkgrad.parallel.data_parallel import DataParallel
+from sparkgrad.parallel.data.data_parallel import DataParallel
 
 DEFAULT_BUCKET_CAP_MB = 25
 FIRST_BUCKET_MB = 1

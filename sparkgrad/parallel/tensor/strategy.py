@@ -1,9 +1,9 @@
 """``TensorParallel``: every Linear of the MLP split over the ranks (Megatron style).
 
 The model's Linear layers are taken in pairs: the first of each pair becomes a
-:class:`~sparkgrad.parallel.tensor_parallel.ColumnParallelDense` (rank ``r`` computes
+:class:`~sparkgrad.parallel.tensor.layers.ColumnParallelDense` (rank ``r`` computes
 output features ``r``), the second a
-:class:`~sparkgrad.parallel.tensor_parallel.RowParallelDense` (it takes exactly those
+:class:`~sparkgrad.parallel.tensor.layers.RowParallelDense` (it takes exactly those
 features and adds the partial sums with one ``all_reduce``). The ReLU between them works
 on the slices as they are. For the MLP ``Linear-ReLU-Linear-ReLU-Linear-ReLU-Linear``::
 
@@ -30,7 +30,6 @@ freely between strategies and world sizes.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -45,7 +44,8 @@ from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.distributed.state import resolve
 from sparkgrad.errors import CheckpointError, ConfigError
 from sparkgrad.parallel.strategy import LossFn, OptimizerFactory, Strategy, numpy_optimizer_state
-from sparkgrad.parallel.tensor_parallel import ColumnParallelDense, RowParallelDense
+from sparkgrad.parallel.tensor.layers import ColumnParallelDense, RowParallelDense
+from sparkgrad.parallel.timeline import timed
 
 ELEMENTWISE = (ReLU, GELU, Tanh, Sigmoid)  # safe on a slice of the features
 
@@ -96,6 +96,24 @@ class TensorParallel(Strategy):
 
     name = "tensor"
 
+    cuts_layers = True
+
+    @classmethod
+    def tensor_ways(cls, config: Any) -> int:
+        """Over how many ranks each layer is split."""
+        return config.world_size
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        ways = cls.tensor_ways(config)
+        bad = [w for w in config.hidden if w % ways]
+        if bad:
+            raise ConfigError(
+                f"tensor parallelism over {ways} ranks splits every hidden width "
+                f"{ways} ways: {bad} in --hidden {','.join(map(str, config.hidden))} "
+                f"do not divide"
+            )
+
     def __init__(
         self,
         model: Module,
@@ -104,30 +122,19 @@ class TensorParallel(Strategy):
         process_group: Any = None,
     ) -> None:
         group = resolve(process_group)
-        super().__init__(group.rank(), group.size())
+        super().__init__(group.rank(), group.size(), group)
         self.tp_group, self.loss_fn = group, loss_fn
         self.model = shard_sequential(model, group)
-        for m in self.model:
-            if isinstance(m, (ColumnParallelDense, RowParallelDense)):
-                m.timeline = self.timeline  # the f/g ops record their comm spans here
         self._dims = split_dims(self.model)
         self._names = list(self._dims)  # parameters() order = optimizer indices
         self.optimizer = optimizer_factory(self.model.parameters())
 
     # -- training --------------------------------------------------------------------------
-    def _timed(self, kind: str, fn: Any) -> Any:
-        """Run ``fn``; record its time minus the comm spans recorded inside it as ``kind``."""
-        mark, start = len(self.timeline.spans), time.perf_counter()
-        result = fn()
-        comm = sum(s.duration for s in self.timeline.spans[mark:] if s.kind == "comm")
-        self.timeline.add(kind, start, time.perf_counter() - start - comm)
-        return result
-
     def train_step(self, x: Tensor, y: Tensor) -> float:
         self.model.train()
         self.optimizer.zero_grad()
-        loss = self._timed("forward", lambda: self.loss_fn(self.model(x), y))
-        self._timed("backward", loss.backward)
+        loss = timed(self.timeline, "forward", lambda: self.loss_fn(self.model(x), y))
+        timed(self.timeline, "backward", loss.backward)
         self.after_backward()
         with self.timeline.span("optimizer"):
             self.optimizer.step()

@@ -1,6 +1,6 @@
 """``PipelineParallel``: model parallelism with micro-batches, so the stages overlap.
 
-Naive model parallelism (:class:`~sparkgrad.parallel.model_parallel.ModelParallel`) keeps
+Naive model parallelism (:class:`~sparkgrad.parallel.pipeline.model_parallel.ModelParallel`) keeps
 all but one rank idle. Cut the batch into ``m`` micro-batches and stage 0 can start the
 forward of micro-batch 1 while stage 1 works on micro-batch 0 (GPipe, 4 stages, m = 4)::
 
@@ -10,7 +10,7 @@ forward of micro-batch 1 while stage 1 works on micro-batch 0 (GPipe, 4 stages, 
     stage 3:          F0 F1 F2 F3 B0 B1 B2 B3
 
 The idle share, the *bubble*, falls from ``(p-1)/p`` to ``(p-1)/(m+p-1)``.
-:mod:`~sparkgrad.parallel.pipeline_schedules` says in which order each stage runs its
+:mod:`~sparkgrad.parallel.pipeline.schedules` says in which order each stage runs its
 forwards (F) and backwards (B): GPipe (all F, then all B: ``m`` micro-batches' activations
 alive at once) or 1F1B (a backward as soon as possible: at most ``p - stage`` alive).
 
@@ -31,8 +31,8 @@ from typing import Any
 from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import ConfigError
-from sparkgrad.parallel.model_parallel import ModelParallel
-from sparkgrad.parallel.pipeline_schedules import SCHEDULES, bubble_fraction
+from sparkgrad.parallel.pipeline.model_parallel import ModelParallel
+from sparkgrad.parallel.pipeline.schedules import SCHEDULES, bubble_fraction
 from sparkgrad.parallel.strategy import LossFn, OptimizerFactory
 
 
@@ -41,12 +41,30 @@ class PipelineParallel(ModelParallel):
 
     Args:
         model, optimizer_factory, loss_fn, process_group, split: as for
-            :class:`~sparkgrad.parallel.model_parallel.ModelParallel`.
+            :class:`~sparkgrad.parallel.pipeline.model_parallel.ModelParallel`.
         micro_batches: how many pieces each batch is cut into (must divide the batch).
         schedule: ``"1f1b"`` (default) or ``"gpipe"``.
     """
 
     name = "pipeline"
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        super().check_config(config)
+        if config.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"--schedule must be one of {', '.join(SCHEDULES)}, found {config.schedule!r}"
+            )
+        if config.batch_size % config.micro_batches:
+            raise ConfigError(
+                f"--micro-batches {config.micro_batches} must divide --batch-size "
+                f"{config.batch_size} (each micro-batch gets the same number of samples)"
+            )
+
+    @classmethod
+    def options_from(cls, config: Any) -> dict[str, Any]:
+        options = super().options_from(config)
+        return {**options, "micro_batches": config.micro_batches, "schedule": config.schedule}
 
     def __init__(
         self,

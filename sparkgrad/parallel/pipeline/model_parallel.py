@@ -1,7 +1,7 @@
 """``ModelParallel``: the network's layers split across ranks -- the naive form.
 
 A model too big for one device can be cut into consecutive pieces, one per rank
-(:func:`~sparkgrad.parallel.partition.partition`). A training step then walks down the
+(:func:`~sparkgrad.parallel.pipeline.partition.partition`). A training step then walks down the
 ranks and back up::
 
     rank 0: F ---send act--> .........................idle.......... <--recv grad-- B
@@ -18,7 +18,7 @@ ranks and back up::
 
 Only one rank computes at any moment: with ``p`` ranks each idles ``(p-1)/p`` of the
 step. The timeline records every blocked ``recv`` as ``idle``, so :meth:`report` shows
-that bubble; :class:`~sparkgrad.parallel.pipeline_parallel.PipelineParallel` shrinks it
+that bubble; :class:`~sparkgrad.parallel.pipeline.pipeline_parallel.PipelineParallel` shrinks it
 with micro-batches.
 
 Every rank sees the whole global batch (``data_parallel_size == 1``): rank 0 uses the
@@ -36,7 +36,7 @@ from sparkgrad.autodiff.nn import Linear
 from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import CheckpointError, ConfigError
-from sparkgrad.parallel.partition import gather_arrays, parameter_indices, partition
+from sparkgrad.parallel.pipeline.partition import gather_arrays, parameter_indices, partition
 from sparkgrad.parallel.strategy import (
     LossFn,
     OptimizerFactory,
@@ -59,6 +59,29 @@ class ModelParallel(Strategy):
 
     name = "model"
 
+    cuts_layers = True
+
+    @classmethod
+    def check_config(cls, config: Any) -> None:
+        layers = len(config.hidden) + 1  # Linear layers of the MLP
+        if config.world_size > layers:
+            raise ConfigError(
+                f"--strategy {cls.name} puts at least one Linear layer on each of the "
+                f"{config.world_size} ranks, but the MLP has only {layers}: use --world-size <= "
+                f"{layers} or more --hidden layers"
+            )
+        if config.split is not None and (
+            len(config.split) != config.world_size or sum(config.split) != layers
+        ):
+            raise ConfigError(
+                f"--split needs {config.world_size} positive counts of Linear layers summing "
+                f"to {layers}, found {','.join(map(str, config.split))}"
+            )
+
+    @classmethod
+    def options_from(cls, config: Any) -> dict[str, Any]:
+        return {} if config.split is None else {"split": list(config.split)}
+
     def __init__(
         self,
         model: Module,
@@ -70,7 +93,7 @@ class ModelParallel(Strategy):
         from sparkgrad.distributed.state import resolve
 
         group = resolve(process_group)
-        super().__init__(group.rank(), group.size())
+        super().__init__(group.rank(), group.size(), group)
         self.pg, self.loss_fn = group.pg, loss_fn
         self.stage, self.stages = group.rank(), group.size()
         self.ranges = partition(model, self.stages, split)
@@ -98,9 +121,7 @@ class ModelParallel(Strategy):
         return buf
 
     def _send(self, array: Any, peer: int, label: str) -> None:
-        with self.timeline.span("comm", label):
-            self.pg.send(array, peer)
-        self.timeline.bytes_sent += array.nbytes
+        self.pg.send(array, peer)  # the timeline records it as a comm span (see watch)
 
     def _forward(self, x: Tensor, y: Tensor, mb: int, rows: slice, scale: int) -> tuple:
         """Forward of one (micro-)batch on this stage; returns ``(input leaf, output)``.
@@ -135,8 +156,7 @@ class ModelParallel(Strategy):
     def _share_loss(self, loss: float) -> float:
         """The last stage's loss, on every rank."""
         buf = np.array([loss], dtype=np.float64)
-        with self.timeline.span("comm", "loss"):
-            self.pg.broadcast(buf, root=self.stages - 1)
+        self.pg.broadcast(buf, root=self.stages - 1)
         return float(buf[0])
 
     # -- the Strategy interface ---------------------------------------------------------------

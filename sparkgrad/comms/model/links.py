@@ -45,7 +45,7 @@ Presets (numbers from public specifications; each line says where it comes from)
                 ``python -m sparkgrad.benchmark.collectives`` on the 2-core development
                 machine (2 ranks: ~200 us per step, mostly Python; ~1.7 GB/s; NumPy add
                 ~0.03 ns/B; 2 cores): only a default, run
-                :func:`sparkgrad.comms.calibrate.calibrate` (the benchmark does) for yours.
+                :func:`sparkgrad.comms.model.calibrate.calibrate` (the benchmark does) for yours.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A per-rank simulated clock: what the same calls would have cost on a modelled cluster.
 
 Every collective a rank runs advances its wall clock by the *measured* time and its
-``SimClock`` by the time :func:`sparkgrad.comms.cost_model.predict` gives on a modelled
+``SimClock`` by the time :func:`sparkgrad.comms.model.predict` gives on a modelled
 topology (say ``2x8-h100``). A training run can then print both side by side:
 "measured here: 1.9 s of collectives, predicted on 2 nodes x 8 H100: 4.1 ms".
 

@@ -17,7 +17,7 @@ How the averaging happens (the same design as PyTorch's ``Reducer``):
 
 1. At construction, rank 0's parameters and buffers are broadcast, and the parameters are
    packed into buckets in *reverse* registration order, the first bucket small
-   (:mod:`~sparkgrad.parallel.buckets`).
+   (:mod:`~sparkgrad.parallel.data.buckets`).
 2. Every forward (with gradients on, outside :meth:`no_sync`) arms the next backward.
 3. During backward a hook on each parameter copies its fresh gradient into its bucket;
    when a bucket is full its ``all_reduce(AVG)`` is launched *asynchronously*, so it
@@ -37,7 +37,7 @@ through the loss, not through the model's outputs, must therefore also appear in
 forward). If the loss ignores part of the outputs, the error comes at the next forward
 or :meth:`DataParallel.finish`, as PyTorch's does.
 
-:class:`~sparkgrad.parallel.ddp.DistributedDataParallel` is this class with PyTorch's
+:class:`~sparkgrad.parallel.data.ddp.DistributedDataParallel` is this class with PyTorch's
 constructor signature (``sparkgrad.nn.parallel.DistributedDataParallel``).
 
 Not done (PyTorch does): rebuilding buckets in the order gradients arrived after the
@@ -64,12 +64,12 @@ from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.comms.process_group import ProcessGroup
 from sparkgrad.distributed.state import Group, resolve
 from sparkgrad.errors import CommError, ConfigError, GradError
-from sparkgrad.parallel.buckets import (
+from sparkgrad.parallel.data.buckets import (
     Bucket,
     broadcast_coalesced,
     compute_bucket_assignment_by_size,
 )
-from sparkgrad.parallel.ddp_timeline import BucketTiming, StepTimeline
+from sparkgrad.parallel.data.ddp_timeline import BucketTiming, StepTimeline
 
 MB = 1024 * 1024
 

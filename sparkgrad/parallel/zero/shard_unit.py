@@ -1,11 +1,11 @@
 """Sharded parameter units for ZeRO, and stage 3's Linear that gathers its weights just in time.
 
 A :class:`ShardUnit` is a group of parameters sharded together: one padded
-:class:`~sparkgrad.parallel.flat_buffer.FlatBuffer` layout, and this rank's shard of it as
+:class:`~sparkgrad.parallel.zero.flat_buffer.FlatBuffer` layout, and this rank's shard of it as
 one flat leaf tensor (``unit.shard``) that the optimizer updates. ZeRO-1 and ZeRO-2 use
 one unit for the whole model and keep the full flat buffer too (``keep_full``): the
 model's parameters are views into it. ZeRO-3 uses one unit per layer and keeps only the
-shard (:mod:`~sparkgrad.parallel.zero3_modules` cuts a model into units); for a Linear
+shard (:mod:`~sparkgrad.parallel.zero.stage3` cuts a model into units); for a Linear
 layer the full weights exist only while its op runs:
 
     forward of layer i:   all_gather its shards -> W, b -> y = x Wᵀ + b -> free W, b
@@ -17,14 +17,11 @@ layer the full weights exist only while its op runs:
 returns for its ``shard`` input is already averaged over the ranks, so after
 ``loss.backward()`` each ``unit.shard.grad`` is this rank's slice of the data-parallel
 gradient and the optimizer can step at once. Every other layer goes through the generic
-unit of :mod:`~sparkgrad.parallel.zero3_modules` (hooks around the layer's own forward).
+unit of :mod:`~sparkgrad.parallel.zero.stage3` (hooks around the layer's own forward).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -35,26 +32,7 @@ from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.comms.process_group import ProcessGroup
 from sparkgrad.comms.reduce_ops import ReduceOp
-from sparkgrad.parallel.flat_buffer import FlatBuffer
-from sparkgrad.parallel.timeline import Timeline
-
-
-class CommMeter:
-    """Seconds and bytes of the collectives a rank ran, recorded as ``comm`` spans."""
-
-    def __init__(self, timeline: Timeline) -> None:
-        self.timeline, self.seconds = timeline, 0.0
-
-    @contextmanager
-    def span(self, label: str, nbytes_sent: int) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            duration = time.perf_counter() - start
-            self.seconds += duration
-            self.timeline.add("comm", start, duration, label)
-            self.timeline.bytes_sent += nbytes_sent
+from sparkgrad.parallel.zero.flat_buffer import FlatBuffer
 
 
 class ShardUnit:
@@ -64,7 +42,6 @@ class ShardUnit:
         names: the parameters' keys in the full model's state dict.
         arrays: their values (rank 0's are broadcast, so every rank starts the same).
         pg: the data-parallel process group.
-        meter: where the collectives' time and bytes go.
         keep_full: keep the full flat buffer (stages 1, 2) or only this rank's shard (3).
     """
 
@@ -73,21 +50,16 @@ class ShardUnit:
         names: list[str],
         arrays: list[Any],
         pg: ProcessGroup,
-        meter: CommMeter,
         keep_full: bool,
     ) -> None:
-        self.names, self.pg, self.meter = names, pg, meter
+        self.names, self.pg = names, pg
         self.layout = FlatBuffer.like(arrays, pg.size)
         full = self.layout.flatten(arrays)
-        pg.broadcast(full, root=0)  # setup, not a training step: not metered
+        pg.broadcast(full, root=0)  # every rank starts from rank 0's values
         mine = self.layout.shard(full, pg.rank)
         self.full = full if keep_full else None
         self.shard = Tensor._wrap(mine if keep_full else mine.copy())  # a view, or our own copy
         self.shard.requires_grad = True
-
-    def _ring_bytes(self) -> int:
-        """What one rank sends in a ring all_gather or reduce_scatter of the flat buffer."""
-        return (self.pg.size - 1) * self.layout.shard_numel * self.layout.dtype.itemsize
 
     # ---- collectives on this unit --------------------------------------------------------
     def gather(self, shard: Any = None, out: Any = None) -> Any:
@@ -96,14 +68,12 @@ class ShardUnit:
         if out is None:
             out = array_module(shard).empty(self.layout.padded_numel, dtype=shard.dtype)
         n, s = self.pg.size, self.layout.shard_numel
-        with self.meter.span("all_gather", self._ring_bytes()):
-            self.pg.all_gather(shard, out=out.reshape(n, s))
+        self.pg.all_gather(shard, out=out.reshape(n, s))
         return out
 
     def reduce_scatter(self, full: Any, out: Any = None) -> Any:
         """This rank's shard of the average over ranks of the flat array ``full``."""
-        with self.meter.span("reduce_scatter", self._ring_bytes()):
-            return self.pg.reduce_scatter(full, op=ReduceOp.AVG, out=out)
+        return self.pg.reduce_scatter(full, op=ReduceOp.AVG, out=out)
 
     # ---- whole tensors, for checkpoints ----------------------------------------------------
     def full_arrays(self, shard: Any = None) -> list[np.ndarray]:

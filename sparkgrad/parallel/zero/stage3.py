@@ -11,7 +11,7 @@ that afterwards the model holds no full parameter at all between steps:
   of their own (``Sequential``, ``TransformerEncoderLayer``...) are looked through. The
   model's own parameters, if any (a ViT's position table), are a unit of the model itself,
   gathered for its whole forward.
-- **a plain Linear** becomes a :class:`~sparkgrad.parallel.zero3_params.Zero3Linear`, the
+- **a plain Linear** becomes a :class:`~sparkgrad.parallel.zero.shard_unit.Zero3Linear`, the
   fast path: one op that gathers ``W`` in forward, gathers it *again* in backward and saves
   only ``x``, so the full weight of a Linear really lives only while the op runs.
 - **any other unit** keeps its own ``forward``; a :class:`ShardedModule` hooks it:
@@ -53,7 +53,7 @@ from sparkgrad.autodiff.nn.parameter import Parameter
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.comms.process_group import ProcessGroup
 from sparkgrad.errors import ConfigError
-from sparkgrad.parallel.zero3_params import CommMeter, ShardUnit, Zero3Linear
+from sparkgrad.parallel.zero.shard_unit import ShardUnit, Zero3Linear
 
 Slot = tuple[Module, str, Parameter]  # (module, attribute name, the parameter it holds)
 
@@ -111,7 +111,7 @@ class ShardedModule:
             owner._parameters[name] = param
 
 
-def shard_model(model: Module, pg: ProcessGroup, meter: CommMeter) -> tuple[Module, list]:
+def shard_model(model: Module, pg: ProcessGroup) -> tuple[Module, list]:
     """Shard ``model`` in place for ZeRO-3 (see the module docstring).
 
     Returns the model (a new object only when the model itself is one Linear) and its
@@ -132,7 +132,7 @@ def shard_model(model: Module, pg: ProcessGroup, meter: CommMeter) -> tuple[Modu
         mine = list({id(p): p for p in params if id(p) not in where}.values())
         if mine:  # the parameters no earlier unit holds: this unit's own
             arrays = [p.array for p in mine]
-            unit = ShardUnit([names[id(p)] for p in mine], arrays, pg, meter, keep_full=False)
+            unit = ShardUnit([names[id(p)] for p in mine], arrays, pg, keep_full=False)
             units.append(unit)
             where.update((id(p), (unit, i)) for i, p in enumerate(mine))
         if type(module) is DenseLayer and all(uses[id(p)] == 1 for p in params):

@@ -1,0 +1,1 @@
+"""Data parallelism: every rank a full replica, gradients averaged (DDP, buckets, overlap)."""

@@ -1,0 +1,1 @@
+"""Model and pipeline parallelism: consecutive layers per rank, micro-batch schedules."""

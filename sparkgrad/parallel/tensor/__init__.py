@@ -1,0 +1,1 @@
+"""Tensor parallelism (Megatron): one layer's matmul split over ranks, the f/g pair."""

@@ -1,0 +1,1 @@
+"""ZeRO stages 1-3: data parallelism that shards optimizer state, gradients, parameters."""
