@@ -145,3 +145,16 @@ def check_op() -> Callable[..., tuple[Any, Any]]:
 def check_grad() -> Callable[..., None]:
     """``check_grad(fn, [arrays], device)``: float64 gradcheck against finite differences."""
     return check_grad_fn
+
+
+# ---- the build-it-yourself exercises (tests/exercises/) ----------------------------------
+# Registered here, in the conftest pytest reads first, so that `pytest -m exercise_ring
+# --learner` works from the repository root without naming a path.
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--learner",
+        action="store_true",
+        default=False,
+        help="check the learner's files in exercises/ instead of the project's reference code "
+        "(the same as SPARKGRAD_EXERCISES=learner)",
+    )

@@ -1,4 +1,4 @@
-"""The report's parts, one lesson each: verdict wording, the scaling model, the environment,
+"""The report's parts, one test each: verdict wording, the scaling model, the environment,
 the memory measurement and the parameter count behind the gradient bytes."""
 
 from __future__ import annotations

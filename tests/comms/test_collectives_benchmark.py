@@ -1,4 +1,4 @@
-"""Lesson: how the nccl-tests-style benchmark checks results and turns times into bandwidths.
+"""How the nccl-tests-style benchmark checks results and turns times into bandwidths.
 
 The benchmark is a script, not a timed test: these tests check its arithmetic (sizes,
 busbw), that its exact-sum check really catches a wrong reduction, and that a tiny run

@@ -1,4 +1,4 @@
-"""Lesson: the alpha-beta cost model, checked against arithmetic done by hand.
+"""The alpha-beta cost model, checked against arithmetic done by hand.
 
 Every expected number below is worked out in the comment next to it from the textbook
 formulas (Thakur, Rabenseifner & Gropp 2005; NCCL's tuner), never by calling the code.

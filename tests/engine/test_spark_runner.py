@@ -1,6 +1,6 @@
 """SparkRunner on a real local Spark (``local[2,2]``): the launcher every strategy runs under.
 
-Lessons, one per test:
+What the tests show, one per test:
 - two Spark tasks find each other and all_reduce real bytes over TCP;
 - a return value far bigger than one Spark record (20 MB) comes back intact, in chunks;
 - what the ranks log and print shows up on the driver;

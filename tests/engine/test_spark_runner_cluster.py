@@ -1,6 +1,6 @@
 """SparkRunner on ``local-cluster[2,1,1024]``: two executor JVMs, as on a real cluster.
 
-Lesson: each rank is its own process (here even under its own executor JVM), and the
+What it shows: each rank is its own process (here even under its own executor JVM), and the
 collectives still connect them: the ranks sit on different executors, report different
 process ids, neither is the driver's, and their all_reduce gives the exact sum.
 """

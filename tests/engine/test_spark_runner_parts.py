@@ -1,6 +1,6 @@
 """The SparkRunner's parts, without Spark: result payload, log link, slot count, errors.
 
-Lessons:
+What the tests show:
 - a return value travels as safetensors + JSON, comes back equal (dtypes, shapes,
   tuples), and damaged bytes are refused, never unpickled;
 - the driver's log server only takes lines from holders of the job secret, and counts

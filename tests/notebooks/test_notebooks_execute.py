@@ -13,8 +13,10 @@ for the unanswered exercise and, in one extra cell run after the notebook, that 
 solution makes its checker say "right": a checker that cannot fail, or a solution that
 does not pass, is caught.
 
-The fast tests check what gets committed: no outputs (no images in git), small files, and
-a README that lists the notebooks in order.
+The fast tests check what gets committed: no outputs (no images in git), small files, a
+README that lists the notebooks in order, and one numbering for the whole track: every
+walkthrough ``tests/walkthroughs/test_NN_k_*.py`` (titled "Walkthrough N.k") and every
+exercise ``exercises/chNN_*.py`` belongs to the chapter of notebook ``NN_*.ipynb``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 NOTEBOOK_TIMEOUT_S = 300  # whole notebook; the target on a 2-core laptop is under 2 minutes
 CELL_TIMEOUT_S = 240
@@ -68,6 +71,23 @@ def test_readme_lists_every_notebook_in_order():
     assert linked == sorted(linked), "README should list the notebooks in order"
     missing = [p.name for p in NOTEBOOKS if p.name not in linked]
     assert not missing, f"README.md does not link {missing}"
+
+
+def test_walkthroughs_and_exercises_follow_the_notebooks_numbers():
+    chapters = {p.name[:2] for p in NOTEBOOKS}
+    walkthroughs = sorted((ROOT / "tests" / "walkthroughs").glob("test_*.py"))
+    assert walkthroughs, "no walkthroughs found"
+    for path in walkthroughs:
+        m = re.fullmatch(r"test_(\d\d)_(\d+)_\w+\.py", path.name)
+        assert m, f"{path.name}: expected test_NN_k_title.py (chapter NN, walkthrough k)"
+        assert m.group(1) in chapters, f"{path.name}: no notebook {m.group(1)}_*.ipynb"
+        title = f'"""Walkthrough {int(m.group(1))}.{m.group(2)} — '
+        assert path.read_text().startswith(title), f"{path.name} should open with {title}"
+    exercises = sorted((ROOT / "exercises").glob("ch[0-9][0-9]_*.py"))
+    assert exercises, "no exercises found"
+    for path in exercises:
+        assert path.name[2:4] in chapters, f"{path.name}: no notebook {path.name[2:4]}_*.ipynb"
+        assert path.read_text().startswith(f'"""Chapter {int(path.name[2:4])} exercise')
 
 
 def _stdout(cell: dict) -> str:

@@ -1,4 +1,4 @@
-"""DataParallel, lesson 1: N ranks with batch b take exactly the steps of one process with N*b.
+"""DataParallel, the arithmetic: N ranks with batch b take the steps of one process with N*b.
 
 Why it holds: the loss of one step is a *mean* over the batch. Split the global batch of
 N*b samples into N shards of b; the mean over all N*b is the mean of the N shard means,

@@ -1,4 +1,4 @@
-"""DataParallel, lesson 2: buckets, overlap, no_sync, unused parameters, buffers, state dicts.
+"""DataParallel, the mechanics: buckets, overlap, no_sync, unused parameters, buffers, state dicts.
 
 Truths used: PyTorch's own bucket assignment function, a bucket layout worked out by hand,
 single-process gradients on the global batch, and each rank's local gradient.

@@ -1,4 +1,4 @@
-"""Lesson 0e — devices: ``sg.device``, the default device, and ``.to(...)``.
+"""Devices: ``sg.device``, the default device, and ``.to(...)``.
 
 Checked against torch itself: ``sg.device`` builds, prints and compares like
 ``torch.device`` (with torch's errors), :func:`parse_to_args` reads every form of

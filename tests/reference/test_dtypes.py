@@ -1,4 +1,4 @@
-"""Lesson 0d — dtypes: torch's names for them and the default dtype.
+"""Dtypes: torch's names for them and the default dtype.
 
 Checked against torch itself: every alias (``sg.float``, ``sg.long`` ...) is the dtype
 torch's name means, ``t.dtype == sg.float32`` style comparisons work, and

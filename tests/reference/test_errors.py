@@ -1,4 +1,4 @@
-"""Lesson 10 — mistakes get clear errors: what was expected, what was found.
+"""Mistakes get clear errors: what was expected, what was found.
 
 A shape error deep inside NumPy ("operands could not be broadcast together with
 remapped shapes [original->remapped]...") tells a learner little. sparkgrad raises its

@@ -1,4 +1,4 @@
-"""Lesson 0c — making tensors: ranges, the identity, ``*_like``, random draws, and the
+"""Making tensors: ranges, the identity, ``*_like``, random draws, and the
 ``dtype=``/``device=`` keywords every factory takes.
 
 The truth is PyTorch itself. ``linspace`` and ``logspace`` are compared *bit for bit*: what

@@ -1,4 +1,4 @@
-"""Lesson 8 — what backward writes: accumulation, aliasing, hooks and ``retain_grad``.
+"""What backward writes: accumulation, aliasing, hooks and ``retain_grad``.
 
 PyTorch's contract, checked against PyTorch itself:
 

@@ -1,4 +1,4 @@
-"""Lesson 7 — the graph's memory: what backward frees, and how deep a graph may be.
+"""The graph's memory: what backward frees, and how deep a graph may be.
 
 During the forward pass every op keeps the arrays its backward will need. After
 ``backward()`` those are garbage: a training loop that kept them would grow by one

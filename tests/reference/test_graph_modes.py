@@ -1,4 +1,4 @@
-"""Lesson 9 — switching the recording off: ``no_grad``, ``enable_grad``, ``detach``.
+"""Switching the recording off: ``no_grad``, ``enable_grad``, ``detach``.
 
 Inference and optimizer updates must not build a graph (it costs memory and time), and
 the switch is per thread so that ranks running as threads do not disturb each other.

@@ -1,4 +1,4 @@
-"""Lesson 1 — arithmetic: ``+ - * / ** @`` and negation, against PyTorch and finite differences.
+"""Arithmetic: ``+ - * / ** @`` and negation, against PyTorch and finite differences.
 
 Every binary op broadcasts, so its backward must *sum the gradient back* to each input's
 shape. Hypothesis draws pairs of broadcastable shapes (scalars and size-1 axes included),

@@ -1,4 +1,4 @@
-"""Lesson 6 — losses: cross_entropy (fused with log_softmax), nll_loss and mse_loss.
+"""Losses: cross_entropy (fused with log_softmax), nll_loss and mse_loss.
 
 ``cross_entropy`` is one op with a one-line backward (softmax minus the smoothed one-hot
 target), so every argument torch offers is checked here: reductions, ``ignore_index``

@@ -1,4 +1,4 @@
-"""Lesson 6b — more losses: L1, smooth L1, Huber, binary cross-entropy (on probabilities and
+"""More losses: L1, smooth L1, Huber, binary cross-entropy (on probabilities and
 on logits), and class weights for cross-entropy and nll.
 
 Each is checked against ``torch.nn.functional`` (value, and the gradient of a random

@@ -1,4 +1,4 @@
-"""Lesson 2b — the rest of element-wise maths: trigonometry, exp/log relatives, rounding,
+"""The rest of element-wise maths: trigonometry, exp/log relatives, rounding,
 erf, atan2, more activations, and the triangles tril/triu.
 
 Each op is compared with PyTorch on random inputs inside its domain, value *and* gradient

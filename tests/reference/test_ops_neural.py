@@ -1,4 +1,4 @@
-"""Lesson 5 — the fused ops of neural networks: softmax, linear, layer_norm, embedding, dropout.
+"""The fused ops of neural networks: softmax, linear, layer_norm, embedding, dropout.
 
 Fused ops have a hand-derived backward for the whole formula (instead of one per
 primitive), so they are exactly where a sign or a missing term hides. Each is compared

@@ -1,4 +1,4 @@
-"""Lesson 2 — element-wise functions: activations, clamp, maximum/minimum and where.
+"""Element-wise functions: activations, clamp, maximum/minimum and where.
 
 Each unary op is checked on random shapes against PyTorch (value and gradient) and
 against finite differences. The interesting cases get their own tests: points where the

@@ -1,4 +1,4 @@
-"""Lesson 3 — reductions: sum, mean, max/min, var/std and argmax/argmin.
+"""Reductions: sum, mean, max/min, var/std and argmax/argmin.
 
 A reduction's backward must put the reduced axes back (``keepdim=False`` removed them)
 before broadcasting the gradient. Hypothesis draws a shape and a set of axes (negative

@@ -1,4 +1,4 @@
-"""Lesson 4 — ops that move values without changing them: views, indexing, joining, casts.
+"""Ops that move values without changing them: views, indexing, joining, casts.
 
 Their backward is bookkeeping: put each gradient element back where its value came
 from. Two traps are checked on purpose: an index that repeats an element must *add* the

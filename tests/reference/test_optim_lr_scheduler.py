@@ -1,4 +1,4 @@
-"""Lesson — learning-rate schedules against ``torch.optim.lr_scheduler``, value for value.
+"""Learning-rate schedules against ``torch.optim.lr_scheduler``, value for value.
 
 A schedule is plain Python floats, so sparkgrad must produce *the same floats* as PyTorch,
 not merely close ones: PyTorch's chainable schedules compute each lr from the previous one

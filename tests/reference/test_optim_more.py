@@ -1,4 +1,4 @@
-"""Lesson — more optimizers: Adadelta, RMSprop, Adagrad against ``torch.optim``, step by step.
+"""More optimizers: Adadelta, RMSprop, Adagrad against ``torch.optim``, step by step.
 
 Every optimizer (SGD, Adam and AdamW too) runs 20 steps on 0-dim, ``(1,)``-shaped, 2-D
 and longer parameters, and its weights are compared with torch's after *every* step: a

@@ -1,4 +1,4 @@
-"""Lesson — optimizer bookkeeping: state dicts, zero_grad, groups, validation, in-place steps.
+"""Optimizer bookkeeping: state dicts, zero_grad, groups, validation, in-place steps.
 
 A training run that stops and resumes must land on the same weights as one that never
 stopped; a state dict written by PyTorch must load here and continue like PyTorch. The

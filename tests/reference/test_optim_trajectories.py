@@ -1,4 +1,4 @@
-"""Lesson — optimizers: 20 steps of sparkgrad's SGD/Adam/AdamW against ``torch.optim``.
+"""Optimizers: 20 steps of sparkgrad's SGD/Adam/AdamW against ``torch.optim``.
 
 An update rule is easy to get *almost* right (dampening on the first step, the order of the
 bias corrections, weight decay before or after the moments...), and "almost" only shows

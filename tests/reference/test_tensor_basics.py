@@ -1,4 +1,4 @@
-"""Lesson 0 — what a tensor is: how it is made, its dtype rules, and how to get values out.
+"""What a tensor is: how it is made, its dtype rules, and how to get values out.
 
 PyTorch's dtype rules are the spec, checked against torch itself: Python floats give
 float32 (not NumPy's float64), Python ints give int64, an existing array keeps its dtype.

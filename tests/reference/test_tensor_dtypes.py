@@ -1,4 +1,4 @@
-"""Lesson 0b — type promotion: which dtype an op returns, and which dtype a gradient has.
+"""Type promotion: which dtype an op returns, and which dtype a gradient has.
 
 NumPy and PyTorch disagree here, and PyTorch is the spec: in NumPy 2 ``int64 * 0.5`` and
 ``float32 * np.float64(2)`` give float64, in PyTorch they give float32. A silent float64

@@ -1,4 +1,4 @@
-"""Lesson 1 — derivatives of scalars, the chain rule, and the graph a Tensor records.
+"""Walkthrough 1.1 — derivatives of scalars, the chain rule, and the graph a Tensor records.
 
 A derivative answers "if I nudge the input by a tiny h, how much does the output move?"::
 

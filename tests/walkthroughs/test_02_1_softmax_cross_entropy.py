@@ -1,4 +1,4 @@
-"""Lesson 4 — softmax, a numerically stable log_softmax, and the cross-entropy gradient.
+"""Walkthrough 2.1 — softmax, a numerically stable log_softmax, and the cross-entropy gradient.
 
 A classifier outputs one score ("logit") ``a_c`` per class. **Softmax** turns them into
 probabilities::

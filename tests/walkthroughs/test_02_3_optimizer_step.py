@@ -1,4 +1,4 @@
-"""Lesson 6 — one optimizer step: by hand, then with ``sg.optim.SGD`` and ``sg.optim.Adam``.
+"""Walkthrough 2.3 — one optimizer step: by hand, then with ``sg.optim.SGD`` and ``sg.optim.Adam``.
 
 ``backward`` tells each weight which way is uphill (its gradient ``g``). Training moves
 it a small step the other way. Plain **gradient descent** with learning rate ``lr``::
@@ -18,7 +18,7 @@ exactly that for you, for every parameter, and remember whatever they need betwe
 
 The loop is always the same three lines, as in PyTorch::
 
-    opt.zero_grad()      # forget last step's gradients (.grad accumulates, lesson 1)
+    opt.zero_grad()      # forget last step's gradients (.grad accumulates, walkthrough 1.1)
     loss.backward()      # fill .grad
     opt.step()           # move the weights
 """
@@ -137,7 +137,7 @@ def test_adam_first_step_moves_each_weight_by_about_lr():
 
 
 def test_zero_grad_forgets_the_gradients():
-    """Without zero_grad, the next backward would add to the old gradient (lesson 1)."""
+    """Without zero_grad, the next backward would add to the old gradient (walkthrough 1.1)."""
     w = sg.tensor([1.0, 2.0], requires_grad=True)
     opt = sg.optim.SGD([w], lr=0.1)
     (w * w).sum().backward()

@@ -1,10 +1,10 @@
-"""Lesson 5 — the dense (fully connected) layer, ``sg.nn.DenseLayer`` a.k.a. ``sg.nn.Linear``.
+"""Walkthrough 2.2 — the dense (fully connected) layer, ``sg.nn.DenseLayer`` (``sg.nn.Linear``).
 
 A dense layer maps ``in_features`` numbers to ``out_features`` numbers::
 
     y = x @ Wᵀ + b        x: (N, in)     W: (out, in)     b: (out,)     y: (N, out)
 
-It is lessons 2 and 3 put together: a matrix product plus a broadcast bias. So the
+It is walkthroughs 1.2 and 1.3 put together: a matrix product plus a broadcast bias. So the
 gradients are already known::
 
     dL/dx = g @ W          dL/dW = gᵀ @ x          dL/db = Σ over the batch of g
@@ -124,7 +124,7 @@ def test_forward_and_backward_match_torch(dtype: torch.dtype):
     np.testing.assert_allclose(layer.bias.grad.numpy(), tlayer.bias.grad.numpy(), **tol)
 
 
-def test_gradients_are_the_lesson_formulas():
+def test_gradients_are_the_formulas_above():
     """dL/dx = g W, dL/dW = gᵀ x, dL/db = Σ_batch g, computed in NumPy from the copied values."""
     layer, _ = _copied_pair(6, 3, torch.float64)
     rng = np.random.default_rng(3)

@@ -1,4 +1,4 @@
-"""Lesson 9 — attention's backward, derived in three steps from lessons 3 and 4.
+"""Walkthrough 8.1 — attention's backward, derived in three steps from walkthroughs 1.3 and 2.1.
 
 Scaled dot-product attention mixes the values ``V`` with weights that say how well each
 query matches each key. For ``Q (L, E)``, ``K (S, E)``, ``V (S, Ev)`` and a mask ``M``::
@@ -7,13 +7,13 @@ query matches each key. For ``Q (L, E)``, ``K (S, E)``, ``V (S, Ev)`` and a mask
     P = softmax(S)              each row of P sums to 1
     O = P V                     output (L, Ev)
 
-Given ``dO = dL/dO`` the backward runs the forward in reverse, one lesson per line:
+Given ``dO = dL/dO`` the backward runs the forward in reverse, one walkthrough per line:
 
-1. ``O = P V`` is a matrix product (lesson 3)::
+1. ``O = P V`` is a matrix product (walkthrough 1.3)::
 
        dV = Pᵀ dO          dP = dO Vᵀ
 
-2. ``P = softmax(S)`` works row by row with the Jacobian ``J = diag(p) − p pᵀ`` (lesson 4).
+2. ``P = softmax(S)`` works row by row with the Jacobian ``J = diag(p) − p pᵀ`` (walkthrough 2.1).
    ``J`` is symmetric, so a row's gradient is ``J dp = p ∘ dp − p (pᵀ dp)``; for all rows::
 
        dS = P ∘ (dP − rowsum(dP ∘ P))

@@ -1,4 +1,4 @@
-"""Lesson 10 — backpropagation through time: a recurrent network is a deep network whose
+"""Walkthrough 8.2 — backpropagation through time: a recurrent network is a deep network whose
 layers share their weights, and its backward is the ordinary backward of that unrolled graph.
 
 An Elman RNN reads a sequence ``x_1 .. x_T`` one step at a time, carrying a state::
@@ -14,15 +14,15 @@ loop is a three-layer network in which every "layer" has the same ``W_ih, W_hh, 
                         y_1                y_2                y_3
 
 **Backward** goes right to left. ``h_t`` has two consumers — the output ``y_t`` and the
-next cell — so its gradient is the sum of what both send back (lesson 2's rule for a value
-used twice). With ``a_t`` the pre-activation and ``δ_t = dL/da_t``::
+next cell — so its gradient is the sum of what both send back (walkthrough 1.2's rule for a
+value used twice). With ``a_t`` the pre-activation and ``δ_t = dL/da_t``::
 
     dL/dh_T = dL/dy_T
     δ_t     = dL/dh_t ∘ (1 - h_t²)                       (tanh' = 1 - tanh²)
     dL/dh_{t-1} = dL/dy_{t-1} + δ_t · W_hh               (i.e. W_hhᵀ δ_t in column form)
 
 and since the weights are one leaf used at every step, their gradients are sums over time
-(lesson 5's dense-layer gradients, once per step)::
+(walkthrough 2.2's dense-layer gradients, once per step)::
 
     dL/dW_hh = Σ_t δ_tᵀ h_{t-1}     dL/dW_ih = Σ_t δ_tᵀ x_t     dL/db = Σ_t Σ_batch δ_t
 
@@ -64,7 +64,7 @@ def forward_by_hand(p: dict) -> list[np.ndarray]:
 
 
 def bptt_by_hand(p: dict) -> dict:
-    """The lesson's recursion, from the last step to the first."""
+    """The walkthrough's recursion, from the last step to the first."""
     hs = forward_by_hand(p)
     grads = {"w_ih": 0.0, "w_hh": 0.0, "b": 0.0, "x": np.zeros_like(p["x"])}
     dh = p["dy"][T - 1]  # dL/dh_T: only the output uses the last state

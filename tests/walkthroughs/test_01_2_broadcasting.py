@@ -1,4 +1,4 @@
-"""Lesson 2 — broadcasting, and why the gradient of a broadcast input is a sum.
+"""Walkthrough 1.2 — broadcasting, and why the gradient of a broadcast input is a sum.
 
 Adding a bias to a batch looks like this::
 
@@ -8,7 +8,7 @@ NumPy (and PyTorch, and sparkgrad) *broadcast* ``b``: it is used as if it were c
 into every one of the N rows. Nothing is actually copied, but mathematically every
 ``b[j]`` now influences N outputs ``y[0, j], y[1, j], ..., y[N-1, j]``.
 
-Lesson 1 showed that when a value feeds several paths, the chain rule **adds** the
+Walkthrough 1.1 showed that when a value feeds several paths, the chain rule **adds** the
 gradients of the paths. So::
 
     dL/db[j] = Σ_i dL/dy[i, j]  · dy[i, j]/db[j] = Σ_i g[i, j]      (a sum over the batch)

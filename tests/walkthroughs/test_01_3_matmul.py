@@ -1,4 +1,4 @@
-"""Lesson 3 — the gradient of a matrix product, derived and checked.
+"""Walkthrough 1.3 — the gradient of a matrix product, derived and checked.
 
 Take ``C = A @ B`` with ``A`` of shape (m, k) and ``B`` of shape (k, n)::
 
@@ -6,7 +6,7 @@ Take ``C = A @ B`` with ``A`` of shape (m, k) and ``B`` of shape (k, n)::
 
 Let ``g = dL/dC`` (shape (m, n)) arrive from above. One entry ``A[i, p]`` appears in the
 whole row ``C[i, :]``, multiplied by ``B[p, j]`` in column j. The chain rule adds those
-uses up (lesson 1 and 2)::
+uses up (walkthroughs 1.1 and 1.2)::
 
     dL/dA[i, p] = Σ_j g[i, j] · B[p, j] = (g @ Bᵀ)[i, p]        ->  dL/dA = g @ Bᵀ   (m, k)
     dL/dB[p, j] = Σ_i A[i, p] · g[i, j] = (Aᵀ @ g)[p, j]        ->  dL/dB = Aᵀ @ g   (k, n)
@@ -15,7 +15,7 @@ A handy way to remember it: the gradient of each input must have that input's sh
 there is only one way to combine ``g`` (m, n) with the *other* operand to get it.
 
 A 1-D operand is treated as a row (on the left) or a column (on the right) and the extra
-axis removed again; leading "batch" axes broadcast exactly like lesson 2, so a shared
+axis removed again; leading "batch" axes broadcast exactly like walkthrough 1.2, so a shared
 matrix used by every batch element gets the *sum* of the per-batch gradients.
 """
 

@@ -1,4 +1,4 @@
-"""Lesson 8 — a convolution is one matrix product of unfolded patches (im2col), and its
+"""Walkthrough 2.5 — a convolution is one matrix product of unfolded patches (im2col), and its
 backward is that product's backward followed by folding the patches back (col2im).
 
 A 2-D convolution slides a small kernel over an image; at every position it multiplies
@@ -10,10 +10,10 @@ the kernel with the patch under it and adds up. Written as loops that is six nes
    the 9 pixels that output position l reads. No pixel is copied to do it — ``X`` is the
    same memory read with other strides (``as_strided``); only handing it to BLAS copies.
 2. **Multiply**: with the kernel flattened into a row (``Wmat``, one row per output
-   channel) the whole convolution is ``Wmat @ X + b``: one matmul, lesson 3.
-3. **Backward**: lesson 3 again gives ``dWmat = g @ Xᵀ`` and ``dX = Wmatᵀ @ g``. But ``X``
+   channel) the whole convolution is ``Wmat @ X + b``: one matmul, walkthrough 1.3.
+3. **Backward**: walkthrough 1.3 again gives ``dWmat = g @ Xᵀ`` and ``dX = Wmatᵀ @ g``. But ``X``
    was made of *copies* of pixels, and a pixel copied into several columns gets the sum of
-   the gradients of its copies (lesson 2): **col2im** folds the columns back, adding
+   the gradients of its copies (walkthrough 1.2): **col2im** folds the columns back, adding
    every entry onto the pixel it came from. col2im is the adjoint (transpose) of im2col:
    ``<im2col(x), c> = <x, col2im(c)>`` for every x and c.
 
@@ -30,7 +30,7 @@ from sparkgrad.autodiff.ops.conv import fold_add, unfold_view
 
 
 def im2col(x: np.ndarray, k: int, stride: int = 1, dilation: int = 1) -> np.ndarray:
-    """The lesson's X: (N, C, H, W) -> (N, C·k·k, L), through sparkgrad's strided view."""
+    """The walkthrough's X: (N, C, H, W) -> (N, C·k·k, L), through sparkgrad's strided view."""
     n, c, h, w = x.shape
     oh = (h - dilation * (k - 1) - 1) // stride + 1
     ow = (w - dilation * (k - 1) - 1) // stride + 1

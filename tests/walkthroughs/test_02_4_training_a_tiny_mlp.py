@@ -1,15 +1,16 @@
-"""Lesson 7 — training a tiny multi-layer perceptron, and matching PyTorch step for step.
+"""Walkthrough 2.4 — training a tiny multi-layer perceptron, and matching PyTorch step for step.
 
-Everything so far comes together: layers (lesson 5) compute logits, cross-entropy
-(lesson 4) scores them, ``backward`` (lessons 1-3) fills every weight's ``.grad``, and an
-optimizer (lesson 6) moves the weights. Repeat, and the loss goes down.
+Everything so far comes together: layers (walkthrough 2.2) compute logits,
+cross-entropy (walkthrough 2.1) scores them, ``backward`` (walkthroughs 1.1-1.3) fills
+every weight's ``.grad``, and an optimizer (walkthrough 2.3) moves the weights. Repeat,
+and the loss goes down.
 
 The problem is **XOR**: points in the square [-1, 1]², labelled 1 when both coordinates
 have the same sign. No straight line separates the classes, so a single linear layer
 cannot learn it — but two layers with a ReLU in between can bend the boundary. The
 first two tests show both facts.
 
-The third test is the strongest check in this lesson set: started from the *same*
+The third test is the strongest check in this track: started from the *same*
 weights (PyTorch's, copied in) on the *same* data, sparkgrad's loss curve equals
 PyTorch's at every step. Any mistake in any forward, backward or update would make
 the curves part within a few steps.

@@ -1,0 +1,1 @@
+"""Build it yourself: the core of each chapter with its body removed (see README.md)."""
