@@ -1,6 +1,6 @@
 """Chapter 4 exercise — DDP's bucket hook: reduce gradients while backward still runs.
 
-``DataParallel`` (``sparkgrad/parallel/data_parallel.py``, PyTorch's DDP) packs the
+``DataParallel`` (``sparkgrad/parallel/data/data_parallel.py``, PyTorch's DDP) packs the
 parameters into *buckets* — in reverse order, because backward produces the last layer's
 gradients first — and registers a hook on every parameter that fires once its ``.grad``
 is final for this backward. You write what that hook does. What you have:

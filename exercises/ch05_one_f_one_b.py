@@ -13,7 +13,7 @@ than ``stages - stage`` of them, however large ``m`` — with the same bubble as
 order).
 
 The project's version is ``one_f_one_b_schedule`` in
-``sparkgrad/parallel/pipeline_schedules.py`` (next to GPipe's one-liner and the event
+``sparkgrad/parallel/pipeline/schedules.py`` (next to GPipe's one-liner and the event
 simulation the tests use). Check yours: ``python -m pytest -m exercise_1f1b --learner``.
 """
 

@@ -25,8 +25,8 @@ input's gradient. ``group.pg.all_reduce(array)`` sums a NumPy array in place ove
 group's ranks (and returns it). Rule for every op: **never modify ``x`` or ``grad`` in
 place** — all-reduce a copy (``array.copy()``).
 
-The project's version is ``sparkgrad/parallel/tensor_parallel.py`` (which also records
-the communication on a timeline). Check yours: ``python -m pytest -m exercise_fg --learner``.
+The project's version is ``sparkgrad/parallel/tensor/comm_ops.py`` (its cost is measured
+by the communicator, not by the ops). Check yours: ``python -m pytest -m exercise_fg --learner``.
 """
 
 from __future__ import annotations

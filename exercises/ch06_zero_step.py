@@ -27,7 +27,7 @@ local ``p.grad``. What you have:
   slice of the flat parameters is stepping the parameters);
 - ``Tensor._wrap(array)``: an array as a Tensor (for ``unit.shard.grad``).
 
-The project's version is in ``sparkgrad/parallel/zero.py`` (``ZeRO.train_step`` and
+The project's version is in ``sparkgrad/parallel/zero/strategy.py`` (``ZeRO.train_step`` and
 ``_reduce_gradients``; the collectives of a unit are in ``zero3_params.py``). Check yours:
 ``python -m pytest -m exercise_zero_step --learner``.
 """

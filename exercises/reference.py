@@ -37,11 +37,11 @@ from sparkgrad.comms.reduce_ops import ReduceOp
 from sparkgrad.comms.spawn import current_launch, run_threads
 from sparkgrad.distributed.state import resolve
 from sparkgrad.errors import ConfigError
-from sparkgrad.parallel import pipeline_schedules as _schedules
-from sparkgrad.parallel import tensor_parallel as _tp
-from sparkgrad.parallel.data_parallel import DataParallel
-from sparkgrad.parallel.pipeline_parallel import PipelineParallel
-from sparkgrad.parallel.zero import ZeRO
+from sparkgrad.parallel.pipeline import schedules as _schedules
+from sparkgrad.parallel.tensor import comm_ops as _tp
+from sparkgrad.parallel.data.data_parallel import DataParallel
+from sparkgrad.parallel.pipeline.pipeline_parallel import PipelineParallel
+from sparkgrad.parallel.zero.strategy import ZeRO
 
 __all__ = [
     # building blocks
@@ -89,17 +89,17 @@ SOLUTIONS: dict[str, types.SimpleNamespace] = {
         ring_all_gather=_ring.ring_all_gather,
         ring_all_reduce=_ring.ring_all_reduce,
     ),
-    "ddp_hook": types.SimpleNamespace(  # sparkgrad/parallel/data_parallel.py
+    "ddp_hook": types.SimpleNamespace(  # sparkgrad/parallel/data/data_parallel.py
         mark_ready=DataParallel._mark_ready,
     ),
-    "fg": types.SimpleNamespace(  # sparkgrad/parallel/tensor_parallel.py
+    "fg": types.SimpleNamespace(  # sparkgrad/parallel/tensor/layers.py
         copy_to_tensor_parallel_region=_tp.copy_to_tensor_parallel_region,
         reduce_from_tensor_parallel_region=_tp.reduce_from_tensor_parallel_region,
     ),
-    "1f1b": types.SimpleNamespace(  # sparkgrad/parallel/pipeline_schedules.py
+    "1f1b": types.SimpleNamespace(  # sparkgrad/parallel/pipeline/schedules.py
         one_f_one_b_schedule=_schedules.one_f_one_b_schedule,
     ),
-    "zero_step": types.SimpleNamespace(  # sparkgrad/parallel/zero.py
+    "zero_step": types.SimpleNamespace(  # sparkgrad/parallel/zero/strategy.py
         zero_step=_zero_step,
     ),
 }

@@ -3,7 +3,7 @@
 Written out as separate ops, attention would leave five nodes in the graph (matmul, scale,
 mask, softmax, matmul) and keep each one's output alive for backward. Fused, the forward
 keeps only ``Q, K, V`` and the probabilities ``P``, and the backward is five lines of
-matrix algebra (derived step by step in ``tests/walkthroughs/test_09_attention_backward.py``)::
+matrix algebra (derived step by step in ``tests/walkthroughs/test_08_1_attention_backward.py``)::
 
     forward                          backward (given dO = dL/dO)
     S = scale·Q Kᵀ + M               dV = Pᵀ dO

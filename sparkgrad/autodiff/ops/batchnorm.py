@@ -22,7 +22,7 @@ depend on x too; with ĝ = g·w and means over the m positions of a channel::
 
 The two subtracted terms are the paths through μ and σ²: shifting every x of a channel by
 the same amount changes nothing after normalising, and neither does scaling it, so the
-gradient has no component along 1 or along x̂ (the same formula as layer norm, lesson 5,
+gradient has no component along 1 or along x̂ (the same formula as layer norm,
 with the mean taken over the batch instead of the features).
 """
 

@@ -31,21 +31,21 @@ independent convolutions (a block-diagonal ``Wmat``): ``W.reshape(G, O/G, K/G)``
 ``X`` as (N, G, K/G, L), one batched matmul. The result (N, G, O/G, L) *is* already
 (N, O, OH, OW) in memory: no transpose after the product.
 
-**3. Backward.** ``Y = Wmat @ X + b`` is lesson 3's matmul, so with g = dL/dY as (O, L)::
+**3. Backward.** ``Y = Wmat @ X + b`` is walkthrough 1.3's matmul, so with g = dL/dY as (O, L)::
 
     dL/dWmat = Σ_n g[n] @ X[n]ᵀ           (O, K)  -> reshaped to W's (O, C/G, kh, kw)
     dL/db    = Σ_{n, p, q} g[n, o, p, q]   (O,)
     dL/dX[n] = Wmatᵀ @ g[n]                (K, L)  the gradient of every column entry
 
 Each column entry was a *copy* of one input pixel, and a pixel used several times gets
-the sum of the gradients of its copies (lesson 2). **col2im** (:func:`fold_add`) does
+the sum of the gradients of its copies (walkthrough 1.2). **col2im** (:func:`fold_add`) does
 that sum: for every kernel offset (i, j) the slab ``dX[:, :, i, j]`` (N, C, OH, OW) is
 added onto ``dxpad[:, :, i·dh :: sh, j·dw :: sw]``, kh·kw strided additions in all.
 Cropping the padding gives ``dL/dx = dxpad[:, :, pt:pt+H, pl:pl+W]``.
 
 col2im is the *adjoint* (transpose) of im2col: ``<im2col(x), c> = <x, col2im(c)>`` for
 every x and c, the statement "the backward of a linear map is its transpose"
-(``tests/walkthroughs/test_08_convolution_as_matmul.py`` checks it).
+(``tests/walkthroughs/test_02_5_convolution_as_matmul.py`` checks it).
 
 Memory: the op keeps the copied columns for dL/dW (kh·kw times the input), not the input;
 a convolution whose weight needs no gradient keeps only the weight.
