@@ -37,10 +37,10 @@ from sparkgrad.comms.reduce_ops import ReduceOp
 from sparkgrad.comms.spawn import current_launch, run_threads
 from sparkgrad.distributed.state import resolve
 from sparkgrad.errors import ConfigError
-from sparkgrad.parallel.pipeline import schedules as _schedules
-from sparkgrad.parallel.tensor import comm_ops as _tp
 from sparkgrad.parallel.data.data_parallel import DataParallel
+from sparkgrad.parallel.pipeline import schedules as _schedules
 from sparkgrad.parallel.pipeline.pipeline_parallel import PipelineParallel
+from sparkgrad.parallel.tensor import comm_ops as _tp
 from sparkgrad.parallel.zero.strategy import ZeRO
 
 __all__ = [
