@@ -19,6 +19,7 @@ from sparkgrad.autodiff.functional_loss import *  # noqa: F403 - cross_entropy, 
 from sparkgrad.autodiff.functional_math import *  # noqa: F403 - sin, log1p, floor, tril ...
 from sparkgrad.autodiff.functional_nn import *  # noqa: F403 - linear, softmax, losses ...
 from sparkgrad.autodiff.functional_reduction import *  # noqa: F403 - sum, mean, max ...
+from sparkgrad.autodiff.backend import is_floating
 from sparkgrad.autodiff.grad_mode import is_grad_enabled
 from sparkgrad.autodiff.inplace import raw_index
 from sparkgrad.autodiff.ops import arithmetic as ar
@@ -98,7 +99,7 @@ def dot(input: Tensor, other: Tensor) -> Tensor:  # noqa: A002
             "dot : expected both vectors to have same dtype, but found "
             f"{_torch_name(input.dtype)} and {_torch_name(other.dtype)}"
         )
-    return ar.MatMul.apply(input, other)
+    return ar.Dot.apply(input, other)
 
 
 def _torch_name(dtype: Any) -> str:
@@ -336,7 +337,7 @@ def chunk(
 
 def cast(x: Tensor, dtype: Any) -> Tensor:
     """``x`` converted to ``dtype`` (differentiable between float dtypes)."""
-    if not np.dtype(dtype).kind == "f" or not is_grad_enabled():
+    if not is_floating(dtype) or not is_grad_enabled():
         return Tensor._wrap(x.array.astype(dtype))
     return sh.Cast.apply(x, dtype=dtype)
 

@@ -202,7 +202,7 @@ class Tensor:
         return int(self.array.itemsize)
 
     def is_floating_point(self) -> bool:
-        return self.dtype.kind == "f"
+        return is_floating(self.dtype)
 
     def is_contiguous(self) -> bool:
         return bool(self.array.flags.c_contiguous)
