@@ -283,6 +283,13 @@ class Tensor:
     def half(self) -> Tensor:
         return self.to(np.float16)
 
+    def bfloat16(self) -> Tensor:
+        from sparkgrad.autodiff import dtypes
+
+        if dtypes._bfloat16 is None:
+            raise TypeError("bfloat16 needs the ml_dtypes package: pip install ml_dtypes")
+        return self.to(dtypes._bfloat16)
+
     def long(self) -> Tensor:
         return self.to(np.int64)
 
