@@ -99,9 +99,7 @@ class GradScaler:
         """``outputs * scale`` (a tensor, or any nesting of lists/tuples of tensors)."""
         if not self._enabled:
             return outputs
-        if self._scale is None:
-            self._scale = np.float32(self._init_scale)
-            self._growth_tracker = self._init_growth_tracker
+        self._lazy_init_scale_growth_tracker()
         if isinstance(outputs, Tensor):
             return outputs * Tensor._wrap(array_module(outputs.array).asarray(self._scale))
         if isinstance(outputs, Iterable):
@@ -231,6 +229,12 @@ class GradScaler:
             self._growth_tracker = int(state_dict["_growth_tracker"])
 
     # ---- internals ---------------------------------------------------------------------------
+    def _lazy_init_scale_growth_tracker(self) -> None:
+        """Start the scale at ``init_scale`` (PyTorch does this on the first ``scale()``)."""
+        if self._scale is None:
+            self._scale = np.float32(self._init_scale)
+            self._growth_tracker = self._init_growth_tracker
+
     def _state(self, optimizer: Any) -> dict[str, Any]:
         return self._per_optimizer_states.setdefault(id(optimizer), _fresh_state())
 
