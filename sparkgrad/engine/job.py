@@ -48,10 +48,10 @@ from sparkgrad.engine.checkpoint import load_latest_checkpoint, save_checkpoint
 from sparkgrad.engine.checkpoint_schema import TrainingCheck
 from sparkgrad.engine.config import RunConfig
 from sparkgrad.engine.model import MODELS, build_optimizer
+from sparkgrad.engine.precision import MixedPrecision
 from sparkgrad.engine.tasks import REVERSE, TEXT, reversal_datasets, text_datasets
 from sparkgrad.engine.trainer import Trainer
 from sparkgrad.errors import SparkgradError
-from sparkgrad.engine.precision import MixedPrecision
 from sparkgrad.parallel.registry import make_strategy
 from sparkgrad.parallel.strategy import Strategy
 

@@ -19,7 +19,10 @@ import sparkgrad.nn.functional as F
 from sparkgrad.autodiff.amp.op_lists import POLICIES
 from sparkgrad.autodiff.function import Function
 
-DTYPES = [("bfloat16", sg.bfloat16, torch.bfloat16, 3e-2), ("float16", sg.float16, torch.float16, 4e-3)]
+DTYPES = [
+    ("bfloat16", sg.bfloat16, torch.bfloat16, 3e-2),
+    ("float16", sg.float16, torch.float16, 4e-3),
+]
 R = np.random.default_rng(0)
 
 
@@ -100,7 +103,11 @@ CASES = {
         for name, fs, ft in (
             ("softmax_of_low", lambda t: F.softmax(t, dim=-1), lambda t: TF.softmax(t, dim=-1)),
             ("log_softmax_of_low", lambda t: F.log_softmax(t, -1), lambda t: TF.log_softmax(t, -1)),
-            ("layer_norm_of_low", lambda t: F.layer_norm(t, (5,)), lambda t: TF.layer_norm(t, (5,))),
+            (
+                "layer_norm_of_low",
+                lambda t: F.layer_norm(t, (5,)),
+                lambda t: TF.layer_norm(t, (5,)),
+            ),
             ("gelu_of_low", F.gelu, TF.gelu),
             ("relu_of_low", F.relu, TF.relu),
             ("exp_of_low", sg.exp, torch.exp),

@@ -33,7 +33,11 @@ def _inject(grad: np.ndarray, mark: str) -> None:
 
 def run_torch(kwargs: dict, optimizer: str) -> tuple[list, list, np.ndarray, dict]:
     w = torch.tensor(W0, requires_grad=True)
-    opt = torch.optim.SGD([w], lr=0.1, momentum=0.9) if optimizer == "sgd" else torch.optim.Adam([w], lr=0.01)
+    opt = (
+        torch.optim.SGD([w], lr=0.1, momentum=0.9)
+        if optimizer == "sgd"
+        else torch.optim.Adam([w], lr=0.01)
+    )
     scaler = torch.amp.GradScaler("cpu", **kwargs)
     scales, stepped = [], []
     for mark, x, y in zip(SCRIPT, XS, YS):
@@ -51,7 +55,11 @@ def run_torch(kwargs: dict, optimizer: str) -> tuple[list, list, np.ndarray, dic
 
 def run_sg(kwargs: dict, optimizer: str) -> tuple[list, list, np.ndarray, dict, int]:
     w = sg.tensor(W0, requires_grad=True)
-    opt = sg.optim.SGD([w], lr=0.1, momentum=0.9) if optimizer == "sgd" else sg.optim.Adam([w], lr=0.01)
+    opt = (
+        sg.optim.SGD([w], lr=0.1, momentum=0.9)
+        if optimizer == "sgd"
+        else sg.optim.Adam([w], lr=0.01)
+    )
     scaler = sg.amp.GradScaler("cpu", **kwargs)
     scales, stepped = [], []
     for mark, x, y in zip(SCRIPT, XS, YS):
