@@ -112,7 +112,8 @@ __version__ = "0.1.0"
 # nothing below this line may use those builtins.
 from numpy import bool_  # noqa: E402 - kept: older code spells torch.bool this way
 
-from sparkgrad import accelerator, autograd, backends, cuda, nn, optim  # noqa: E402
+from sparkgrad import accelerator, amp, autograd, backends, cuda, nn, optim  # noqa: E402
+from sparkgrad.autodiff.amp import autocast, get_autocast_dtype, is_autocast_enabled  # noqa: E402
 from sparkgrad.autodiff.dtypes import *  # noqa: E402, F403 - float32, long, bool, ...
 from sparkgrad.autodiff.dtypes import bool, float, int  # noqa: E402, F401, A004
 from sparkgrad.export.serialization import load, save  # noqa: E402

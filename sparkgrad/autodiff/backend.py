@@ -108,5 +108,9 @@ def to_numpy(array: Any) -> np.ndarray:
 
 
 def is_floating(dtype: Any) -> bool:
-    """True for float16/32/64 dtypes (the only ones that can require gradients)."""
-    return np.dtype(dtype).kind == "f"
+    """True for float16/32/64 and bfloat16 (the only dtypes that can require gradients).
+
+    ``ml_dtypes.bfloat16`` is a NumPy *extension* dtype whose ``kind`` is ``"V"``, not
+    ``"f"``, so every "is this a float?" question goes through here rather than ``.kind``."""
+    d = np.dtype(dtype)
+    return d.kind == "f" or d.name == "bfloat16"

@@ -63,14 +63,15 @@ def set_default_dtype(d: Any) -> None:
     """
     global _default_dtype
     dtype = as_dtype(d)
-    if dtype.kind != "f":
+    if dtype.kind != "f" and dtype.name != "bfloat16":
         raise TypeError("only floating-point types are supported as the default type")
     _default_dtype = dtype.type
 
 
 def is_floating_point(input: Any) -> builtins.bool:  # noqa: A002 - torch's argument name
-    """True when the tensor's dtype is a floating-point one (float16/32/64)."""
-    return np.dtype(input.dtype).kind == "f"
+    """True when the tensor's dtype is a floating-point one (float16/32/64, bfloat16)."""
+    d = np.dtype(input.dtype)
+    return d.kind == "f" or d.name == "bfloat16"
 
 
 _PYTHON_TYPES = (builtins.float, builtins.int, builtins.bool)  # float64, int64, bool

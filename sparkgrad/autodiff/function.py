@@ -47,6 +47,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from sparkgrad.autodiff import autocast_state
 from sparkgrad.autodiff.backend import array_module
 from sparkgrad.autodiff.grad_mode import is_grad_enabled
 from sparkgrad.autodiff.tensor import Tensor
@@ -177,6 +178,10 @@ class Function:
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
         """Run the op on tensors (or plain values) and record it for backward."""
+        if autocast_state.engaged:  # sg.autocast is open somewhere: its op lists decide
+            out = autocast_state.dispatch(cls, args, kwargs)
+            if out is not None:
+                return out
         record = is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args)
         if record:
             for a in args:

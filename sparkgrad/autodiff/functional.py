@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from sparkgrad.autodiff.backend import device_of, is_floating
 from sparkgrad.autodiff.functional_compare import *  # noqa: F403 - eq, lt, allclose ...
 from sparkgrad.autodiff.functional_conv import *  # noqa: F403 - conv2d, pooling
 from sparkgrad.autodiff.functional_loss import *  # noqa: F403 - cross_entropy, l1_loss ...
@@ -27,7 +28,7 @@ from sparkgrad.autodiff.ops import shape as sh
 from sparkgrad.autodiff.ops.promotion import apply_binary, floating
 from sparkgrad.autodiff.spelling import pick
 from sparkgrad.autodiff.tensor import Tensor
-from sparkgrad.errors import ShapeError
+from sparkgrad.errors import DeviceError, ShapeError
 
 Operand = Tensor | float | int | Any
 
@@ -98,7 +99,7 @@ def dot(input: Tensor, other: Tensor) -> Tensor:  # noqa: A002
             "dot : expected both vectors to have same dtype, but found "
             f"{_torch_name(input.dtype)} and {_torch_name(other.dtype)}"
         )
-    return ar.MatMul.apply(input, other)
+    return ar.Dot.apply(input, other)
 
 
 def _torch_name(dtype: Any) -> str:
@@ -336,7 +337,12 @@ def chunk(
 
 def cast(x: Tensor, dtype: Any) -> Tensor:
     """``x`` converted to ``dtype`` (differentiable between float dtypes)."""
-    if not np.dtype(dtype).kind == "f" or not is_grad_enabled():
+    if np.dtype(dtype).name == "bfloat16" and device_of(x.array) == "cuda":
+        raise DeviceError(
+            "bfloat16 on cuda: CuPy has no bfloat16 arrays (sparkgrad's bfloat16 is NumPy's "
+            "ml_dtypes); keep bfloat16 tensors on the cpu or use sg.float16 on cuda"
+        )
+    if not is_floating(dtype) or not is_grad_enabled():
         return Tensor._wrap(x.array.astype(dtype))
     return sh.Cast.apply(x, dtype=dtype)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from sparkgrad.autodiff.backend import array_module
+from sparkgrad.autodiff.backend import array_module, is_floating
 from sparkgrad.autodiff.inplace import update_in_place
 from sparkgrad.autodiff.ops import activation as act
 from sparkgrad.autodiff.ops import arithmetic as ar
@@ -61,7 +61,7 @@ def log_softmax(x: Tensor, axis: int | None = None, *, dim: int | None = None) -
 def _activation(op: type, x: Tensor, inplace: bool, name: str, **kwargs: Any) -> Tensor:
     """Apply ``op``; with ``inplace=True`` write the result into ``x`` and return ``x``
     (recorded as an in-place op when a graph is being built, as in PyTorch)."""
-    if x.dtype.kind not in "f":
+    if not is_floating(x.dtype):
         raise NotImplementedError(f"{name} is not implemented for {x.dtype} tensors (as torch)")
     if inplace:
         return update_in_place(x, lambda old: op.apply(old, **kwargs))
@@ -303,7 +303,7 @@ def _check_attention(query: Tensor, key: Tensor, value: Tensor, mask: Any) -> No
             "Expected query, key, and value to have the same dtype, but got query.dtype: "
             f"{query.dtype} key.dtype: {key.dtype} and value.dtype: {value.dtype} instead."
         )
-    if query.dtype.kind != "f":
+    if not is_floating(query.dtype):
         raise TypeError(f"attention needs floating-point query/key/value, found {query.dtype}")
     if key.shape[-1] != query.shape[-1]:
         raise ShapeError(

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from sparkgrad.autodiff.backend import to_device
+from sparkgrad.autodiff.backend import is_floating, to_device
 from sparkgrad.autodiff.device import resolve
 from sparkgrad.autodiff.dtypes import as_dtype, get_default_dtype
 from sparkgrad.autodiff.factories import sizes
@@ -31,7 +31,7 @@ def _drawn(array: np.ndarray, dtype: np.dtype, device: Any, requires_grad: bool)
 
 def _float_dtype(dtype: Any, kernel: str) -> np.dtype:
     dtype = as_dtype(get_default_dtype() if dtype is None else dtype)
-    if dtype.kind != "f":  # torch's error: uniform/normal samples need a float dtype
+    if not is_floating(dtype):  # torch's error: uniform/normal samples need a float dtype
         raise NotImplementedError(f'"{kernel}" not implemented for {dtype} (use a float dtype)')
     return dtype
 

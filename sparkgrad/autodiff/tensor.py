@@ -204,7 +204,7 @@ class Tensor(TensorMethods):
         return int(self.array.itemsize)
 
     def is_floating_point(self) -> bool:
-        return self.dtype.kind == "f"
+        return is_floating(self.dtype)
 
     def is_contiguous(self) -> bool:
         return bool(self.array.flags.c_contiguous)
@@ -284,6 +284,13 @@ class Tensor(TensorMethods):
 
     def half(self) -> Tensor:
         return self.to(np.float16)
+
+    def bfloat16(self) -> Tensor:
+        from sparkgrad.autodiff import dtypes
+
+        if dtypes._bfloat16 is None:
+            raise TypeError("bfloat16 needs the ml_dtypes package: pip install ml_dtypes")
+        return self.to(dtypes._bfloat16)
 
     def long(self) -> Tensor:
         return self.to(np.int64)

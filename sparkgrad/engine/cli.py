@@ -199,6 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep training when the loss becomes inf or NaN (by default the run stops with "
         "an error naming the step)",
     )
+    # mixed precision (issue 19): see sparkgrad/engine/precision.py
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "fp16", "bf16"),
+        default="fp32",
+        help="fp16: autocast + loss scaling (GradScaler); bf16: autocast only; fp32: neither",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     return p
 
@@ -260,5 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     for line in result.rank_lines():
         print(line)
+    if result.precision.get("precision", "fp32") != "fp32":  # mixed precision (issue 19)
+        print(result.precision_line())
     print(result.summary_line())
     return 0

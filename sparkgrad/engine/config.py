@@ -85,6 +85,9 @@ class RunConfig:
     # a loss that turns inf/NaN during training stops the run with an error naming the step,
     # unless this is set (``--allow-nonfinite-loss``); the check lives in the trainer
     allow_nonfinite_loss: bool = False
+    # mixed precision (issue 19, sparkgrad/engine/precision.py): fp32, fp16 (autocast + a
+    # GradScaler) or bf16 (autocast only)
+    precision: str = "fp32"
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> RunConfig:
@@ -124,6 +127,8 @@ class RunConfig:
             )
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"--device must be cpu or cuda, found {self.device!r}")
+        if self.precision not in ("fp32", "fp16", "bf16"):  # mixed precision (issue 19)
+            raise ConfigError(f"--precision must be fp32, fp16 or bf16, found {self.precision!r}")
         if self.resume and not self.checkpoint_dir:
             raise ConfigError("--resume needs --checkpoint-dir (where to look for checkpoints)")
         if self.fail_at_step is not None and self.fail_at_step < 1:

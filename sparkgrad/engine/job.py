@@ -49,6 +49,7 @@ from sparkgrad.engine.checkpoint import load_latest_checkpoint, save_checkpoint
 from sparkgrad.engine.checkpoint_schema import TrainingCheck
 from sparkgrad.engine.config import RunConfig
 from sparkgrad.engine.model import MODELS, build_optimizer
+from sparkgrad.engine.precision import MixedPrecision
 from sparkgrad.engine.tasks import REVERSE, TEXT, reversal_datasets, text_datasets
 from sparkgrad.engine.trainer import Trainer
 from sparkgrad.errors import SparkgradError
@@ -154,13 +155,21 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: Any = None) -> dict
     )
     model = spec.build(config, vocab).to(config.device)
     check = TrainingCheck.for_model(config, model)  # the full model, before any strategy cuts it
+    # --precision (issue 19): autocast around the step, fp16's loss scaling and scaled step;
+    # the found-inf flag is agreed over every rank (sparkgrad/engine/precision.py)
+    amp = MixedPrecision(
+        config.precision, config.device, ctx.pg if ctx is not None and world > 1 else None
+    )
     strategy = make_strategy(
         config.strategy if world > 1 else "single",
         model,
-        lambda params: build_optimizer(config.optimizer, params, config.lr, config.momentum),
-        spec.loss(),
+        amp.optimizer_factory(
+            lambda params: build_optimizer(config.optimizer, params, config.lr, config.momentum)
+        ),
+        amp.loss_fn(spec.loss()),
         **config.strategy_options(),
     )
+    amp.attach(strategy)
     scheduler = None
     if config.gamma is not None:  # made before a resume loads the (already decayed) lr
         scheduler = sg.optim.lr_scheduler.StepLR(strategy.optimizer, 1, gamma=config.gamma)
@@ -263,6 +272,7 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: Any = None) -> dict
         "attempt": attempt,
         "resumed_from": resumed_from,
         "vocab": vocab,
+        "precision": amp.report(),
     }
 
 

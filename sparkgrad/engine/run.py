@@ -45,6 +45,7 @@ class RunResult:
     ranks: list[dict] = field(default_factory=list)  # per-rank time split, see job.py
 
     vocab: str = ""  # a language model's characters, in id order
+    precision: dict = field(default_factory=dict)  # --precision, final loss scale, skipped
 
     @property
     def test_accuracy(self) -> float:
@@ -65,6 +66,14 @@ class RunResult:
             f"wall={self.wall_seconds:.1f}s "
             f"comm_measured={self.comms['measured_s']:.3f}s "
             f"comm_predicted[{c.sim_topology}]={self.comms['predicted_s'] * 1e3:.3f}ms"
+        )
+
+    def precision_line(self) -> str:
+        """``precision=fp16 loss_scale=32768 skipped_steps=3`` (mixed precision, issue 19)."""
+        p = self.precision
+        return (
+            f"precision={p.get('precision', 'fp32')} loss_scale={p.get('loss_scale', 1.0):g} "
+            f"skipped_steps={p.get('skipped_steps', 0)}"
         )
 
     def rank_lines(self) -> list[str]:
@@ -90,6 +99,7 @@ class RunResult:
             "attempt": self.attempt,
             "resumed_from": self.resumed_from,
             "ranks": self.ranks,
+            "precision": self.precision,
         }
 
 
@@ -203,6 +213,7 @@ def run(config: RunConfig) -> RunResult:
         state_dict=out["state_dict"],
         ranks=out.get("ranks", []),
         vocab=out.get("vocab", ""),
+        precision=out.get("precision", {}),
     )
     if config.export:
         from sparkgrad import __version__

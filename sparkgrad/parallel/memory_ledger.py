@@ -12,6 +12,24 @@ and ``exp_avg_sq`` 8P)::
     2 (+ gradients)     4P           4P/N        8P/N               4P + 12P/N
     3 (+ parameters)    4P/N         4P/N        8P/N               16P/N
 
+**In the paper's own precision** (``precision="fp16"`` or ``"bf16"``: mixed precision as
+in the ZeRO paper and DeepSpeed) a rank holds 2-byte parameters and gradients for compute
+and, in the optimizer, a 4-byte fp32 master copy next to the moments: ``K = 12`` for Adam
+(4 master + 8 moments), so (Ψ = P)::
+
+    stage               parameters   gradients   optimizer (Adam)   total
+    0 (DataParallel)    2Ψ           2Ψ          12Ψ                16Ψ
+    1 (optimizer)       2Ψ           2Ψ          12Ψ/N              4Ψ + 12Ψ/N
+    2 (+ gradients)     2Ψ           2Ψ/N        12Ψ/N              2Ψ + 14Ψ/N
+    3 (+ parameters)    2Ψ/N         2Ψ/N        12Ψ/N              16Ψ/N
+
+The measured side counts bytes **by dtype** (:func:`held_bytes_by_dtype`, the
+``measured_by_dtype`` entry of :meth:`MemoryLedger.as_dict`), so a float16 copy shows up as
+float16 and the fp32 master weights as float32. Note that sparkgrad's autocast-style
+``--precision`` (:mod:`sparkgrad.engine.precision`, like ``torch.amp``) keeps the
+strategies' parameters and gradients in fp32 and makes the 2-byte copies per step, so a
+ZeRO run under it still measures the fp32 table above.
+
 SGD with momentum keeps one buffer (4P instead of 8P); plain SGD none. :meth:`expected`
 evaluates these formulas. The ledger itself does *not*: it measures the arrays a strategy
 really holds (``.nbytes``), so a strategy that forgot to free its full gradient shows it.
@@ -53,6 +71,23 @@ def held_bytes(arrays: Iterable[Any]) -> int:
     return sum(owners.values())
 
 
+def held_bytes_by_dtype(arrays: Iterable[Any]) -> dict[str, int]:
+    """:func:`held_bytes` split by the owners' dtype names (``{"float16": ..., ...}``)."""
+    owners: dict[int, Any] = {}
+    for a in arrays:
+        if a is None:
+            continue
+        owner = a.array if isinstance(a, Tensor) else a
+        while getattr(owner, "base", None) is not None:
+            owner = owner.base
+        owners[id(owner)] = owner
+    out: dict[str, int] = {}
+    for owner in owners.values():
+        name = str(owner.dtype)
+        out[name] = out.get(name, 0) + int(owner.nbytes)
+    return out
+
+
 def optimizer_arrays(optimizer: Any) -> list[Any]:
     """Every buffer in ``optimizer.state`` (moments, momentum, step counters)."""
     values = [v for s in optimizer.state.values() for v in s.values()]
@@ -80,12 +115,19 @@ class MemoryLedger:
         world_size: int = 1,
         numel: int = 0,
         optimizer: str = "adam",
+        precision: str = "fp32",
     ) -> None:
+        parameters, gradients = list(parameters), list(gradients)
+        optimizer_state = list(optimizer_state)
         self.parameter_bytes = held_bytes(parameters)
         self.gradient_bytes = held_bytes(gradients)
         self.optimizer_bytes = held_bytes(optimizer_state)
+        self.by_dtype = {
+            kind: held_bytes_by_dtype(arrays)
+            for kind, arrays in zip(KINDS, (parameters, gradients, optimizer_state))
+        }
         self.stage, self.world_size, self.numel = stage, world_size, numel
-        self.optimizer = optimizer
+        self.optimizer, self.precision = optimizer, precision
 
     @classmethod
     def from_module(
@@ -108,8 +150,11 @@ class MemoryLedger:
         return self.parameter_bytes + self.gradient_bytes + self.optimizer_bytes
 
     @staticmethod
-    def expected(stage: int, P: int, N: int, optimizer: str = "adam") -> dict[str, float]:  # noqa: N803
-        """The formula's bytes per rank (see the module docstring) for ``P`` fp32 parameters."""
+    def expected(  # noqa: N803
+        stage: int, P: int, N: int, optimizer: str = "adam", precision: str = "fp32"
+    ) -> dict[str, float]:
+        """The formula's bytes per rank (see the module docstring) for ``P`` parameters:
+        fp32 everywhere, or mixed precision (``"fp16"``/``"bf16"``: the paper's 2+2+K)."""
         if stage not in (0, 1, 2, 3):
             raise ConfigError(f"MemoryLedger.expected: stage must be 0..3, found {stage!r}")
         if optimizer not in OPTIMIZER_BYTES_PER_ELEMENT:
@@ -119,10 +164,17 @@ class MemoryLedger:
             )
         if N < 1:
             raise ConfigError(f"MemoryLedger.expected: expected N >= 1, found {N}")
+        if precision not in ("fp32", "fp16", "bf16"):
+            raise ConfigError(
+                f"MemoryLedger.expected: precision must be fp32, fp16 or bf16, found {precision!r}"
+            )
         k = OPTIMIZER_BYTES_PER_ELEMENT[optimizer]
+        w = 4  # bytes per parameter and per gradient element
+        if precision != "fp32":  # 2-byte compute copies; the fp32 master joins the optimizer
+            w, k = 2, k + 4
         out = {
-            "parameters": 4 * P / N if stage >= 3 else 4 * P,
-            "gradients": 4 * P / N if stage >= 2 else 4 * P,
+            "parameters": w * P / N if stage >= 3 else w * P,
+            "gradients": w * P / N if stage >= 2 else w * P,
             "optimizer": k * P / N if stage >= 1 else k * P,
         }
         out["total"] = sum(out.values())
@@ -136,8 +188,12 @@ class MemoryLedger:
             "optimizer": self.optimizer_bytes,
             "total": self.total_bytes,
         }
-        formula = self.expected(self.stage, self.numel, self.world_size, self.optimizer)
+        formula = self.expected(
+            self.stage, self.numel, self.world_size, self.optimizer, self.precision
+        )
         return {
+            "precision": self.precision,
+            "measured_by_dtype": self.by_dtype,
             "stage": self.stage,
             "world_size": self.world_size,
             "numel": self.numel,
@@ -150,7 +206,8 @@ class MemoryLedger:
         """A small text table: measured bytes next to the formula's, per kind."""
         d = self.as_dict()
         lines = [
-            f"ZeRO stage {self.stage}, N={self.world_size}, P={self.numel}, {self.optimizer}",
+            f"ZeRO stage {self.stage}, N={self.world_size}, P={self.numel}, {self.optimizer}, "
+            f"{self.precision}",
             f"{'kind':<12}{'measured B':>14}{'formula B':>14}",
         ]
         for kind in (*KINDS, "total"):

@@ -150,3 +150,8 @@ class MatMul(Function):
             if b.ndim == 1:
                 gb = gb[..., 0]
         return ga, gb
+
+
+class Dot(MatMul):
+    """z = a · b for two 1-D tensors;  MatMul's gradients (a class of its own so that
+    autocast can treat ``dot`` as PyTorch does: unlisted on the CPU, promoted on CUDA)"""

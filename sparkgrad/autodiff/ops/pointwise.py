@@ -15,7 +15,8 @@ def _erf(x: Any) -> Any:
         from cupyx.scipy.special import erf
     else:
         from scipy.special import erf
-    return erf(x)
+    out = erf(x)  # SciPy answers float64 for a bfloat16 (extension dtype) input
+    return out if out.dtype == x.dtype else out.astype(x.dtype)
 
 
 class Exp(Function):

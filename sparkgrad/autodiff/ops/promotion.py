@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from sparkgrad.autodiff.backend import is_floating
 from sparkgrad.autodiff.dtypes import get_default_dtype
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import ShapeError
@@ -21,7 +22,7 @@ def _kind(v: Any) -> str:
     """'f' for floating operands, 'i' for integers and booleans (tensors, arrays, scalars)."""
     dtype = getattr(v, "dtype", None)
     if dtype is not None:
-        return "f" if np.dtype(dtype).kind in "fc" else "i"
+        return "f" if np.dtype(dtype).kind == "c" or is_floating(dtype) else "i"
     return "f" if isinstance(v, float) else "i"
 
 
@@ -60,7 +61,9 @@ def promote(a: Any, b: Any, true_div: bool = False) -> tuple[Any, Any]:
 def floating(x: Tensor) -> Tensor:
     """Integer input to a float-valued function (exp, log ...) is taken in the default dtype
     (float32 unless ``sg.set_default_dtype`` changed it), as torch."""
-    return x if x.array.dtype.kind in "fc" else Tensor._wrap(x.array.astype(get_default_dtype()))
+    if x.array.dtype.kind == "c" or is_floating(x.array.dtype):
+        return x
+    return Tensor._wrap(x.array.astype(get_default_dtype()))
 
 
 def apply_binary(fn: type, a: Any, b: Any, symbol: str) -> Tensor:

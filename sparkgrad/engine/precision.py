@@ -1,0 +1,139 @@
+"""``--precision fp32|fp16|bf16``: mixed precision around any strategy, without touching it.
+
+Every strategy's ``train_step`` runs forward, ``loss.backward()`` and
+``optimizer.step()`` its own way. Mixed precision needs three things there, and each can be
+attached from the outside, so one block serves every model and every strategy:
+
+1. **autocast** (``sg.autocast(device, dtype)``) around ``train_step`` and ``predict``:
+   matmuls, linear layers, convolutions and attention compute in float16/bfloat16, the
+   losses in float32 (:mod:`sparkgrad.autodiff.amp.op_lists`). The parameters stay float32:
+   they are the master weights, and their gradients come back float32.
+2. **loss scaling** (fp16 only; bf16 has float32's range and needs none, as PyTorch says):
+   the loss function's result passes through :class:`ScaleGrad`, which is the identity
+   forward (the printed loss is the true one) and multiplies the gradient by the scaler's
+   scale backward — what ``scaler.scale(loss).backward()`` seeds, exactly.
+3. **the scaler's step**: the optimizer's ``step`` becomes ``scaler.step(opt)`` then
+   ``scaler.update()``: unscale, check for inf/NaN, skip or step, back off or grow. With
+   more than one rank the found-inf flag is all-reduced over the world group, so a rank
+   whose gradients (or gradient shard, or pipeline stage) overflowed makes every rank skip.
+
+The run reports the final loss scale and how many steps were skipped.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sparkgrad.autodiff import dtypes
+from sparkgrad.autodiff.amp import GradScaler, autocast
+from sparkgrad.autodiff.function import Context, Function
+from sparkgrad.autodiff.grad_mode import no_grad
+from sparkgrad.errors import ConfigError
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+class ScaleGrad(Function):
+    """z = a (the loss, unchanged);  dL/da = g · scale (the loss scaler's current scale)"""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, scaler: GradScaler) -> Any:
+        ctx.scaler = scaler
+        return a.copy()
+
+    @staticmethod
+    def backward(ctx: Context, grad: Any) -> Any:
+        return grad * grad.dtype.type(ctx.scaler.get_scale()), None
+
+
+class _Unpatched:
+    """The optimizer as the scaler sees it: its param groups and its *own* step."""
+
+    def __init__(self, optimizer: Any, step: Any) -> None:
+        self.param_groups, self.step = optimizer.param_groups, step
+
+
+class MixedPrecision:
+    """The pieces ``--precision`` attaches: autocast dtype, scaler, and the wrappers."""
+
+    def __init__(self, precision: str, device: str = "cpu", process_group: Any = None) -> None:
+        if precision not in PRECISIONS:
+            raise ConfigError(
+                f"--precision must be one of {', '.join(PRECISIONS)}, found {precision!r}"
+            )
+        self.precision, self.device = precision, device
+        self.dtype = {"fp16": dtypes.float16, "bf16": getattr(dtypes, "bfloat16", None)}.get(
+            precision
+        )
+        if precision == "bf16" and self.dtype is None:
+            raise ConfigError("--precision bf16 needs the ml_dtypes package: pip install ml_dtypes")
+        self.scaler = (
+            GradScaler(device, process_group=process_group) if precision == "fp16" else None
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.precision != "fp32"
+
+    def loss_fn(self, loss_fn: Any) -> Any:
+        """``loss_fn`` whose result scales the gradient by the loss scale (fp16)."""
+        if self.scaler is None:
+            return loss_fn
+
+        @functools.wraps(loss_fn)
+        def scaled(*args: Any, **kwargs: Any) -> Any:
+            self._start_scale()
+            return ScaleGrad.apply(loss_fn(*args, **kwargs), self.scaler)
+
+        return scaled
+
+    def optimizer_factory(self, factory: Any) -> Any:
+        """``factory`` whose optimizers step through the scaler (fp16)."""
+        if self.scaler is None:
+            return factory
+
+        def build(params: Any) -> Any:
+            optimizer = factory(params)
+            inner = _Unpatched(optimizer, optimizer.step)
+
+            def step(*args: Any, **kwargs: Any) -> Any:
+                self._start_scale()
+                out = self.scaler.step(inner, *args, **kwargs)
+                self.scaler.update()
+                return out
+
+            optimizer.step = step  # the instance's step: type, state_dict & co unchanged
+            return optimizer
+
+        return build
+
+    def attach(self, strategy: Any) -> Any:
+        """Run ``strategy``'s ``train_step`` and ``predict`` under autocast (a no-op for fp32)."""
+        if not self.enabled:
+            return strategy
+        train_step, predict = strategy.train_step, strategy.predict
+
+        def autocast_train_step(*args: Any, **kwargs: Any) -> Any:
+            with autocast(self.device, dtype=self.dtype):
+                return train_step(*args, **kwargs)
+
+        def autocast_predict(*args: Any, **kwargs: Any) -> Any:
+            with autocast(self.device, dtype=self.dtype):
+                out = predict(*args, **kwargs)
+            with no_grad():
+                return out.float()  # scores and eval losses in float32
+
+        strategy.train_step, strategy.predict = autocast_train_step, autocast_predict
+        return strategy
+
+    def _start_scale(self) -> None:
+        self.scaler._lazy_init_scale_growth_tracker()
+
+    def report(self) -> dict[str, Any]:
+        """``{"precision", "loss_scale", "skipped_steps"}`` (scale 1.0 and 0 without a scaler)."""
+        return {
+            "precision": self.precision,
+            "loss_scale": self.scaler.get_scale() if self.scaler else 1.0,
+            "skipped_steps": self.scaler.skipped_steps if self.scaler else 0,
+        }
