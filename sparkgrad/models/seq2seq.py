@@ -21,6 +21,7 @@ import math
 from sparkgrad.autodiff import nn
 from sparkgrad.autodiff.random import manual_seed
 from sparkgrad.autodiff.tensor import Tensor
+from sparkgrad.models.recompute import set_recompute
 from sparkgrad.errors import ShapeError
 from sparkgrad.models.sequence_parts import SinusoidalPositions, check_token_ids
 
@@ -71,7 +72,10 @@ class Seq2SeqTransformer(nn.Module):
         return self.head(out)
 
 
-def build_seq2seq(seed: int = 0, **options: object) -> Seq2SeqTransformer:
-    """A :class:`Seq2SeqTransformer` drawn right after ``manual_seed(seed)``."""
+def build_seq2seq(seed: int = 0, recompute: str = "none", **options: object) -> Seq2SeqTransformer:
+    """A :class:`Seq2SeqTransformer` drawn right after ``manual_seed(seed)``.
+
+    ``recompute``: ``"none"``, ``"blocks"`` or ``"selective"`` (:mod:`.recompute`).
+    """
     manual_seed(seed)
-    return Seq2SeqTransformer(**options)
+    return set_recompute(Seq2SeqTransformer(**options), recompute)
