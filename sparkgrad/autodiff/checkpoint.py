@@ -47,9 +47,8 @@ from typing import Any
 
 from sparkgrad.autodiff.function import Context, Node, edge_to
 from sparkgrad.autodiff.grad_mode import enable_grad, is_grad_enabled, no_grad
+from sparkgrad.autodiff.graph import _roots, _walk, topological_order
 from sparkgrad.autodiff.graph import backward as run_backward
-from sparkgrad.autodiff.graph import grad as autograd_grad
-from sparkgrad.autodiff.graph import topological_order
 from sparkgrad.autodiff.random import default_generator
 from sparkgrad.autodiff.saved_memory import observe_recomputation
 from sparkgrad.autodiff.tensor import Tensor
@@ -158,15 +157,13 @@ class CheckpointNode(Node):
                 run_backward([o for o, _ in pairs], [g for _, g in pairs])
             return tuple(t.grad.array if t.grad is not None else None for t in inputs)
         wanted = [t for t in inputs if t.requires_grad] + list(ctx.leaves)
-        found: tuple[Any, ...] = (None,) * len(wanted)
-        if pairs and wanted:
-            found = autograd_grad(
-                [o for o, _ in pairs], wanted, [g for _, g in pairs], allow_unused=True
-            )
-        found_iter = iter(found)
-        result = [next(found_iter) if t.requires_grad else None for t in inputs]
-        result += list(found_iter)
-        return tuple(None if g is None else g.array for g in result)
+        found: dict[int, Any] = {}
+        if pairs and wanted:  # sg.autograd.grad's walk, without its copies: a copy would
+            # change the arrays' memory order and so the order of later float sums
+            roots = _roots([o for o, _ in pairs], [g for _, g in pairs])
+            found = _walk(roots, False, capture={id(t): t for t in wanted})
+        result = [found.get(id(t)) if t.requires_grad else None for t in inputs]
+        return tuple(result + [found.get(id(t)) for t in ctx.leaves])
 
 
 def _recompute(ctx: Context, inputs: list[Tensor]) -> list[Any]:
@@ -262,9 +259,7 @@ def _wrap_outputs(
     if is_grad_enabled() and tensors and any(e is not None for e in edges):
         node = CheckpointNode(checkpoint, ctx, edges, tensors[0])
         node.n_outputs = len(fresh)
-        node.output_meta = [
-            (o.shape, o.dtype) if isinstance(o, Tensor) else None for o in fresh
-        ]
+        node.output_meta = [(o.shape, o.dtype) if isinstance(o, Tensor) else None for o in fresh]
         node.saved_versions = tuple(SavedVersion.of(args[i], "input") for i in ctx.tensor_positions)
         for i, (o, original) in enumerate(zip(fresh, outs)):
             if isinstance(original, Tensor) and needs(original):

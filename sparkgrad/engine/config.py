@@ -179,8 +179,7 @@ class RunConfig:
 
         if self.recompute not in RECOMPUTE_MODES:
             raise ConfigError(
-                f"--recompute must be one of {', '.join(RECOMPUTE_MODES)}, found "
-                f"{self.recompute!r}"
+                f"--recompute must be one of {', '.join(RECOMPUTE_MODES)}, found {self.recompute!r}"
             )
         if self.recompute == "none":
             return

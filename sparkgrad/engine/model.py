@@ -76,7 +76,11 @@ MODELS = {
     "vit": ModelSpec(
         task=DIGITS,
         build=lambda c, vocab: build_vit(
-            c.seed, d_model=c.d_model, nhead=c.heads, num_layers=c.layers, dropout=c.dropout,
+            c.seed,
+            d_model=c.d_model,
+            nhead=c.heads,
+            num_layers=c.layers,
+            dropout=c.dropout,
             recompute=c.recompute,
         ),
         loss=sg.nn.CrossEntropyLoss,
@@ -130,7 +134,11 @@ MODELS = {
     "seq2seq": ModelSpec(
         task=REVERSE,
         build=lambda c, vocab: build_seq2seq(
-            c.seed, d_model=c.d_model, nhead=c.heads, num_layers=c.layers, dropout=c.dropout,
+            c.seed,
+            d_model=c.d_model,
+            nhead=c.heads,
+            num_layers=c.layers,
+            dropout=c.dropout,
             recompute=c.recompute,
         ),
         loss=lambda: TokenCrossEntropy(ignore_index=0),  # PAD positions are not scored

@@ -58,7 +58,9 @@ def _run_block(x: Tensor, *layers: nn.Module) -> Tensor:
 def set_recompute(model: nn.Module, mode: str) -> nn.Module:
     """Switch ``model``'s blocks or attention to recomputation (see the module docstring)."""
     if mode not in RECOMPUTE_MODES:
-        raise ConfigError(f"--recompute must be one of {', '.join(RECOMPUTE_MODES)}, found {mode!r}")
+        raise ConfigError(
+            f"--recompute must be one of {', '.join(RECOMPUTE_MODES)}, found {mode!r}"
+        )
     if mode == "none":
         return model
     stacks = [m for m in model.modules() if hasattr(m, "checkpoint_layers")]

@@ -21,8 +21,8 @@ import math
 from sparkgrad.autodiff import nn
 from sparkgrad.autodiff.random import manual_seed
 from sparkgrad.autodiff.tensor import Tensor
-from sparkgrad.models.recompute import set_recompute
 from sparkgrad.errors import ShapeError
+from sparkgrad.models.recompute import set_recompute
 from sparkgrad.models.sequence_parts import SinusoidalPositions, check_token_ids
 
 __all__ = ["Seq2SeqTransformer", "build_seq2seq"]

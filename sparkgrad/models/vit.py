@@ -19,8 +19,8 @@ import sparkgrad as sg
 from sparkgrad.autodiff import nn
 from sparkgrad.autodiff.random import manual_seed
 from sparkgrad.autodiff.tensor import Tensor
-from sparkgrad.models.recompute import set_recompute
 from sparkgrad.errors import ShapeError
+from sparkgrad.models.recompute import set_recompute
 
 __all__ = ["RandomShift", "VisionTransformer", "build_vit"]
 

@@ -82,7 +82,9 @@ def test_checkpointed_mlp_gradients_equal_pytorchs():
     tmodel = _torch_mlp(model)
     x_np = np.random.default_rng(0).standard_normal((8, 20)).astype(np.float32)
     x, tx = sg.tensor(x_np, requires_grad=True), torch.tensor(x_np, requires_grad=True)
-    sg.nn.functional.cross_entropy(checkpoint_sequential(model, 3, x), sg.tensor([1] * 8)).backward()
+    sg.nn.functional.cross_entropy(
+        checkpoint_sequential(model, 3, x), sg.tensor([1] * 8)
+    ).backward()
     out = tcp.checkpoint_sequential(tmodel, 3, tx, use_reentrant=False)
     torch.nn.functional.cross_entropy(out, torch.tensor([1] * 8)).backward()
     t_grads = [tx.grad.numpy()] + [p.grad.numpy() for p in tmodel.parameters()]
@@ -238,7 +240,10 @@ def test_reentrant_warns_when_no_input_requires_grad_as_pytorch():
     assert str(ours[0].message) == str(theirs[0].message)
     assert y.requires_grad == ty.requires_grad is False  # so the weights get no gradient
     y2 = checkpoint(lin, sg.randn(2, 3), use_reentrant=False)  # non-reentrant: they do
-    assert y2.requires_grad is tcp.checkpoint(tlin, torch.randn(2, 3), use_reentrant=False).requires_grad
+    assert (
+        y2.requires_grad
+        is tcp.checkpoint(tlin, torch.randn(2, 3), use_reentrant=False).requires_grad
+    )
 
 
 def test_reentrant_rejects_keyword_arguments_as_pytorch():
@@ -262,3 +267,34 @@ def test_use_reentrant_none_warns_and_means_true():
 def test_checkpoint_sequential_rejects_bad_segment_counts(segments):
     with pytest.raises(ValueError, match=r"segments must be an int in \[1, 3\]"):
         checkpoint_sequential([nn.ReLU(), nn.ReLU(), nn.ReLU()], segments, sg.randn(2))
+
+
+# ---- the models' --recompute: every gradient bit for bit, dropout on -----------------------
+
+
+def _model_grads(name, recompute):
+    from sparkgrad.models.gpt import build_gpt
+    from sparkgrad.models.seq2seq import build_seq2seq
+    from sparkgrad.models.vit import build_vit
+
+    rng = np.random.default_rng(0)
+    kw = {"d_model": 16, "nhead": 2, "num_layers": 2, "dropout": 0.2, "recompute": recompute}
+    if name == "gpt":
+        model, x = build_gpt(11, 0, context=8, **kw), rng.integers(0, 11, (3, 8))
+    elif name == "vit":
+        model, x = build_vit(0, **kw), rng.random((3, 28, 28)).astype(np.float32)
+    else:
+        model, x = build_seq2seq(0, **kw), rng.integers(1, 13, (3, 16))
+    sg.manual_seed(5)
+    out = model(sg.tensor(x))
+    (out * out).mean().backward()
+    return [p.grad.numpy() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("recompute", ["blocks", "selective"])
+@pytest.mark.parametrize("name", ["gpt", "vit", "seq2seq"])
+def test_models_recompute_gives_the_gradients_of_none_bit_for_bit(name, recompute):
+    plain, checked = _model_grads(name, "none"), _model_grads(name, recompute)
+    assert len(plain) == len(checked) > 10
+    for i, (a, b) in enumerate(zip(plain, checked, strict=True)):
+        assert np.array_equal(a, b), f"{name} --recompute {recompute}: gradient {i} differs"
