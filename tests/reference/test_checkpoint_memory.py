@@ -126,3 +126,24 @@ def test_after_a_checkpointed_forward_nothing_inside_is_alive():
     y.sum().backward()
     assert x.grad is not None and lin1.weight.grad is not None
     np.testing.assert_array_equal(y.detach().numpy(), lin2(lin1(x).tanh()).tanh().detach().numpy())
+
+
+def test_a_ledger_reports_measured_activations_beside_the_zero_kinds():
+    ledger = MemoryLedger([np.zeros(4, np.float32)], [], [], numel=4, optimizer="none",
+                          activations=1234, recompute="blocks")  # fmt: skip
+    d = ledger.as_dict()
+    assert d["activation_bytes"] == 1234 and d["recompute"] == "blocks"
+    assert d["measured_bytes"]["total"] == 16  # activations are not sharded, not in the total
+    assert "activations" in ledger.table() and "--recompute blocks" in ledger.table()
+    assert "activation_bytes" not in MemoryLedger([], [], [], numel=0).as_dict()
+
+
+def test_the_benchmark_table_shows_the_memory_falling_and_the_same_gradients():
+    from sparkgrad.benchmark.recompute import main
+
+    text = main(["--layers", "4", "--context", "16", "--d-model", "16", "--steps", "1"])
+    rows = {line.split()[0]: line.split() for line in text.splitlines()[2:]}
+    assert set(rows) == {"none", "blocks", "selective"}
+    assert all(row[-1] == "yes" for row in rows.values())
+    share = {mode: float(row[3]) for mode, row in rows.items()}  # peak / none's peak
+    assert share["blocks"] < share["selective"] < share["none"] == 1.0
