@@ -139,7 +139,7 @@ class CheckpointNode(Node):
     boundary leaves (parameters) whose gradients this node hands back.
     """
 
-    __slots__ = ("output_meta",)
+    __slots__ = ()
 
     def name(self) -> str:
         return "CheckpointFunctionBackward" if self.ctx.reentrant else "CheckpointBackward"
@@ -200,13 +200,12 @@ def _non_reentrant(
     function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict, preserve: bool
 ) -> Any:
     ctx = _context(function, args, kwargs, preserve, reentrant=False)
-    inputs = [args[i].detach().requires_grad_(args[i].requires_grad) for i in ctx.tensor_positions]
     call_args = list(args)
-    for pos, t in zip(ctx.tensor_positions, inputs):
+    for pos, t in zip(ctx.tensor_positions, ctx.inputs):  # detached: the walk stops there
         call_args[pos] = t
-    with enable_grad():
+    with enable_grad():  # record, to find the parameters; the graph is dropped on return
         out = function(*call_args, **kwargs)
-    ctx.leaves = _boundary_leaves(_as_list(out), inputs)
+    ctx.leaves = _boundary_leaves(_as_list(out), ctx.inputs)
     return _wrap_outputs(out, ctx, args, ctx.leaves, lambda o: o.requires_grad)
 
 
@@ -259,7 +258,6 @@ def _wrap_outputs(
     if is_grad_enabled() and tensors and any(e is not None for e in edges):
         node = CheckpointNode(checkpoint, ctx, edges, tensors[0])
         node.n_outputs = len(fresh)
-        node.output_meta = [(o.shape, o.dtype) if isinstance(o, Tensor) else None for o in fresh]
         node.saved_versions = tuple(SavedVersion.of(args[i], "input") for i in ctx.tensor_positions)
         for i, (o, original) in enumerate(zip(fresh, outs)):
             if isinstance(original, Tensor) and needs(original):
