@@ -120,6 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="gpt/lstm-lm: the output layer reuses the token embedding's matrix",
     )
+    # -- activation checkpointing (issue 19) ----------------------------------------------------
+    p.add_argument(
+        "--recompute",
+        choices=("none", "blocks", "selective"),
+        default="none",
+        help="activation checkpointing: none (keep every activation); blocks (gpt/vit/seq2seq/"
+        "mlp: keep each block's input, recompute the block in backward); selective (gpt/vit/"
+        "seq2seq: recompute only attention's softmax and dropout, Megatron's selective)",
+    )
     p.add_argument(
         "--data",
         default=None,

@@ -88,6 +88,10 @@ class RunConfig:
     # mixed precision (issue 19, sparkgrad/engine/precision.py): fp32, fp16 (autocast + a
     # GradScaler) or bf16 (autocast only)
     precision: str = "fp32"
+    # -- activation checkpointing (issue 19): none | blocks | selective, for the models whose
+    # ModelSpec.options list "recompute" (sparkgrad.models.recompute); checked in
+    # _validate_model_options
+    recompute: str = "none"
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> RunConfig:
@@ -154,6 +158,7 @@ class RunConfig:
                 f"--d-model {self.d_model} must be divisible by --heads {self.heads} "
                 f"(embed_dim must be divisible by num_heads: each head gets d_model / heads)"
             )
+        self._validate_recompute(spec)
         kind = spec.task.name
         data = str(self.data)
         is_text, is_reverse = data == "pydoc-topics", data.startswith("reverse:")
@@ -171,6 +176,32 @@ class RunConfig:
             raise ConfigError(
                 f"--model {self.model} learns to reverse digit strings: give --data reverse:N "
                 f"(default reverse:20000), found {data}"
+            )
+
+    def _validate_recompute(self, spec: object) -> None:
+        """--recompute: a known mode, on a model that can recompute (issue 19)."""
+        from sparkgrad.models.recompute import RECOMPUTE_MODES
+
+        if self.recompute not in RECOMPUTE_MODES:
+            raise ConfigError(
+                f"--recompute must be one of {', '.join(RECOMPUTE_MODES)}, found {self.recompute!r}"
+            )
+        if self.recompute == "none":
+            return
+        if "recompute" not in spec.options:
+            raise ConfigError(
+                f"--recompute {self.recompute} is for gpt, vit, seq2seq and mlp (blocks only); "
+                f"--model {self.model} has no blocks to recompute"
+            )
+        if self.recompute == "selective" and self.model == "mlp":
+            raise ConfigError(
+                "--recompute selective recomputes attention's softmax and dropout; --model mlp "
+                "has no attention: use --recompute blocks"
+            )
+        if self.model == "mlp" and self.strategy_class.cuts_layers:
+            raise ConfigError(
+                f"--recompute with --strategy {self.strategy}: the layer-splitting strategies "
+                "rebuild the MLP from its Linear layers; use data, ddp, zero or single"
             )
 
     def _validate_numbers(self) -> None:

@@ -56,13 +56,13 @@ TEXT_DEFAULTS = {"optimizer": "adamw", "lr": 3e-3, "batch_size": 32, "epochs": 3
 MODELS = {
     "mlp": ModelSpec(
         task=DIGITS,
-        build=lambda c, vocab: build_mlp(c.hidden, c.seed),
+        build=lambda c, vocab: build_mlp(c.hidden, c.seed, recompute=c.recompute),
         loss=sg.nn.CrossEntropyLoss,
         eval_batch=1000,
         standardize=False,
         name=lambda c: architecture(c.hidden),
         splits_layers=True,
-        options=("hidden",),
+        options=("hidden", "recompute"),
     ),
     "cnn": ModelSpec(
         task=DIGITS,
@@ -76,7 +76,12 @@ MODELS = {
     "vit": ModelSpec(
         task=DIGITS,
         build=lambda c, vocab: build_vit(
-            c.seed, d_model=c.d_model, nhead=c.heads, num_layers=c.layers, dropout=c.dropout
+            c.seed,
+            d_model=c.d_model,
+            nhead=c.heads,
+            num_layers=c.layers,
+            dropout=c.dropout,
+            recompute=c.recompute,
         ),
         loss=sg.nn.CrossEntropyLoss,
         eval_batch=500,
@@ -84,7 +89,7 @@ MODELS = {
         name=_transformer_name("vit-p7"),
         splits_layers=False,
         defaults={"optimizer": "adamw", "lr": 2e-3, "gamma": 0.93, "epochs": 30},
-        options=SEQUENCE_OPTIONS,
+        options=(*SEQUENCE_OPTIONS, "recompute"),
     ),
     "gpt": ModelSpec(
         task=TEXT,
@@ -97,6 +102,7 @@ MODELS = {
             num_layers=c.layers,
             dropout=c.dropout,
             tie_weights=c.tie_weights,
+            recompute=c.recompute,
         ),
         loss=TokenCrossEntropy,
         eval_batch=250,
@@ -104,7 +110,7 @@ MODELS = {
         name=_transformer_name("gpt"),
         splits_layers=False,
         defaults=TEXT_DEFAULTS,
-        options=(*SEQUENCE_OPTIONS, "context", "tie_weights"),
+        options=(*SEQUENCE_OPTIONS, "context", "tie_weights", "recompute"),
     ),
     "lstm-lm": ModelSpec(
         task=TEXT,
@@ -128,7 +134,12 @@ MODELS = {
     "seq2seq": ModelSpec(
         task=REVERSE,
         build=lambda c, vocab: build_seq2seq(
-            c.seed, d_model=c.d_model, nhead=c.heads, num_layers=c.layers, dropout=c.dropout
+            c.seed,
+            d_model=c.d_model,
+            nhead=c.heads,
+            num_layers=c.layers,
+            dropout=c.dropout,
+            recompute=c.recompute,
         ),
         loss=lambda: TokenCrossEntropy(ignore_index=0),  # PAD positions are not scored
         eval_batch=500,
@@ -136,7 +147,7 @@ MODELS = {
         name=_transformer_name("seq2seq"),
         splits_layers=False,
         defaults={"optimizer": "adamw", "lr": 2e-3, "gamma": 0.7, "epochs": 10},
-        options=SEQUENCE_OPTIONS,
+        options=(*SEQUENCE_OPTIONS, "recompute"),
     ),
 }
 

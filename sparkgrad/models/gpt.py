@@ -20,6 +20,7 @@ from sparkgrad.autodiff import nn
 from sparkgrad.autodiff.grad_mode import no_grad
 from sparkgrad.autodiff.random import manual_seed
 from sparkgrad.autodiff.tensor import Tensor
+from sparkgrad.models.recompute import set_recompute
 from sparkgrad.models.sequence_parts import check_token_ids, sample_next
 
 __all__ = ["GPT", "build_gpt"]
@@ -80,7 +81,10 @@ class GPT(nn.Module):
         return ids
 
 
-def build_gpt(vocab_size: int, seed: int = 0, **options: object) -> GPT:
-    """A :class:`GPT` drawn right after ``manual_seed(seed)``."""
+def build_gpt(vocab_size: int, seed: int = 0, recompute: str = "none", **options: object) -> GPT:
+    """A :class:`GPT` drawn right after ``manual_seed(seed)``.
+
+    ``recompute``: ``"none"``, ``"blocks"`` or ``"selective"`` (:mod:`.recompute`).
+    """
     manual_seed(seed)
-    return GPT(vocab_size, **options)
+    return set_recompute(GPT(vocab_size, **options), recompute)

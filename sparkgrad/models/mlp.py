@@ -10,14 +10,23 @@ from __future__ import annotations
 
 from sparkgrad.autodiff import nn
 from sparkgrad.autodiff.random import manual_seed
+from sparkgrad.models.recompute import CheckpointedSequential, set_recompute
 
 __all__ = ["architecture", "build_mlp"]
 
 
 def build_mlp(
-    hidden: tuple[int, ...] = (256, 256), seed: int = 0, n_in: int = 784, n_out: int = 10
+    hidden: tuple[int, ...] = (256, 256),
+    seed: int = 0,
+    n_in: int = 784,
+    n_out: int = 10,
+    recompute: str = "none",
 ) -> nn.Module:
-    """``Linear-ReLU-...-Linear`` with PyTorch's default init, drawn from ``seed``."""
+    """``Linear-ReLU-...-Linear`` with PyTorch's default init, drawn from ``seed``.
+
+    ``recompute="blocks"`` checkpoints each ``Linear``+``ReLU`` (:mod:`.recompute`): the
+    same layers, weights and ``state_dict``, in a ``Sequential`` that recomputes in backward.
+    """
     manual_seed(seed)
     sizes = (n_in, *hidden, n_out)
     layers: list[nn.Module] = []
@@ -25,7 +34,11 @@ def build_mlp(
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+    if recompute == "none":
+        return nn.Sequential(*layers)
+    if recompute != "blocks":
+        set_recompute(nn.Sequential(), recompute)  # the error that names the valid modes
+    return set_recompute(CheckpointedSequential(*layers), recompute)
 
 
 def architecture(hidden: tuple[int, ...]) -> str:

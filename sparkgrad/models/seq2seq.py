@@ -22,6 +22,7 @@ from sparkgrad.autodiff import nn
 from sparkgrad.autodiff.random import manual_seed
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import ShapeError
+from sparkgrad.models.recompute import set_recompute
 from sparkgrad.models.sequence_parts import SinusoidalPositions, check_token_ids
 
 __all__ = ["Seq2SeqTransformer", "build_seq2seq"]
@@ -71,7 +72,10 @@ class Seq2SeqTransformer(nn.Module):
         return self.head(out)
 
 
-def build_seq2seq(seed: int = 0, **options: object) -> Seq2SeqTransformer:
-    """A :class:`Seq2SeqTransformer` drawn right after ``manual_seed(seed)``."""
+def build_seq2seq(seed: int = 0, recompute: str = "none", **options: object) -> Seq2SeqTransformer:
+    """A :class:`Seq2SeqTransformer` drawn right after ``manual_seed(seed)``.
+
+    ``recompute``: ``"none"``, ``"blocks"`` or ``"selective"`` (:mod:`.recompute`).
+    """
     manual_seed(seed)
-    return Seq2SeqTransformer(**options)
+    return set_recompute(Seq2SeqTransformer(**options), recompute)

@@ -20,6 +20,7 @@ from sparkgrad.autodiff import nn
 from sparkgrad.autodiff.random import manual_seed
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import ShapeError
+from sparkgrad.models.recompute import set_recompute
 
 __all__ = ["RandomShift", "VisionTransformer", "build_vit"]
 
@@ -94,7 +95,10 @@ class VisionTransformer(nn.Module):
         return self.head(self.norm(self.encoder(tokens)).mean(dim=1))
 
 
-def build_vit(seed: int = 0, **options: object) -> VisionTransformer:
-    """A :class:`VisionTransformer` drawn right after ``manual_seed(seed)``."""
+def build_vit(seed: int = 0, recompute: str = "none", **options: object) -> VisionTransformer:
+    """A :class:`VisionTransformer` drawn right after ``manual_seed(seed)``.
+
+    ``recompute``: ``"none"``, ``"blocks"`` or ``"selective"`` (:mod:`.recompute`).
+    """
     manual_seed(seed)
-    return VisionTransformer(**options)
+    return set_recompute(VisionTransformer(**options), recompute)

@@ -40,6 +40,13 @@ also holds each optimized tensor's ``step`` counter (a 4-byte scalar).
 What is measured is what stays between steps: temporaries inside one step (the per-layer
 gathered weights of stage 3, autograd's per-parameter gradients before they are reduced)
 come and go and are not in the ledger.
+
+Activations are the other half of a step's memory, and they depend on ``--recompute``
+(activation checkpointing, :mod:`sparkgrad.models.recompute`). ZeRO does not shard them:
+every data-parallel rank holds its micro-batch's. :meth:`MemoryLedger.expected_activations`
+is the formula for ``L`` identical blocks (measured by
+:class:`sparkgrad.autodiff.saved_memory.ActivationTracker`); a ledger built with
+``activations=`` (measured bytes) and ``recompute=`` reports them beside the three kinds.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from sparkgrad.errors import ConfigError
 
 OPTIMIZER_BYTES_PER_ELEMENT = {"adam": 8, "adamw": 8, "sgd": 4, "none": 0}
 KINDS = ("parameters", "gradients", "optimizer")
+RECOMPUTE = ("none", "blocks", "selective", "sequential")  # sequential: checkpoint_sequential
 
 
 def held_bytes(arrays: Iterable[Any]) -> int:
@@ -116,9 +124,12 @@ class MemoryLedger:
         numel: int = 0,
         optimizer: str = "adam",
         precision: str = "fp32",
+        activations: int | None = None,
+        recompute: str = "none",
     ) -> None:
         parameters, gradients = list(parameters), list(gradients)
         optimizer_state = list(optimizer_state)
+        self.activation_bytes, self.recompute = activations, recompute  # peak saved for backward
         self.parameter_bytes = held_bytes(parameters)
         self.gradient_bytes = held_bytes(gradients)
         self.optimizer_bytes = held_bytes(optimizer_state)
@@ -180,6 +191,48 @@ class MemoryLedger:
         out["total"] = sum(out.values())
         return out
 
+    @staticmethod
+    def expected_activations(
+        recompute: str,
+        layers: int,
+        layer_bytes: int,
+        input_bytes: int,
+        score_bytes: int = 0,
+        segments: int | None = None,
+    ) -> dict[str, int]:
+        """Bytes saved for backward by ``layers`` identical blocks: at the end of forward, and at
+        the step's peak (backward recomputes one segment while the rest is still held).
+
+        ``layer_bytes`` (A): what one block saves, its input not included (a pre-norm
+        Transformer layer's LayerNorm saves its normalised values, not ``x``);
+        ``input_bytes`` (c): one block's input, what a checkpoint keeps; ``score_bytes`` (S):
+        the s²-sized part of A (attention probabilities and dropout mask)::
+
+            none        forward = peak = L·A                         O(L)
+            selective   forward = peak = L·(A − S)                   the s² terms gone
+            blocks      forward = L·c,  peak = L·c + A               one block at a time
+            sequential  k = L // segments (the last segment is not checkpointed):
+                        forward = peak = (segments − 1)·c + (L − (segments − 1)·k)·A
+                        with segments = sqrt(L): about 2·sqrt(L) blocks, O(sqrt(L))
+        """
+        if recompute not in RECOMPUTE:
+            raise ConfigError(
+                f"recompute must be one of {', '.join(RECOMPUTE)}, found {recompute!r}"
+            )
+        L, A, c = layers, layer_bytes, input_bytes  # noqa: N806 - the formula's letters
+        if recompute == "none":
+            return {"forward": L * A, "peak": L * A}
+        if recompute == "selective":
+            return {"forward": L * (A - score_bytes), "peak": L * (A - score_bytes)}
+        if recompute == "blocks":
+            return {"forward": L * c, "peak": L * c + A}
+        s = int(segments or 0)
+        if not 1 <= s <= L:
+            raise ConfigError(f"segments must be in [1, {L}] for {L} layers, found {segments!r}")
+        k = L // s
+        held = (s - 1) * c + (L - (s - 1) * k) * A
+        return {"forward": held, "peak": held}
+
     def as_dict(self) -> dict[str, Any]:
         """Measured bytes, and the formula's for comparison (JSON-friendly)."""
         measured = {
@@ -200,7 +253,10 @@ class MemoryLedger:
             "optimizer": self.optimizer,
             "measured_bytes": measured,
             "expected_bytes": formula,
-        }
+            **({} if self.activation_bytes is None else {
+                "recompute": self.recompute, "activation_bytes": self.activation_bytes,
+            }),
+        }  # fmt: skip
 
     def table(self) -> str:
         """A small text table: measured bytes next to the formula's, per kind."""
@@ -213,5 +269,9 @@ class MemoryLedger:
         for kind in (*KINDS, "total"):
             lines.append(
                 f"{kind:<12}{d['measured_bytes'][kind]:>14,}{d['expected_bytes'][kind]:>14,.0f}"
+            )
+        if self.activation_bytes is not None:  # not sharded by ZeRO, not in the total
+            lines.append(
+                f"activations {self.activation_bytes:>14,}  (--recompute {self.recompute})"
             )
         return "\n".join(lines)

@@ -1,3 +1,3 @@
-"""``sparkgrad.utils``: PyTorch's ``torch.utils`` paths (``sparkgrad.utils.data``)."""
+"""``sparkgrad.utils``: PyTorch's ``torch.utils`` paths (``.data``, ``.checkpoint``)."""
 
-from sparkgrad.utils import data
+from sparkgrad.utils import checkpoint, data

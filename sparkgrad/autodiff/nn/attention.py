@@ -27,6 +27,13 @@ Two paths, as PyTorch's:
   fully masked row then gives NaN (softmax of all -inf), and with dropout the weights
   returned are the dropped ones.
 
+Selective recompute (Megatron-LM's, sparkgrad's extension; ``--recompute selective``): with
+``selective_recompute = True`` on the module, the fused attention runs under
+:func:`~sparkgrad.autodiff.checkpoint.checkpoint`, so the graph keeps Q, K, V but not the
+``(N, H, L, S)`` probabilities and dropout mask — the only activations that grow with the
+square of the sequence length. Backward recomputes them (same dropout mask, the RNG state is
+replayed), so the gradients are unchanged bit for bit.
+
 Not here: PyTorch's inference "fast path" (``torch._native_multi_head_attention``, taken in
 eval mode without grad for batch-first self-attention); it computes the same numbers on
 the positions that are defined. ``add_bias_kv``/``add_zero_attn`` are supported.
@@ -38,6 +45,7 @@ import math
 from typing import Any
 
 from sparkgrad.autodiff import functional as F
+from sparkgrad.autodiff.checkpoint import checkpoint
 from sparkgrad.autodiff.factories import zeros
 from sparkgrad.autodiff.nn import init
 from sparkgrad.autodiff.nn.attention_masks import canonical_mask, dtype_or_none
@@ -111,6 +119,7 @@ class MultiheadAttention(Module):
         else:
             self.bias_k = self.bias_v = None
         self.add_zero_attn = add_zero_attn
+        self.selective_recompute = False  # sparkgrad: recompute softmax/dropout in backward
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
@@ -166,6 +175,7 @@ class MultiheadAttention(Module):
             use_separate_proj_weight=separate, q_proj_weight=self.q_proj_weight,
             k_proj_weight=self.k_proj_weight, v_proj_weight=self.v_proj_weight,
             average_attn_weights=average_attn_weights, is_causal=is_causal,
+            recompute_attention=self.selective_recompute,
         )  # fmt: skip
         if self.batch_first and is_batched:
             out = out.transpose(1, 0)
@@ -243,8 +253,12 @@ def multi_head_attention_forward(
     q_proj_weight: Tensor | None = None, k_proj_weight: Tensor | None = None,
     v_proj_weight: Tensor | None = None, static_k: Tensor | None = None,
     static_v: Tensor | None = None, average_attn_weights: bool = True, is_causal: bool = False,
+    recompute_attention: bool = False,
 ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
-    """PyTorch's ``F.multi_head_attention_forward`` on sequence-first ``(L, N, E)`` inputs."""
+    """PyTorch's ``F.multi_head_attention_forward`` on sequence-first ``(L, N, E)`` inputs.
+
+    ``recompute_attention`` (sparkgrad's, not PyTorch's): checkpoint the fused attention, so
+    its probabilities and dropout mask are recomputed in backward (selective recompute)."""
     batched = _check_shapes(query, key, value, key_padding_mask, attn_mask, num_heads)
     if not batched:
         query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
@@ -338,7 +352,13 @@ def multi_head_attention_forward(
         out = F.matmul(weights, v)
     else:
         weights = None
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal)
+        if recompute_attention:  # keep Q, K, V only; P and the dropout mask come back later
+            out = checkpoint(
+                F.scaled_dot_product_attention, q, k, v, attn_mask, dropout_p, is_causal,
+                use_reentrant=False,
+            )  # fmt: skip
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal)
     out = out.permute(2, 0, 1, 3).reshape(tgt_len * bsz, embed_dim)  # (L·N, E)
     out = F.linear(out, out_proj_weight, out_proj_bias).reshape(tgt_len, bsz, -1)
     if weights is not None and average_attn_weights:

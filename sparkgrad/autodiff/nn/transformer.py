@@ -25,6 +25,11 @@ rounding, on every position that is not padding; the outputs *at padded position
 not defined there (the nested-tensor path returns them as 0, then the final norm's
 bias). sparkgrad always runs the path written here (PyTorch's training path), so
 ``enable_nested_tensor`` and ``mask_check`` are accepted and change nothing.
+
+sparkgrad's extension for activation checkpointing (``--recompute blocks``): with
+``checkpoint_layers = True`` an encoder (decoder) runs each layer under
+:func:`~sparkgrad.autodiff.checkpoint.checkpoint`, so the graph keeps each layer's input
+only and backward recomputes the layer (same gradients, bit for bit).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sparkgrad.autodiff import functional as F
+from sparkgrad.autodiff.checkpoint import checkpoint
 from sparkgrad.autodiff.nn import init
 from sparkgrad.autodiff.nn.attention import MultiheadAttention
 from sparkgrad.autodiff.nn.attention_masks import (
@@ -220,6 +226,13 @@ def _clones(layer: Module, n: int) -> ModuleList:
     return ModuleList([copy.deepcopy(layer) for _ in range(n)])
 
 
+def _maybe_checkpointed(layer: Module, on: bool) -> Callable[..., Tensor]:
+    """``layer``, or ``layer`` under activation checkpointing (the module docstring)."""
+    if not on:
+        return layer
+    return lambda *args, **kwargs: checkpoint(layer, *args, use_reentrant=False, **kwargs)
+
+
 class TransformerEncoder(Module):
     """``num_layers`` copies of ``encoder_layer`` in a row, then ``norm`` (if given)."""
 
@@ -237,6 +250,7 @@ class TransformerEncoder(Module):
         self.norm = norm
         self.enable_nested_tensor = enable_nested_tensor  # no nested tensors here (docstring)
         self.mask_check = mask_check
+        self.checkpoint_layers = False  # sparkgrad: recompute each layer in backward
 
     def forward(
         self,
@@ -253,7 +267,7 @@ class TransformerEncoder(Module):
         is_causal = detect_is_causal_mask(mask, is_causal, _seq_len(src, batch_first))
         output = src
         for layer in self.layers:
-            output = layer(
+            output = _maybe_checkpointed(layer, self.checkpoint_layers)(
                 output, src_mask=mask, is_causal=is_causal,
                 src_key_padding_mask=src_key_padding_mask,
             )  # fmt: skip
@@ -270,6 +284,7 @@ class TransformerDecoder(Module):
         self.layers = _clones(decoder_layer, num_layers)
         self.num_layers = num_layers
         self.norm = norm
+        self.checkpoint_layers = False  # sparkgrad: recompute each layer in backward
 
     def forward(
         self,
@@ -286,7 +301,7 @@ class TransformerDecoder(Module):
         tgt_is_causal = detect_is_causal_mask(tgt_mask, tgt_is_causal, _seq_len(tgt, batch_first))
         output = tgt
         for layer in self.layers:
-            output = layer(
+            output = _maybe_checkpointed(layer, self.checkpoint_layers)(
                 output, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
                 tgt_key_padding_mask=tgt_key_padding_mask,
                 memory_key_padding_mask=memory_key_padding_mask,
