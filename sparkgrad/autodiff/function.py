@@ -49,6 +49,7 @@ from typing import Any
 
 from sparkgrad.autodiff.backend import array_module
 from sparkgrad.autodiff.grad_mode import is_grad_enabled
+from sparkgrad.autodiff.profiler import hooks as _prof
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.autodiff.versions import SavedVersion, refresh_if_stale
 
@@ -177,6 +178,7 @@ class Function:
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
         """Run the op on tensors (or plain values) and record it for backward."""
+        span = _prof.begin_op(cls, args) if _prof.active else None  # profiler off: one read
         record = is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args)
         if record:
             for a in args:
@@ -194,6 +196,8 @@ class Function:
             out.requires_grad = True
             out._set_node(Node(cls, ctx, tuple(edge_to(a) for a in args), out))
             out._node.saved_versions = _saved_versions(ctx.saved_tensors, args, raw, out)
+        if span is not None:
+            _prof.end(span)
         return out
 
 

@@ -40,6 +40,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sparkgrad.autodiff.profiler import hooks as _prof
 from sparkgrad.comms.channel import Channel
 from sparkgrad.comms.faults import FaultPlan, RankDropped
 from sparkgrad.comms.framing import DEFAULT_MAX_FRAME_BYTES, MISMATCH, STUCK, Frame
@@ -170,6 +171,8 @@ class Communicator:
                 predicted=predicted,
             )
         )
+        if _prof.active:  # sg.profiler records this call (one flag read when it is off)
+            _prof.on_comm(self, self.history[-1], t0)
         if self._debug:
             log.info(
                 "NCCL INFO %s: opCount %x %s bytes %d nranks %d rank %d algo %s "

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from sparkgrad.autodiff.profiler import hooks as _prof
 from sparkgrad.comms.algorithms import REGISTRY
 from sparkgrad.comms.buffers import host_buffer, like
 from sparkgrad.comms.channel import Channel
@@ -285,6 +286,8 @@ class ProcessGroup(Communicator):
                 predicted=predicted,
             )
         )
+        if _prof.active:  # sg.profiler records this send/recv (one flag read when it is off)
+            _prof.on_comm(self, self.history[-1], t0, peer=peer)
         return array
 
     def send(self, array: Any, peer: int) -> None:

@@ -85,6 +85,8 @@ class RunConfig:
     # a loss that turns inf/NaN during training stops the run with an error naming the step,
     # unless this is set (``--allow-nonfinite-loss``); the check lives in the trainer
     allow_nonfinite_loss: bool = False
+    # -- profiler (issue 19): ``--profile DIR`` writes per-rank and merged traces there
+    profile: str | None = None
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> RunConfig:
@@ -124,6 +126,11 @@ class RunConfig:
             )
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"--device must be cpu or cuda, found {self.device!r}")
+        if self.profile is not None and ("://" in self.profile or not self.profile.strip()):
+            raise ConfigError(  # profiler (issue 19): every rank writes its own trace there
+                f"--profile needs a local directory (every rank writes its trace there), "
+                f"found {self.profile!r}"
+            )
         if self.resume and not self.checkpoint_dir:
             raise ConfigError("--resume needs --checkpoint-dir (where to look for checkpoints)")
         if self.fail_at_step is not None and self.fail_at_step < 1:
