@@ -174,7 +174,6 @@ def on_comm(pg: Any, record: dict, t0: float, peer: int | None = None) -> None:
     rec = current()
     if rec is None:
         return
-    end_ns = time.perf_counter_ns()
     kind = record["collective"]
     me, ranks = pg.transport.rank, list(pg.ranks)
     args = {
@@ -193,7 +192,8 @@ def on_comm(pg: Any, record: dict, t0: float, peer: int | None = None) -> None:
         src, dst = (me, ranks[peer]) if kind == "send" else (ranks[peer], me)
         args["pair"] = f"{pg.tag}:{src}->{dst}#{record['seq']}"
     span = Span(kind, "comm", COMM, None, int(record["nbytes"]), args)
-    rec.add_finished(span, int(t0 * 1e9), end_ns)
+    start_ns = int(t0 * 1e9)  # the slice is the communicator's own measurement
+    rec.add_finished(span, start_ns, start_ns + int(float(record["measured"]) * 1e9))
 
 
 def _describe(topology: Any) -> str:
