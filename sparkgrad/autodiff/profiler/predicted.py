@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sparkgrad.autodiff.profiler.trace import rounded_span
+
 WAIT = "wait for peers"
 
 
@@ -154,7 +156,7 @@ def predicted_events(events: list[dict], pid_of: dict[int, int]) -> list[dict]:
             if e["tid"] == 2:
                 continue
             start, end = p(e["ts"]), p(e["ts"] + e["dur"])
-            out.append(dict(e, pid=pid_of[r], ts=round(start, 3), dur=round(end - start, 3)))
+            out.append(dict(e, pid=pid_of[r], **rounded_span(start, end)))
     return out
 
 
@@ -169,7 +171,7 @@ def _comm_slices(e: dict, res: tuple[float, float, float, bool], pid: int) -> li
     if begin - ready > 1e-3:
         out.append(
             {"ph": "X", "cat": "wait", "name": WAIT, "pid": pid, "tid": 2,
-             "ts": round(ready, 3), "dur": round(begin - ready, 3), "args": {"for": e["name"]}}
+             **rounded_span(ready, begin), "args": {"for": e["name"]}}
         )  # fmt: skip
-    out.append(dict(e, pid=pid, ts=round(begin, 3), dur=round(end - begin, 3), args=args))
+    out.append(dict(e, pid=pid, **rounded_span(begin, end), args=args))
     return out

@@ -157,7 +157,10 @@ class profile:  # noqa: N801 - PyTorch's name
     def _open_step(self) -> None:
         rec = self._recorder
         if rec is not None and rec.recording:
-            self._step_span = rec.begin(hooks.Span(f"ProfilerStep#{self.step_num}", "step"))
+            shapes = [] if rec.record_shapes else None
+            self._step_span = rec.begin(
+                hooks.Span(f"ProfilerStep#{self.step_num}", "step", shapes=shapes)
+            )
 
     def _close_step(self) -> None:
         if self._step_span is not None and self._recorder is not None:

@@ -74,10 +74,16 @@ def slice_event(event: Any, pid: int) -> dict:
         "name": event.name,
         "pid": pid,
         "tid": TIDS[event.track],
-        "ts": round(event.time_range_start, 3),
-        "dur": round(event.cpu_time_total, 3),
+        **rounded_span(event.time_range_start, event.time_range_end),
         "args": args,
     }
+
+
+def rounded_span(start_us: float, end_us: float) -> dict:
+    """``ts`` and ``dur`` to the nanosecond, rounding the *ends* (not the duration), so a
+    slice that nested inside another, or touched it, still does."""
+    ts = round(start_us, 3)
+    return {"ts": ts, "dur": round(round(end_us, 3) - ts, 3)}
 
 
 def build_trace(events: list, pid: int, process: str, other: dict | None = None) -> dict:
