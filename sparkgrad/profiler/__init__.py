@@ -1,9 +1,9 @@
-"""``sparkgrad.profiler``: the ``torch.profiler`` names (they live in :mod:`sparkgrad.autodiff.profiler`).
+"""``sparkgrad.profiler``: the ``torch.profiler`` names (from :mod:`sparkgrad.autodiff.profiler`).
 
-    with sg.profiler.profile(record_shapes=True) as prof:
-        ...
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
-    prof.export_chrome_trace("trace.json")
+with sg.profiler.profile(record_shapes=True) as prof:
+    ...
+print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+prof.export_chrome_trace("trace.json")
 """
 
 from sparkgrad.autodiff.profiler import (

@@ -95,9 +95,8 @@ def test_merged_trace_pairs_every_send_with_its_recv(merged):
         assert send["args"]["pair"] == recv["args"]["pair"]
         assert send["args"]["bytes"] == recv["args"]["bytes"]
         assert s["pid"] != f["pid"]
-    pairs = sorted(
-        e["args"]["pair"] for e in events if e["ph"] == "X" and e["pid"] == 0 and e["name"] == "send"
-    )
+    sends = [e for e in events if e["ph"] == "X" and e["pid"] == 0 and e["name"] == "send"]
+    pairs = sorted(e["args"]["pair"] for e in sends)
     assert pairs == ["0:0->1#1", "0:0->1#2", "0:0->1#3"]
 
 
@@ -126,7 +125,7 @@ def test_predicted_collectives_end_together_and_last_their_prediction(merged):
             for e in calls:
                 assert e["dur"] == pytest.approx(e["args"]["predicted_us"], abs=2e-3)
             ends[r] = [round(e["ts"] + e["dur"], 2) for e in calls]
-        assert ends[0] == pytest.approx(ends[1], abs=2e-3)  # a collective ends on every rank at once
+        assert ends[0] == pytest.approx(ends[1], abs=2e-3)  # it ends on every rank at once
 
 
 def test_the_clock_alignment_is_reported(merged):

@@ -49,9 +49,7 @@ def test_exported_trace_is_valid_and_complete(trace):
 
 def test_slices_match_the_events(trace):
     data, prof, _ = trace
-    slices = sorted(
-        (e["name"], e["ts"], e["dur"]) for e in data["traceEvents"] if e["ph"] == "X"
-    )
+    slices = sorted((e["name"], e["ts"], e["dur"]) for e in data["traceEvents"] if e["ph"] == "X")
     events = sorted((e.name, e.time_range_start, e.cpu_time_total) for e in prof.events())
     assert [s[0] for s in slices] == [e[0] for e in events]
     for (_, ts, dur), (_, start, total) in zip(slices, events):  # to the nanosecond

@@ -146,9 +146,9 @@ class Optimizer:
         ``closure`` re-evaluates the model and calls backward (some optimizers need that);
         it runs with gradients enabled, the update itself without.
         """
-        span = _prof.begin(f"Optimizer.step#{type(self).__name__}.step", "optimizer") if (
-            _prof.active
-        ) else None  # the profiler's name for it (PyTorch's); off: one flag read
+        span = None
+        if _prof.active:  # sg.profiler records the step under PyTorch's name; off: one read
+            span = _prof.begin(f"Optimizer.step#{type(self).__name__}.step", "optimizer")
         loss = None
         if closure is not None:
             with enable_grad():

@@ -26,8 +26,6 @@ every trace comes from one host, its ranks share the kernel's monotonic clock (P
 
 from __future__ import annotations
 
-from typing import Any
-
 from sparkgrad.autodiff.profiler.predicted import predicted_events
 from sparkgrad.autodiff.profiler.trace import process_metadata
 
