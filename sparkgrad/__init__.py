@@ -121,7 +121,7 @@ from sparkgrad.export.serialization import load, save  # noqa: E402
 # Subpackages that ``import torch`` also makes reachable as attributes (``torch.utils.data``,
 # ``torch.distributed``, ``torch.multiprocessing``) are imported on first use here, so
 # ``import sparkgrad`` stays light and never pulls in the layers above autodiff.
-_LAZY_SUBPACKAGES = ("distributed", "multiprocessing", "utils")
+_LAZY_SUBPACKAGES = ("distributed", "multiprocessing", "profiler", "utils")
 
 
 def __getattr__(name: str):

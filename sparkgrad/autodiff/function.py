@@ -50,6 +50,7 @@ from typing import Any
 from sparkgrad.autodiff import autocast_state
 from sparkgrad.autodiff.backend import array_module
 from sparkgrad.autodiff.grad_mode import is_grad_enabled
+from sparkgrad.autodiff.profiler import hooks as _prof
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.autodiff.versions import SavedVersion, refresh_if_stale
 
@@ -182,6 +183,7 @@ class Function:
             out = autocast_state.dispatch(cls, args, kwargs)
             if out is not None:
                 return out
+        span = _prof.begin_op(cls, args) if _prof.active else None  # profiler off: one read
         record = is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args)
         if record:
             for a in args:
@@ -199,6 +201,8 @@ class Function:
             out.requires_grad = True
             out._set_node(Node(cls, ctx, tuple(edge_to(a) for a in args), out))
             out._node.saved_versions = _saved_versions(ctx.saved_tensors, args, raw, out)
+        if span is not None:
+            _prof.end(span)
         return out
 
 

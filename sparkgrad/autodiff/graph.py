@@ -30,6 +30,7 @@ from typing import Any
 from sparkgrad.autodiff.backend import array_module
 from sparkgrad.autodiff.function import Node, OutputSlot, edge_to
 from sparkgrad.autodiff.grad_mode import no_grad
+from sparkgrad.autodiff.profiler import hooks as _prof
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import GradError, ShapeError
 
@@ -213,7 +214,8 @@ def _walk(
             if capture is None and node.retained is not None:
                 _retain(node.retained(), g)
             pending.start_node(g)
-            for edge, pg in zip(node.edges, node.run_backward(g)):
+            grads = _prof.run_backward(node, g) if _prof.active else node.run_backward(g)
+            for edge, pg in zip(node.edges, grads):
                 if edge is None or pg is None:
                     continue
                 reduced = sum_to_shape(pg, edge.shape)

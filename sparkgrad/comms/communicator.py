@@ -46,6 +46,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sparkgrad.autodiff.profiler import hooks as _prof
 from sparkgrad.comms.channel import Channel, FingerprintMismatch
 from sparkgrad.comms.faults import FaultPlan, RankDropped
 from sparkgrad.comms.framing import DEFAULT_MAX_FRAME_BYTES, MISMATCH, STUCK, Frame
@@ -66,6 +67,13 @@ def _debug_enabled() -> bool:
         log.setLevel(logging.INFO)
         return True
     return log.isEnabledFor(logging.INFO)
+
+
+def _predicted(record: dict[str, Any], topology: str) -> float:
+    """What the modelled cluster would take for one call (only asked while profiling)."""
+    from sparkgrad.comms.model.prediction import predict_call
+
+    return predict_call(record, topology)[1]
 
 
 class Communicator:
@@ -135,9 +143,19 @@ class Communicator:
         return select_algorithm(collective, nbytes, self.size, self._local_link, override)
 
     def record(
-        self, collective: str, algo: str, nbytes: int, detail: str, seq: int, t0: float, ch: Channel
+        self,
+        collective: str,
+        algo: str,
+        nbytes: int,
+        detail: str,
+        seq: int,
+        t0: float,
+        ch: Channel,
+        peer: int | None = None,
     ) -> dict[str, Any]:
         """Keep one record of a finished call, tell the observers, log one NCCL-style line.
+
+        ``peer``: the other group rank of a send/recv (None for a collective).
 
         ``nbytes`` is the buffer size as nccl-tests counts it; ``bytes_sent`` what this
         rank's transport really sent for the call (algorithm-dependent, measured).
@@ -156,6 +174,8 @@ class Communicator:
         self.history.append(rec)
         for observe in self.observers:
             observe(rec)
+        if _prof.active:  # sg.profiler records this call (one flag read when it is off)
+            _prof.on_comm(self, rec, t0, peer=peer, predicted=_predicted(rec, _prof.topology))
         if self._debug:
             log.info(
                 "NCCL INFO %s: opCount %x %s bytes %d nranks %d rank %d algo %s sent %d "

@@ -273,7 +273,7 @@ class ProcessGroup(Communicator):
             ) from None
         if back:
             back()
-        self.record(kind, "p2p", buf.nbytes, _detail(buf, peer=peer), ch.seq, t0, ch)
+        self.record(kind, "p2p", buf.nbytes, _detail(buf, peer=peer), ch.seq, t0, ch, peer=peer)
         return array
 
     def send(self, array: Any, peer: int) -> None:

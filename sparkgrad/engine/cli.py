@@ -216,6 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="fp16: autocast + loss scaling (GradScaler); bf16: autocast only; fp32: neither",
     )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    # -- profiler (issue 19): per-rank and merged Trace Event JSON ---------------------------
+    p.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="profile the training (sg.profiler): write trace.rank<R>.json per rank and "
+        "trace.merged.json (all ranks, send/recv arrows, the predicted timeline on "
+        "--sim-topology) into this local directory; open them in ui.perfetto.dev",
+    )
     return p
 
 

@@ -92,6 +92,8 @@ class RunConfig:
     # ModelSpec.options list "recompute" (sparkgrad.models.recompute); checked in
     # _validate_model_options
     recompute: str = "none"
+    # -- profiler (issue 19): ``--profile DIR`` writes per-rank and merged traces there
+    profile: str | None = None
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> RunConfig:
@@ -133,6 +135,11 @@ class RunConfig:
             raise ConfigError(f"--device must be cpu or cuda, found {self.device!r}")
         if self.precision not in ("fp32", "fp16", "bf16"):  # mixed precision (issue 19)
             raise ConfigError(f"--precision must be fp32, fp16 or bf16, found {self.precision!r}")
+        if self.profile is not None and ("://" in self.profile or not self.profile.strip()):
+            raise ConfigError(  # profiler (issue 19): every rank writes its own trace there
+                f"--profile needs a local directory (every rank writes its trace there), "
+                f"found {self.profile!r}"
+            )
         if self.resume and not self.checkpoint_dir:
             raise ConfigError("--resume needs --checkpoint-dir (where to look for checkpoints)")
         if self.fail_at_step is not None and self.fail_at_step < 1:

@@ -254,9 +254,17 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: Any = None) -> dict
 
     trainer.step_callbacks.append(on_step)
     trainer.callbacks.append(on_epoch)
+    profiler = None  # --profile DIR (issue 19): traces of the training, per rank and merged
+    if config.profile:
+        from sparkgrad.engine.profiling import RunProfiler
+
+        profiler = RunProfiler(config.profile, ctx, config.sim_topology).start()
+        trainer.step_callbacks.append(profiler.on_step)
     start = time.perf_counter()
     history = trainer.fit(start_epoch, skip)
     seconds = time.perf_counter() - start
+    if profiler is not None:
+        profiler.finish()
     state_dict = strategy.full_state_dict()  # a collective: every rank takes part
     ranks = gather_reports(ctx, strategy, config.sim_topology)
     if rank != 0:

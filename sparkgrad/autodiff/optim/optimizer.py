@@ -26,6 +26,7 @@ import numpy as np
 
 from sparkgrad.autodiff.backend import array_module, get_array_module, to_device, to_numpy
 from sparkgrad.autodiff.grad_mode import enable_grad, no_grad
+from sparkgrad.autodiff.profiler import hooks as _prof
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import ConfigError
 
@@ -145,6 +146,9 @@ class Optimizer:
         ``closure`` re-evaluates the model and calls backward (some optimizers need that);
         it runs with gradients enabled, the update itself without.
         """
+        span = None
+        if _prof.active:  # sg.profiler records the step under PyTorch's name; off: one read
+            span = _prof.begin(f"Optimizer.step#{type(self).__name__}.step", "optimizer")
         loss = None
         if closure is not None:
             with enable_grad():
@@ -152,6 +156,8 @@ class Optimizer:
         with no_grad():
             for group in self.param_groups:
                 self._update_group(group)
+        if span is not None:
+            _prof.end(span)
         return loss
 
     def _update_group(self, group: dict[str, Any]) -> None:

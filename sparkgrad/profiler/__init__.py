@@ -1,0 +1,31 @@
+"""``sparkgrad.profiler``: the ``torch.profiler`` names (from :mod:`sparkgrad.autodiff.profiler`).
+
+with sg.profiler.profile(record_shapes=True) as prof:
+    ...
+print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+prof.export_chrome_trace("trace.json")
+"""
+
+from sparkgrad.autodiff.profiler import (
+    EventList,
+    FunctionEvent,
+    FunctionEventAvg,
+    ProfilerAction,
+    ProfilerActivity,
+    profile,
+    record_function,
+    schedule,
+    validate_trace,
+)
+
+__all__ = [
+    "EventList",
+    "FunctionEvent",
+    "FunctionEventAvg",
+    "ProfilerAction",
+    "ProfilerActivity",
+    "profile",
+    "record_function",
+    "schedule",
+    "validate_trace",
+]
