@@ -198,6 +198,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep training when the loss becomes inf or NaN (by default the run stops with "
         "an error naming the step)",
     )
+    # -- issue 20: asynchronous training through a parameter server on the driver --------
+    p.add_argument(
+        "--mode",
+        default="sync",
+        help="sync: the synchronous --strategy (default); async: a parameter server on the "
+        "driver applies each worker's gradient as it arrives; hogwild: lock-free updates of "
+        "shared weights; ssp: async, but no worker runs more than --staleness steps ahead",
+    )
+    p.add_argument(
+        "--staleness",
+        type=int,
+        default=None,
+        metavar="S",
+        help="--mode ssp: how many steps (clocks) a worker may run ahead of the slowest, >= 0",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     return p
 

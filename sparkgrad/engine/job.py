@@ -153,13 +153,28 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: Any = None) -> dict
     )
     model = spec.build(config, vocab).to(config.device)
     check = TrainingCheck.for_model(config, model)  # the full model, before any strategy cuts it
-    strategy = make_strategy(
-        config.strategy if world > 1 else "single",
-        model,
-        lambda params: build_optimizer(config.optimizer, params, config.lr, config.momentum),
-        spec.loss(),
-        **config.strategy_options(),
-    )
+    if config.uses_parameter_server:  # issue 20: a worker of the parameter server
+        from sparkgrad.parallel.asynchronous.worker import AsyncWorker
+
+        strategy = AsyncWorker.connect(
+            ctx.service_address,
+            ctx.secret,
+            rank,
+            world,
+            model,
+            lambda params: build_optimizer(config.optimizer, params, config.lr, config.momentum),
+            spec.loss(),
+            timeout=float(config.extra.get("ps_timeout", 60.0)),
+            faults=config.extra.get("ps_faults", {}).get(str(rank)),
+        )
+    else:
+        strategy = make_strategy(
+            config.strategy if world > 1 else "single",
+            model,
+            lambda params: build_optimizer(config.optimizer, params, config.lr, config.momentum),
+            spec.loss(),
+            **config.strategy_options(),
+        )
     scheduler = None
     if config.gamma is not None:  # made before a resume loads the (already decayed) lr
         scheduler = sg.optim.lr_scheduler.StepLR(strategy.optimizer, 1, gamma=config.gamma)
@@ -245,13 +260,21 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: Any = None) -> dict
     trainer.step_callbacks.append(on_step)
     trainer.callbacks.append(on_epoch)
     start = time.perf_counter()
-    history = trainer.fit(start_epoch, skip)
+    try:
+        history = trainer.fit(start_epoch, skip)
+    except BaseException:
+        if config.uses_parameter_server:  # issue 20: the server sees this worker go at once
+            strategy.close()
+        raise
     seconds = time.perf_counter() - start
     state_dict = strategy.full_state_dict()  # a collective: every rank takes part
-    ranks = gather_reports(ctx, strategy)
+    if config.uses_parameter_server:  # issue 20: no collective among asynchronous workers
+        ranks = strategy.finish()  # DONE with this worker's time split, to the server
+    else:
+        ranks = gather_reports(ctx, strategy)
     if rank != 0:
         return None
-    comms = _comms_summary(ctx)
+    comms = _comms_summary(None if config.uses_parameter_server else ctx)
     return {
         "state_dict": {k: to_numpy(v) for k, v in state_dict.items()},
         "ranks": ranks,
