@@ -160,7 +160,8 @@ class ParameterServer:
                 self.clocks.state[worker] = LIVE
                 self._wires[worker] = wire
         if refused:  # a second connection, or a rerun of the stage: told why, then closed
-            why = f"worker {worker} already joined this parameter server (it is {self.clocks.state[worker]})"
+            state = self.clocks.state[worker]
+            why = f"worker {worker} already joined this parameter server (it is {state})"
             try:
                 wire.recv(time.monotonic() + self.timeout)
                 wire.send(p.STOP, p.STOP_REFUSED, text=f"{p.PREFIX_TEXT}{why}", deadline=deadline)
