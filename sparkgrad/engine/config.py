@@ -170,7 +170,14 @@ class RunConfig:
                 f"--mode {self.mode} trains data-parallel workers through a parameter server; "
                 f"--strategy {self.strategy} cannot be combined with it (use --strategy data)"
             )
-        for name, value in (("--checkpoint-dir", self.checkpoint_dir), ("--gamma", self.gamma)):
+        from sparkgrad.dataset.sources import is_uri
+
+        uri = self.data if is_uri(str(self.data)) else None
+        for name, value in (
+            ("--checkpoint-dir", self.checkpoint_dir),
+            ("--gamma", self.gamma),
+            ("--data URI", uri),
+        ):
             if value is not None:
                 raise ConfigError(
                     f"{name} is not supported with --mode {self.mode} yet (the optimizer "
