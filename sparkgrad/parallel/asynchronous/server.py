@@ -116,6 +116,7 @@ class ParameterServer:
         initial = layout(self.params).flatten([np.asarray(q.array) for q in self.params])
         self.shared = SharedWeights.create(initial) if mode == "hogwild" and shared_memory else None
         self.flat = self.shared.array if self.shared is not None else np.array(initial)
+        self._shm_name = self.shared.name if self.shared is not None else None
         bind(self.params, self.flat, copy_values=False)
         self.numel = self.flat.size
         self.optimizer = optimizer_factory(self.params) if mode != "hogwild" else None
@@ -129,6 +130,8 @@ class ParameterServer:
         self.version = 0
         self.pushes = 0
         self.snapshot_every, self.snapshots = snapshot_every, []
+        if snapshot_every:  # the starting point of every curve
+            self.snapshots.append((0, 0.0, self.flat.copy()))
         self.lost: dict[int, str] = {}
         self.reports: dict[int, dict[str, float]] = {}
         self.failed: WorkerLost | None = None
@@ -308,7 +311,7 @@ class ParameterServer:
 
     def _snapshot(self) -> None:
         every = self.snapshot_every
-        if every and (not self.snapshots or self.pushes - self.snapshots[-1][0] >= every):
+        if every and self.pushes - self.snapshots[-1][0] >= every:
             self.snapshots.append((self.pushes, time.monotonic() - self._start, self.flat.copy()))
 
     # -- workers that finish, or are lost ------------------------------------------------------
@@ -377,6 +380,7 @@ class ParameterServer:
         self._final = numpy_state(self.model)
         self._closing = True
         self.admission.close()
+        self.admission.join(self.timeout)
         with self._cond:
             wires = list(self._wires.values())
             self._cond.notify_all()
@@ -412,5 +416,6 @@ class ParameterServer:
             "max_version_lag": self.log.max("version_lag"),
             "pushes_per_worker": self.log.per_worker(),
             "lost": dict(self.lost),
+            "shared_memory": self._shm_name,
             "reports": dict(self.reports),
         }
