@@ -360,7 +360,7 @@ class ParameterServer:
     def wait(self, timeout: float | None = None) -> None:
         """Until every worker is done or lost; raise the run's WorkerLost, or a timeout."""
         until = time.monotonic() + (self.timeout * 2 if timeout is None else timeout)
-        while not self._finished.wait(0.2):
+        while not self._finished.wait(0.2) and self.failed is None:
             with self._cond:
                 self._expire_expected()
             if time.monotonic() >= until:
