@@ -37,7 +37,7 @@ from tests.parallel.async_helpers import ps_threads, small_config, within
 KILL = {1: {"kill_mid_push": 5}}  # worker 1 dies sending half of its 5th push
 
 
-# ---- a worker killed mid-push -------------------------------------------------------------------
+# ---- a worker killed mid-push ----
 @pytest.mark.parametrize("mode", ["async", "ssp", "sync"])
 def test_a_worker_killed_mid_push_the_rest_finish(mode):
     config = small_config(mode=mode, staleness=1 if mode == "ssp" else None)
@@ -73,7 +73,7 @@ def test_a_worker_process_killed_mid_push_fails_the_run_by_name_when_asked():
                on_worker_lost="fail")  # fmt: skip
 
 
-# ---- silent or missing workers --------------------------------------------------------------------
+# ---- silent or missing workers ----
 def test_a_silent_worker_is_lost_after_the_timeout_and_ssp_moves_on():
     config = small_config(mode="ssp", staleness=0)
     stall = {1: {"stall_at": 3, "stall_s": 4.0}}  # alive, but says nothing for 4 s
@@ -97,7 +97,7 @@ def test_a_worker_that_never_connects_is_lost_and_sync_goes_on_without_it():
     assert server.stats()["updates"] == 62  # rounds of one once worker 1 was given up
 
 
-# ---- the worker's side of a broken server -------------------------------------------------------
+# ---- the worker's side of a broken server ----
 def _mute_server(secret: bytes, answer_hello: bool) -> tuple[socket.socket, threading.Thread]:
     """A listener that authenticates one worker, maybe welcomes it, then never answers."""
     listener = listen()
@@ -151,7 +151,7 @@ def test_a_second_connection_for_the_same_worker_is_refused_by_name():
         first.close()
 
 
-# ---- strangers -----------------------------------------------------------------------------------
+# ---- strangers ----
 def test_a_wrong_secret_is_refused_and_the_server_carries_on():
     secret = new_secret()
     with make_server(small_config(mode="async"), secret) as server:
@@ -180,7 +180,7 @@ def test_a_malformed_frame_loses_only_the_connection_that_sent_it():
         rogue.close()
 
 
-# ---- the clocks themselves ------------------------------------------------------------------------
+# ---- the clocks themselves ----
 def test_clocks_count_only_the_workers_still_training():
     clocks = Clocks(3, staleness=1)
     clocks.state = [LIVE, LIVE, LIVE]
