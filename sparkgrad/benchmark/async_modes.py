@@ -105,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write every row as JSON here")
     args = parser.parse_args(argv)
     hidden = tuple(int(w) for w in args.hidden.split(","))
+    try:  # thread workers share the cores: one BLAS thread each, or they oversubscribe
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover - threadpoolctl comes with the extras
+        pass
     print(HEADER)
     rows = []
     for workers in args.workers:
