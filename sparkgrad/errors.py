@@ -53,3 +53,12 @@ class CheckpointError(SparkgradError, RuntimeError):
 
 class ConfigError(SparkgradError, ValueError):
     """A run was configured with values that cannot work together."""
+
+
+# -- asynchronous training (issue 20): the parameter server and its workers ----------------------
+class WorkerLost(CommError):
+    """A worker of an asynchronous run died or stopped answering (the message names it)."""
+
+
+class ServerLost(CommError):
+    """The parameter server of an asynchronous run closed, failed or stopped answering."""

@@ -129,6 +129,11 @@ class Admission:
                 self._drain_one()
                 self._line.put_nowait(None)
 
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the accept and handshake threads to end (after :meth:`close`)."""
+        for thread in self._threads:
+            thread.join(timeout)
+
     def _drain_one(self) -> None:
         try:
             item = self._line.get_nowait()

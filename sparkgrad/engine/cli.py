@@ -215,6 +215,21 @@ def build_parser() -> argparse.ArgumentParser:
         default="fp32",
         help="fp16: autocast + loss scaling (GradScaler); bf16: autocast only; fp32: neither",
     )
+    # -- issue 20: asynchronous training through a parameter server on the driver --------
+    p.add_argument(
+        "--mode",
+        default="sync",
+        help="sync: the synchronous --strategy (default); async: a parameter server on the "
+        "driver applies each worker's gradient as it arrives; hogwild: lock-free updates of "
+        "shared weights; ssp: async, but no worker runs more than --staleness steps ahead",
+    )
+    p.add_argument(
+        "--staleness",
+        type=int,
+        default=None,
+        metavar="S",
+        help="--mode ssp: how many steps (clocks) a worker may run ahead of the slowest, >= 0",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     # -- profiler (issue 19): per-rank and merged Trace Event JSON ---------------------------
     p.add_argument(

@@ -28,6 +28,8 @@ from sparkgrad.errors import ConfigError
 from sparkgrad.parallel.registry import STRATEGIES, strategy_class
 
 SCHEDULES = ("1f1b", "gpipe")  # the pipeline's (sparkgrad.parallel.pipeline.schedules)
+# issue 20: how the workers meet: sync (the --strategy), or through the parameter server
+MODES = ("sync", "async", "hogwild", "ssp")
 
 #: The range of every float option, as ``--help`` shows it: (low, high, low_open, high_open).
 RANGES: dict[str, tuple[float, float, bool, bool]] = {
@@ -94,6 +96,11 @@ class RunConfig:
     recompute: str = "none"
     # -- profiler (issue 19): ``--profile DIR`` writes per-rank and merged traces there
     profile: str | None = None
+    # -- issue 20, asynchronous training (sparkgrad/parallel/asynchronous/): --mode sync keeps
+    # the synchronous --strategy; async, hogwild and ssp train through a parameter server on
+    # the driver; --staleness S (ssp only) bounds how far a worker may run ahead of the slowest
+    mode: str = "sync"
+    staleness: int | None = None
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> RunConfig:
@@ -125,6 +132,7 @@ class RunConfig:
                 f"--strategy {self.strategy})"
             )
         self._validate_strategy()
+        self._validate_mode()
         self._validate_numbers()
         self._validate_topology()
         if not self.hidden or min(self.hidden) < 1:
@@ -151,6 +159,48 @@ class RunConfig:
                 f"--fail-rank must be in 0..{self.world_size - 1}, found {self.fail_rank}"
             )
         return self
+
+    @property
+    def uses_parameter_server(self) -> bool:
+        """issue 20: train through the parameter server (async, hogwild, ssp; and sync when
+        ``extra["parameter_server"]`` asks for the server's bulk-synchronous mode)."""
+        return self.mode != "sync" or bool(self.extra.get("parameter_server"))
+
+    def _validate_mode(self) -> None:
+        """issue 20: a known mode; --staleness >= 0 and with --mode ssp only."""
+        if self.mode not in MODES:
+            raise ConfigError(f"--mode must be one of {', '.join(MODES)}, found {self.mode!r}")
+        if self.staleness is not None and self.mode != "ssp":
+            raise ConfigError(
+                f"--staleness bounds stale-synchronous training and needs --mode ssp, found "
+                f"--mode {self.mode} (drop --staleness, or use --mode ssp)"
+            )
+        if self.mode == "ssp" and self.staleness is None:
+            raise ConfigError("--mode ssp needs --staleness S (0 = sync, larger = more async)")
+        if self.staleness is not None and self.staleness < 0:
+            raise ConfigError(f"--staleness must be >= 0 (clocks ahead), found {self.staleness}")
+        if not self.uses_parameter_server:
+            return
+        if self.strategy != "data":
+            raise ConfigError(
+                f"--mode {self.mode} trains data-parallel workers through a parameter server; "
+                f"--strategy {self.strategy} cannot be combined with it (use --strategy data)"
+            )
+        from sparkgrad.dataset.sources import is_uri
+
+        uri = self.data if is_uri(str(self.data)) else None
+        for name, value in (
+            ("--checkpoint-dir", self.checkpoint_dir),
+            ("--gamma", self.gamma),
+            ("--data URI", uri),
+            (f"--precision {self.precision}", None if self.precision == "fp32" else 1),
+            ("--profile", self.profile),
+        ):
+            if value is not None:
+                raise ConfigError(
+                    f"{name} is not supported with --mode {self.mode} yet (the optimizer "
+                    "lives on the parameter server); use --mode sync"
+                )
 
     def _validate_model_options(self) -> None:
         """Sizes positive, heads dividing the width, and data that fits the model's task."""

@@ -157,19 +157,33 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: Any = None) -> dict
     check = TrainingCheck.for_model(config, model)  # the full model, before any strategy cuts it
     # --precision (issue 19): autocast around the step, fp16's loss scaling and scaled step;
     # the found-inf flag is agreed over every rank (sparkgrad/engine/precision.py)
-    amp = MixedPrecision(
-        config.precision, config.device, ctx.pg if ctx is not None and world > 1 else None
-    )
-    strategy = make_strategy(
-        config.strategy if world > 1 else "single",
-        model,
-        amp.optimizer_factory(
-            lambda params: build_optimizer(config.optimizer, params, config.lr, config.momentum)
-        ),
-        amp.loss_fn(spec.loss()),
-        **config.strategy_options(),
-    )
-    amp.attach(strategy)
+    collective = ctx is not None and world > 1 and not config.uses_parameter_server
+    amp = MixedPrecision(config.precision, config.device, ctx.pg if collective else None)
+    if config.uses_parameter_server:  # issue 20: a worker of the parameter server
+        from sparkgrad.parallel.asynchronous.worker import AsyncWorker
+
+        strategy = AsyncWorker.connect(
+            ctx.service_address,
+            ctx.secret,
+            rank,
+            world,
+            model,
+            lambda params: build_optimizer(config.optimizer, params, config.lr, config.momentum),
+            spec.loss(),
+            timeout=float(config.extra.get("ps_timeout", 60.0)),
+            faults=config.extra.get("ps_faults", {}).get(str(rank)),
+        )
+    else:
+        strategy = make_strategy(
+            config.strategy if world > 1 else "single",
+            model,
+            amp.optimizer_factory(
+                lambda params: build_optimizer(config.optimizer, params, config.lr, config.momentum)
+            ),
+            amp.loss_fn(spec.loss()),
+            **config.strategy_options(),
+        )
+        amp.attach(strategy)
     scheduler = None
     if config.gamma is not None:  # made before a resume loads the (already decayed) lr
         scheduler = sg.optim.lr_scheduler.StepLR(strategy.optimizer, 1, gamma=config.gamma)
@@ -261,15 +275,23 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: Any = None) -> dict
         profiler = RunProfiler(config.profile, ctx, config.sim_topology).start()
         trainer.step_callbacks.append(profiler.on_step)
     start = time.perf_counter()
-    history = trainer.fit(start_epoch, skip)
+    try:
+        history = trainer.fit(start_epoch, skip)
+    except BaseException:
+        if config.uses_parameter_server:  # issue 20: the server sees this worker go at once
+            strategy.close()
+        raise
     seconds = time.perf_counter() - start
     if profiler is not None:
         profiler.finish()
     state_dict = strategy.full_state_dict()  # a collective: every rank takes part
-    ranks = gather_reports(ctx, strategy, config.sim_topology)
+    if config.uses_parameter_server:  # issue 20: no collective among asynchronous workers
+        ranks = strategy.finish()  # DONE with this worker's time split, to the server
+    else:
+        ranks = gather_reports(ctx, strategy, config.sim_topology)
     if rank != 0:
         return None
-    comms = _comms_summary(ctx, config.sim_topology)
+    comms = _comms_summary(None if config.uses_parameter_server else ctx, config.sim_topology)
     return {
         "state_dict": {k: to_numpy(v) for k, v in state_dict.items()},
         "ranks": ranks,

@@ -46,6 +46,9 @@ PERMANENT = (
     errors.CheckpointError,
     errors.NonFiniteLossError,
     errors.DeviceError,
+    # issue 20: the parameter server stopped the run, or refuses a rerun's workers
+    errors.WorkerLost,
+    errors.ServerLost,
 )
 PERMANENT_ERRNO = {errno.EACCES, errno.EPERM, errno.EROFS}  # permission, read-only FS
 log = logging.getLogger("sparkgrad.engine")

@@ -46,6 +46,8 @@ class RunResult:
 
     vocab: str = ""  # a language model's characters, in id order
     precision: dict = field(default_factory=dict)  # --precision, final loss scale, skipped
+    # issue 20: the parameter server's statistics (pushes, staleness histograms, lost workers)
+    parameter_server: dict | None = None
 
     @property
     def test_accuracy(self) -> float:
@@ -66,6 +68,16 @@ class RunResult:
             f"wall={self.wall_seconds:.1f}s "
             f"comm_measured={self.comms['measured_s']:.3f}s "
             f"comm_predicted[{c.sim_topology}]={self.comms['predicted_s'] * 1e3:.3f}ms"
+        ) + self._async_text()
+
+    def _async_text(self) -> str:
+        """issue 20: `` mode=async pushes=N pushes_per_s=R max_staleness=K`` (or nothing)."""
+        ps = self.parameter_server
+        if not ps:
+            return ""
+        return (
+            f" mode={ps['mode']} pushes={ps['pushes']} pushes_per_s={ps['pushes_per_s']:.0f} "
+            f"max_clock_gap={ps['max_clock_gap']} lost_workers={len(ps['lost'])}"
         )
 
     def precision_line(self) -> str:
@@ -100,6 +112,7 @@ class RunResult:
             "resumed_from": self.resumed_from,
             "ranks": self.ranks,
             "precision": self.precision,
+            "parameter_server": self.parameter_server,
         }
 
 
@@ -145,6 +158,11 @@ def _spark_run(config: RunConfig) -> dict:
     spark = local_session(f"local[{config.world_size},{retries}]", app_name="sparkgrad-train")
     check_device(config, spark.sparkContext.master)  # before any task starts
     progress = DriverProgress(config.progress)
+    service = None
+    if config.uses_parameter_server:  # issue 20: the parameter server lives on the driver
+        from sparkgrad.engine.async_launch import DriverService
+
+        service = DriverService(config, spark.sparkContext.master)
     try:
         runner = SparkRunner(
             spark,
@@ -157,6 +175,8 @@ def _spark_run(config: RunConfig) -> dict:
 
             corpus = read_corpus(config.data, spark)  # read once here, handed to every task
             return runner.run(train_rank, config.to_dict(), corpus)
+        if service is not None:  # issue 20: the final weights come from the server
+            return service.merge(runner.run(train_rank, config.to_dict(), service=service))
         if MODELS[config.model].task is not DIGITS or not is_uri(config.data):
             return runner.run(train_rank, config.to_dict())
         # Spark reads the files where they live; task r receives only rank r's shard
@@ -214,6 +234,7 @@ def run(config: RunConfig) -> RunResult:
         ranks=out.get("ranks", []),
         vocab=out.get("vocab", ""),
         precision=out.get("precision", {}),
+        parameter_server=out.get("parameter_server"),
     )
     if config.export:
         from sparkgrad import __version__

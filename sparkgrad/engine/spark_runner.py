@@ -121,6 +121,10 @@ class RankContext:
     group: Any
     log: logging.Logger
     records: list | None = None  # this rank's partition of ``run(..., inputs=rdd)``
+    # issue 20: ``run(..., service=...)``: where the driver's service (the parameter server)
+    # listens, and the job secret that authenticates the ranks to it
+    service_address: tuple[str, int] | None = None
+    secret: bytes = field(default=b"", repr=False)
 
     @property
     def pg(self) -> Any:
@@ -145,6 +149,7 @@ class _Job:
     chunk_bytes: int
     secret: bytes = field(repr=False)
     has_inputs: bool = False
+    service_address: tuple[str, int] | None = None  # issue 20: the driver's service
 
 
 def _interrupt_main(thread_id: int) -> None:
@@ -187,6 +192,7 @@ def _run_rank(job: _Job, partition: Iterator[Any]) -> Iterator[tuple]:
         group = dist.state.default_group()
         logger = rank_logger(sender, attempt)
         ctx = RankContext(rank, job.world_size, attempt, group, logger, records)
+        ctx.service_address, ctx.secret = job.service_address, job.secret
         writer = LineWriter(sender)
         with contextlib.redirect_stdout(writer):
             value = job.fn(ctx, *job.args)
@@ -209,6 +215,16 @@ def _run_rank(job: _Job, partition: Iterator[Any]) -> Iterator[tuple]:
     context.barrier()
     if payload is not None:
         yield from result_payload.split(payload, job.chunk_bytes)
+
+
+@contextlib.contextmanager
+def _closing(served: Any) -> Iterator[Any]:
+    """Close the driver's service (if any) when the job ends, however it ends."""
+    try:
+        yield served
+    finally:
+        if served is not None:
+            served.close()
 
 
 def _agreed_attempt(transport: Any, attempt: int, timeout: float) -> int:
@@ -252,12 +268,18 @@ class SparkRunner:
         self.log_sink, self.chunk_bytes = log_sink, chunk_bytes
         self.quiet = quiet
 
-    def run(self, fn: Callable[..., Any], *args: Any, inputs: Any = None) -> Any:
+    def run(
+        self, fn: Callable[..., Any], *args: Any, inputs: Any = None, service: Any = None
+    ) -> Any:
         """Run ``fn(ctx, *args)`` on every rank; return rank 0's return value.
 
         ``inputs``: an RDD with ``world_size`` partitions (e.g. the per-rank shards of
         :func:`sparkgrad.dataset.shard_uri`); rank ``r`` finds partition ``r`` in
         ``ctx.records``, so a task reads only its own shard.
+        ``service(secret, bind_host)``: a server to run on the driver for the job's length
+        (issue 20: the parameter server); it returns an object with ``address`` and
+        ``close()``, the ranks find ``(driver host, its port)`` in ``ctx.service_address``
+        and authenticate to it with ``ctx.secret``.
         """
         if inputs is not None and inputs.getNumPartitions() != self.world_size:
             raise errors.ConfigError(
@@ -274,7 +296,8 @@ class SparkRunner:
         secret = secrets.token_bytes(32)
         tag = f"sparkgrad-{secrets.token_hex(4)}"
         watch = JobWatch(sc, tag, self.log_sink, self.quiet)
-        with LogServer(secret, self.world_size, bind_host, watch.sink) as logs:
+        served = service(secret, bind_host) if service is not None else None
+        with LogServer(secret, self.world_size, bind_host, watch.sink) as logs, _closing(served):
             watch.logs = logs
             job = _Job(
                 fn,
@@ -285,6 +308,7 @@ class SparkRunner:
                 self.chunk_bytes,
                 secret,
                 has_inputs=inputs is not None,
+                service_address=(driver_host, served.address[1]) if served is not None else None,
             )
             rdd = inputs or sc.parallelize(range(self.world_size), self.world_size)
             ranks = rdd.barrier().mapPartitions(functools.partial(_run_rank, job))
