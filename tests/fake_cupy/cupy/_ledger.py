@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ class Event:
     what: str
     nbytes: int
     where: str
+    thread: int = 0  # threading.get_ident() of the caller (thread ranks share one ledger)
 
     def __str__(self) -> str:
         size = f" {self.nbytes} B" if self.nbytes else ""
@@ -60,7 +62,7 @@ def _caller() -> str:
 
 def record(kind: str, what: str, nbytes: int = 0) -> None:
     """Write one event (``kind`` one of :data:`KINDS`)."""
-    events.append(Event(kind, what, int(nbytes), _caller()))
+    events.append(Event(kind, what, int(nbytes), _caller(), threading.get_ident()))
 
 
 def counts() -> Counter:
