@@ -106,7 +106,7 @@ def environment(args: argparse.Namespace) -> dict[str, str]:
 
 def preflight(env: dict[str, str], fake: bool) -> dict:
     """Import everything, ask CuPy and PyTorch about the GPU; ``Failed(status=2)`` if not."""
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - the script may meet any python3
         raise Failed(f"Python 3.10+ needed, found {sys.version.split()[0]}", 2)
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, ",".join(NEEDED)],

@@ -74,7 +74,6 @@ def build_models(hidden: tuple[int, ...], device: str, seed: int = 0) -> tuple[A
 def _synchronize(device: str) -> Callable[[], None]:
     if device != "cuda":
         return lambda: None
-    import torch
 
     xp = get_array_module("cuda")
 

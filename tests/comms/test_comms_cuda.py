@@ -45,10 +45,14 @@ def _every_collective(pg):
     checks["all_gather"] = (pg.all_gather(dev), np.stack(ins))
     rows = [exact_input(i, count * n, np.float32) for i in range(n)]
     checks["reduce_scatter"] = (
-        pg.reduce_scatter(cupy.asarray(rows[r])), sum(rows)[r * count : (r + 1) * count]
+        pg.reduce_scatter(cupy.asarray(rows[r])),
+        sum(rows)[r * count : (r + 1) * count],
     )
     blocks = [exact_input(i, count * n, np.float32).reshape(n, count) for i in range(n)]
-    checks["all_to_all"] = (pg.all_to_all(cupy.asarray(blocks[r])), np.stack([b[r] for b in blocks]))
+    checks["all_to_all"] = (
+        pg.all_to_all(cupy.asarray(blocks[r])),
+        np.stack([b[r] for b in blocks]),
+    )
     out = cupy.zeros(count, np.float32)
     pg.scatter(out, cupy.asarray(blocks[0]) if r == 0 else None, root=0)
     checks["scatter"] = (out, blocks[0][r])

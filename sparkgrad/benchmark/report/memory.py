@@ -106,7 +106,6 @@ def _build(engine: str, hidden: tuple[int, ...], batch: int, optimizer: str, dev
         import torch
 
         from sparkgrad.benchmark.torch_ddp_job import torch_mlp, torch_optimizer
-
         from sparkgrad.benchmark.torch_device import torch_device
 
         device = torch_device(device)  # the CPU under the CuPy stand-in

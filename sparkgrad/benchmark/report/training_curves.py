@@ -28,9 +28,9 @@ import sparkgrad as sg
 from sparkgrad.autodiff.backend import to_numpy
 from sparkgrad.benchmark.step import _synchronize
 from sparkgrad.benchmark.torch_ddp_job import torch_mlp, torch_optimizer
+from sparkgrad.benchmark.torch_device import torch_device
 from sparkgrad.dataset import load_mnist
 from sparkgrad.engine.model import build_mlp, build_optimizer
-from sparkgrad.benchmark.torch_device import torch_device
 
 ENGINES = ("sparkgrad", "pytorch")
 

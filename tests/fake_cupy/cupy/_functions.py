@@ -22,14 +22,16 @@ SYNCING = {"nonzero", "argwhere", "flatnonzero", "unique", "extract", "compress"
 # NumPy answers these with Python values; CuPy with 0-d device arrays
 AS_DEVICE_SCALAR = {"allclose", "array_equal", "array_equiv"}
 # functions whose later positional arguments are host parameters (shapes, axes, pads)
-SHAPE_FUNCS = set("""transpose reshape broadcast_to tile pad expand_dims moveaxis squeeze
+SHAPE_FUNCS = set(
+    """transpose reshape broadcast_to tile pad expand_dims moveaxis squeeze
 split array_split roll flip rot90 swapaxes sum mean max min amax amin prod any all std var
-argmax argmin cumsum cumprod repeat zeros ones empty full""".split())
+argmax argmin cumsum cumprod repeat zeros ones empty full""".split()
+)
 SHAPE_FIRST = {"zeros", "ones", "empty", "full"}  # the shape comes first
 
 
 class ufunc:  # noqa: N801 - CuPy's name
-    """A NumPy ufunc on device arrays: ``__call__`` plus ``at``/``reduce``/``accumulate``/``outer``."""
+    """A NumPy ufunc on device arrays: called, or ``at``/``reduce``/``accumulate``/``outer``."""
 
     def __init__(self, np_ufunc: np.ufunc) -> None:
         self._u = np_ufunc

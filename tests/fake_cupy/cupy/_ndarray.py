@@ -317,8 +317,10 @@ def _unary(name: str) -> Any:
     return method
 
 
-_SHAPE_METHODS = set("""reshape transpose squeeze swapaxes sum mean max min prod any all std
-var argmax argmin cumsum cumprod repeat""".split())
+_SHAPE_METHODS = set(
+    """reshape transpose squeeze swapaxes sum mean max min prod any all std
+var argmax argmin cumsum cumprod repeat""".split()
+)
 
 
 def _plain(name: str) -> Any:
