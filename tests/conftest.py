@@ -16,6 +16,19 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # loopback only, for every Spark test
+
+# SPARKGRAD_FAKE_CUDA=1: `import cupy` finds the strict CPU stand-in (tests/fake_cupy), here
+# and in every process the tests spawn (ranks, Spark workers: through PYTHONPATH), so the
+# cuda-marked tests run without a GPU. Never active unless asked (see tests/fake_cupy).
+if os.environ.get("SPARKGRAD_FAKE_CUDA") == "1":
+    import sys
+
+    _FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_cupy")
+    if _FAKE not in sys.path:
+        sys.path.insert(0, _FAKE)
+    _paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if _FAKE not in _paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([_FAKE, *filter(None, _paths)])
 # Tests run many small matrices, often several processes at once (ranks, Spark workers) on
 # 2 cores: one BLAS/OpenMP thread each avoids oversubscription (10-40x slowdowns seen).
 # Benchmarks set their own thread counts; no test measures time.

@@ -241,7 +241,7 @@ def t(x: Tensor) -> Tensor:
 
 def getitem(x: Tensor, index: Any) -> Tensor:
     """``x[index]``: slices, integers, integer arrays/tensors, boolean masks."""
-    return sh.GetItem.apply(x, index=raw_index(index))
+    return sh.GetItem.apply(x, index=raw_index(index, x.device))
 
 
 def narrow(input: Tensor, dim: int, start: Any, length: int) -> Tensor:  # noqa: A002

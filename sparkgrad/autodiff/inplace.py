@@ -150,20 +150,26 @@ def _write_back_into_base(view: Tensor) -> None:
 
 
 # ---- the in-place methods of Tensor ---------------------------------------------------
-def raw_index(index: Any) -> Any:
-    """An index with Tensors and lists turned into arrays, as NumPy wants it."""
-    if isinstance(index, Tensor):
-        return index.array
-    if isinstance(index, tuple):
-        return tuple(i.array if isinstance(i, Tensor) else i for i in index)
-    if isinstance(index, list):
-        return np.asarray(index)
-    return index
+def raw_index(index: Any, device: str = "cpu") -> Any:
+    """An index with Tensors and lists turned into arrays on ``device`` (the indexed tensor's).
+
+    A host index into GPU data is copied to the GPU here, once: left on the host, CuPy would
+    copy it again in every op that reads it (the forward, and the backward's scatter).
+    """
+
+    def part(i: Any) -> Any:
+        if isinstance(i, Tensor):
+            i = i.array
+        elif isinstance(i, list):
+            i = np.asarray(i)
+        return to_device(i, device) if hasattr(i, "shape") else i
+
+    return tuple(part(i) for i in index) if isinstance(index, tuple) else part(index)
 
 
 def setitem(t: Tensor, index: Any, value: Any) -> None:
     """``t[index] = value``: slices, integers, integer and boolean masks; differentiable."""
-    index = raw_index(index)
+    index = raw_index(index, t.device)
     if isinstance(value, (list, tuple)):
         value = np.asarray(value)
     if not _records(t, (value,)):

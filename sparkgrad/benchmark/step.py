@@ -28,6 +28,7 @@ import numpy as np
 import sparkgrad as sg
 from sparkgrad.autodiff.backend import get_array_module, to_device
 from sparkgrad.benchmark.step_models import MODEL_CHOICES
+from sparkgrad.benchmark.torch_device import torch_device, torch_synchronize
 
 PAUSE_S = 0.3
 
@@ -64,7 +65,7 @@ def build_models(hidden: tuple[int, ...], device: str, seed: int = 0) -> tuple[A
         if i < len(sizes) - 2:
             t_layers += [torch.nn.ReLU()]
             s_layers += [sg.nn.ReLU()]
-    t_model = torch.nn.Sequential(*t_layers).to(device)
+    t_model = torch.nn.Sequential(*t_layers).to(torch_device(device))
     s_model = sg.nn.Sequential(*s_layers)
     s_model.load_state_dict({k: v.detach().cpu().numpy() for k, v in t_model.state_dict().items()})
     return t_model, s_model.to(device)
@@ -73,12 +74,11 @@ def build_models(hidden: tuple[int, ...], device: str, seed: int = 0) -> tuple[A
 def _synchronize(device: str) -> Callable[[], None]:
     if device != "cuda":
         return lambda: None
-    import torch
 
     xp = get_array_module("cuda")
 
     def sync() -> None:
-        torch.cuda.synchronize()
+        torch_synchronize(device)
         xp.cuda.Device().synchronize()
 
     return sync
@@ -91,7 +91,8 @@ def _make_steps(device: str, optimizer: str, batch: int, hidden: tuple[int, ...]
     rng = np.random.default_rng(0)
     x = rng.random((batch, 784), dtype=np.float32)
     y = rng.integers(0, 10, batch)
-    tx, ty = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+    t_dev = torch_device(device)
+    tx, ty = torch.from_numpy(x).to(t_dev), torch.from_numpy(y).to(t_dev)
     sx, sy = sg.tensor(x, device=device), sg.tensor(y, device=device)
     if optimizer == "sgd":
         t_opt = torch.optim.SGD(t_model.parameters(), lr=0.01, momentum=0.9)

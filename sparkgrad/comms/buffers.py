@@ -24,16 +24,20 @@ def is_cupy(array: Any) -> bool:
     return cp is not None and isinstance(array, cp.ndarray)
 
 
-def host_buffer(array: Any) -> tuple[np.ndarray, Callable[[], None] | None]:
-    """``(contiguous NumPy array, write_back or None)`` for a NumPy or CuPy ``array``."""
+def host_buffer(array: Any, fill: bool = True) -> tuple[np.ndarray, Callable[[], None] | None]:
+    """``(contiguous NumPy array, write_back or None)`` for a NumPy or CuPy ``array``.
+
+    ``fill=False`` for a buffer that is only written (a ``recv``): the host copy starts
+    empty instead of copying the old values over (from the GPU: one transfer saved).
+    """
     if isinstance(array, np.ndarray):
         dtype_code(array.dtype)  # a clear error for dtypes that cannot travel
         if array.flags.c_contiguous:
             return array, None
-        work = np.ascontiguousarray(array)
+        work = np.ascontiguousarray(array) if fill else np.empty(array.shape, array.dtype)
         return work, lambda: np.copyto(array, work)
     if is_cupy(array):
-        work = array.get()
+        work = array.get() if fill else np.empty(array.shape, array.dtype)
         dtype_code(work.dtype)
 
         def write_back() -> None:

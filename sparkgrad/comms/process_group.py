@@ -238,7 +238,9 @@ class ProcessGroup(Communicator):
                 f"{kind}: expected a peer rank in 0..{self.size - 1} other than "
                 f"{self.rank}, found {peer}"
             )
-        buf, back = host_buffer(array)
+        buf, back = host_buffer(array, fill=kind == "send")
+        if kind == "send":
+            back = None  # sending leaves the array as it was: nothing to write back
         key = (kind, peer)
         self._p2p_seq[key] += 1
         fingerprint = f"send/recv({_detail(buf)})"

@@ -57,10 +57,18 @@ class GPT(nn.Module):
     def forward(self, ids: Tensor) -> Tensor:
         check_token_ids(ids, self.vocab_size, self.context)
         t = ids.shape[1]
-        x = self.token(ids) + self.position(sg.arange(t, device=ids.device))
+        x = self.token(ids) + self.position(self._arange(t, ids.device))
         mask = nn.Transformer.generate_square_subsequent_mask(t, device=ids.device)
         x = self.blocks(self.dropout(x), mask=mask, is_causal=True)
         return self.head(self.norm(x))
+
+    def _arange(self, t: int, device: str) -> Tensor:
+        """``arange(t)`` on ``device``, made once per length (built on the host, a GPU step
+        would copy it over every time); not a buffer, so not in the state_dict."""
+        cached = self.__dict__.get("_arange_cache")
+        if cached is None or cached.device != device or cached.shape[0] != t:
+            cached = self.__dict__["_arange_cache"] = sg.arange(t, device=device)
+        return cached
 
     def generate(
         self,

@@ -94,10 +94,10 @@ def check_token_ids(ids: Tensor, vocab_size: int, context: int | None = None) ->
             f"a sequence of {ids.shape[1]} tokens is longer than the model's context of "
             f"{context} (--context)"
         )
-    values = ids.array  # the backend's array: only two scalars leave the device
-    low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
-    if low < 0 or high >= vocab_size:
-        bad = low if low < 0 else high
+    values = ids.array  # the backend's array: one scalar leaves the device (more on error)
+    if values.size and bool(((values < 0) | (values >= vocab_size)).any()):
+        low = int(values.min())
+        bad = low if low < 0 else int(values.max())
         raise ConfigError(
             f"token id {bad} is outside the vocabulary (expected 0..{vocab_size - 1})"
         )

@@ -40,11 +40,21 @@ class RandomShift(nn.Module):
         n, side, p = x.shape[0], x.shape[1], self.pad
         padded = sg.zeros(n, side + 2 * p, side + 2 * p, dtype=x.dtype, device=x.device)
         padded[:, p : p + side, p : p + side] = x
-        dy = sg.randint(0, 2 * p + 1, (n, 1, 1)).numpy()
-        dx = sg.randint(0, 2 * p + 1, (n, 1, 1)).numpy()
-        rows = dy + sg.arange(side).numpy()[None, :, None]
-        cols = dx + sg.arange(side).numpy()[None, None, :]
-        return padded[sg.arange(n).numpy()[:, None, None], rows, cols]
+        dy = sg.randint(0, 2 * p + 1, (n, 1, 1))  # drawn by the seeded generator (host)
+        dx = sg.randint(0, 2 * p + 1, (n, 1, 1))
+        shifts = sg.stack([dy, dx]).to(x.device)  # one host→device copy of 2n numbers
+        iota = self._iota(max(n, side), x.device)  # 0, 1, 2, ... kept on x's device
+        rows = shifts[0] + iota[:side].reshape(1, side, 1)
+        cols = shifts[1] + iota[:side].reshape(1, 1, side)
+        return padded[iota[:n].reshape(n, 1, 1), rows, cols]  # indices on the data's device
+
+    def _iota(self, length: int, device: str) -> Tensor:
+        """``arange(length)`` on ``device``, made once (not a buffer: not in the state_dict)."""
+        cached = self.__dict__.get("_iota_cache")
+        if cached is None or cached.device != device or cached.shape[0] < length:
+            cached = sg.arange(length, device=device)
+            self.__dict__["_iota_cache"] = cached
+        return cached
 
 
 class VisionTransformer(nn.Module):

@@ -66,3 +66,28 @@ def exiting_run(rank: int, code: int) -> None:
 def record_secret(rank: int, out_dir: str) -> None:
     with open(os.path.join(out_dir, f"secret{rank}"), "w") as f:
         f.write(os.environ.get("SPARKGRAD_SECRET", ""))
+
+
+def cuda_run(rank: int, size: int, out_dir: str) -> None:
+    """The tutorial's collectives on ``device="cuda"`` tensors, in a child process (which
+    finds CuPy, or the stand-in through ``PYTHONPATH``); results saved on the CPU."""
+    import cupy
+
+    dist.init_process_group("gloo", rank=rank, world_size=size)
+    total = sg.tensor([rank + 1.0, 10.0 * (rank + 1)], device="cuda")
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    rows = [sg.zeros(2, device="cuda") for _ in range(size)]
+    dist.all_gather(rows, sg.full((2,), float(rank), device="cuda"))
+    p2p = sg.ones(3, device="cuda") * 7.0 if rank == 0 else sg.zeros(3, device="cuda")
+    if rank == 0:
+        dist.send(tensor=p2p, dst=1)
+    else:
+        dist.recv(tensor=p2p, src=0)
+    stays = all(isinstance(t.array, cupy.ndarray) for t in (total, p2p, *rows))
+    fake = bool(getattr(cupy, "IS_SPARKGRAD_FAKE", False))
+    sg.save(
+        {"sum": total.cpu(), "rows": [r.cpu() for r in rows], "p2p": p2p.cpu(),
+         "on_gpu": stays, "fake": fake},
+        os.path.join(out_dir, f"cuda{rank}.pt"),
+    )  # fmt: skip
+    dist.destroy_process_group()

@@ -219,6 +219,7 @@ def test_to_changes_arrays_in_place_keeping_parameter_objects():
     assert all(p.dtype == np.float32 and p.device == "cpu" for p in params)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not sg.cuda_is_available(), reason="needs CuPy and an NVIDIA GPU")
 def test_to_cuda_moves_parameters_and_grads():
     model = mlp(nn, hidden=8)

@@ -63,8 +63,8 @@ def canonical_mask(
         return mask
     raw = mask.array
     xp = get_array_module(mask.device)
-    out = xp.where(raw, xp.asarray(-np.inf, dtype=target_type), xp.zeros((), dtype=target_type))
-    return Tensor._wrap(out)
+    # Python scalars, not 0-d arrays: on the GPU those would be copied over from the host
+    return Tensor._wrap(xp.where(raw, -np.inf, 0.0).astype(target_type, copy=False))
 
 
 def generate_square_subsequent_mask(sz: int, device: Any = None, dtype: Any = None) -> Tensor:
@@ -72,7 +72,7 @@ def generate_square_subsequent_mask(sz: int, device: Any = None, dtype: Any = No
     xp = get_array_module(resolve(device))
     dtype = get_default_dtype() if dtype is None else dtype
     upper = ~xp.tri(sz, sz, 0, dtype=bool)
-    return Tensor._wrap(xp.where(upper, xp.asarray(-np.inf, dtype=dtype), xp.zeros((), dtype)))
+    return Tensor._wrap(xp.where(upper, -np.inf, 0.0).astype(dtype, copy=False))
 
 
 def detect_is_causal_mask(mask: Tensor | None, is_causal: bool | None, size: int | None) -> bool:

@@ -48,16 +48,12 @@ def safe_softmax_(s: Any) -> Any:
     """Softmax over the last dim, in place; rows that are all -inf become all 0 (PyTorch)."""
     xp = array_module(s)
     m = s.max(axis=-1, keepdims=True)
-    dead = xp.isneginf(m)
-    any_dead = bool(dead.any())
-    if any_dead:
-        m[dead] = 0  # exp(-inf - 0) = 0: the row sums to 0 instead of 0/0 = nan
+    dead = xp.isneginf(m)  # no `if dead.any()`: on the GPU that would make the host wait
+    m = xp.where(dead, 0, m)  # exp(-inf - 0) = 0: the row sums to 0 instead of 0/0 = nan
     s -= m  # max subtracted: every exponent <= 0, nothing overflows
     xp.exp(s, out=s)
     total = s.sum(axis=-1, keepdims=True)
-    if any_dead:
-        total[dead] = 1  # 0 / 1: the dead row's probabilities are all 0
-    s /= total
+    s /= xp.where(dead, 1, total)  # 0 / 1: the dead row's probabilities are all 0
     return s
 
 

@@ -306,7 +306,8 @@ class Embedding(Function):
     def forward(ctx: Context, weight: Any, indices: Any, padding_idx: int | None = None) -> Any:
         if indices.dtype.kind not in "iu":
             raise TypeError(f"embedding indices must be integers, found dtype {indices.dtype}")
-        if indices.size and (indices.min() < 0 or indices.max() >= weight.shape[0]):
+        outside = (indices < 0) | (indices >= weight.shape[0])
+        if indices.size and outside.any():  # one scalar to the host (a GPU sync), not two
             raise IndexError(f"embedding index out of range for {weight.shape[0]} rows")
         ctx.save_for_backward(indices)
         ctx.shape, ctx.padding_idx = weight.shape, padding_idx

@@ -19,8 +19,10 @@ instead of two. So, on the CPU, we call it through SciPy, with two precautions:
   sum is rounded to float32 as a fused multiply-add would round it (but for one case in
   ~2**29, when the float64 sum lands exactly halfway between two float32 neighbours).
 
-Everywhere else (CuPy arrays, no SciPy, non-contiguous ``y``) two array ops do the same
-maths with the extra rounding. Either way ``y`` is updated in place.
+On the GPU, ``axpy`` is one CuPy ``ElementwiseKernel`` computing CUDA's ``fma(a, x, y)``:
+one pass, rounded once, as PyTorch's CPU kernel. Everywhere else (no SciPy, non-contiguous
+``y``, mixed dtypes) two array ops do the same maths with the extra rounding. Either way
+``y`` is updated in place.
 
 ``addcmul`` (``y.addcmul_(x1, x2, value=v)``, the running averages of squared gradients
 in Adam, RMSprop, Adadelta and Adagrad) is fused as well: PyTorch's compiled kernel is
@@ -63,7 +65,23 @@ def axpy(alpha: float, x: Any, y: Any, scratch: Any) -> None:
         if body < n:
             _fma_float32(alpha, xf[body:], yf[body:])
         return
-    y += array_module(y).multiply(x, alpha, out=scratch)
+    xp = array_module(y)
+    if xp is not np and x.dtype == y.dtype and y.dtype in (np.float32, np.float64):
+        _cuda_axpy(xp)(y.dtype.type(alpha), x, y)  # a NumPy scalar: typed, not copied over
+        return
+    y += xp.multiply(x, alpha, out=scratch)
+
+
+_CUDA_AXPY: list[Any] = []  # the compiled kernel, made on first use
+
+
+def _cuda_axpy(cp: Any) -> Any:
+    """``y = fma(alpha, x, y)`` as a CuPy kernel (float and double overloads of CUDA's fma)."""
+    if not _CUDA_AXPY:
+        _CUDA_AXPY.append(
+            cp.ElementwiseKernel("T alpha, T x", "T y", "y = fma(alpha, x, y)", "sparkgrad_axpy")
+        )
+    return _CUDA_AXPY[0]
 
 
 def _fma_float32(alpha: float, x: np.ndarray, y: np.ndarray) -> None:

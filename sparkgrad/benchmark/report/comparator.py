@@ -51,7 +51,9 @@ def check_device(device: str) -> str:
     if device == "cuda":
         import torch
 
-        if not torch.cuda.is_available():
+        from sparkgrad.benchmark.torch_device import cupy_is_stand_in
+
+        if not torch.cuda.is_available() and not cupy_is_stand_in():
             raise DeviceError("--device cuda: CuPy sees a GPU but PyTorch has no CUDA build")
     return device
 

@@ -108,4 +108,8 @@ def collect_environment(device: str = "cpu", threads: int | None = None) -> dict
     }
     env.update({name: package_version(dists) for name, dists in PACKAGES.items()})
     env["git_commit"] = git_commit()
+    if device == "cuda":  # a rehearsal on the CPU stand-in of CuPy measures no GPU
+        from sparkgrad.benchmark.torch_device import cupy_is_stand_in
+
+        env["cupy_stand_in"] = cupy_is_stand_in()
     return env

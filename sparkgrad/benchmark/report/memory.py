@@ -106,7 +106,9 @@ def _build(engine: str, hidden: tuple[int, ...], batch: int, optimizer: str, dev
         import torch
 
         from sparkgrad.benchmark.torch_ddp_job import torch_mlp, torch_optimizer
+        from sparkgrad.benchmark.torch_device import torch_device
 
+        device = torch_device(device)  # the CPU under the CuPy stand-in
         model = torch_mlp(hidden, seed=0).to(device)
         opt = torch_optimizer(optimizer, model.parameters(), 1e-3, 0.9)
         loss_fn = torch.nn.CrossEntropyLoss()
@@ -134,6 +136,11 @@ def _gpu_reader(engine: str) -> tuple:
 
         return (lambda: None), read
     import torch
+
+    from sparkgrad.benchmark.torch_device import cupy_is_stand_in
+
+    if cupy_is_stand_in():  # PyTorch runs on the CPU there: no GPU memory to read
+        return (lambda: None), (lambda: 0.0)
 
     def start() -> None:
         torch.cuda.synchronize()

@@ -28,6 +28,7 @@ import sparkgrad as sg
 from sparkgrad.autodiff.backend import to_numpy
 from sparkgrad.benchmark.step import _synchronize
 from sparkgrad.benchmark.torch_ddp_job import torch_mlp, torch_optimizer
+from sparkgrad.benchmark.torch_device import torch_device
 from sparkgrad.dataset import load_mnist
 from sparkgrad.engine.model import build_mlp, build_optimizer
 
@@ -76,7 +77,7 @@ def _engines(
     s_model = build_mlp(hidden, seed).to(device)
     s_opt = build_optimizer(optimizer, s_model.parameters(), lr, momentum)
     s_loss = sg.nn.CrossEntropyLoss()
-    t_model = torch_mlp(hidden, seed).to(device)
+    t_model = torch_mlp(hidden, seed).to(torch_device(device))
     t_opt = torch_optimizer(optimizer, t_model.parameters(), lr, momentum)
     t_loss = torch.nn.CrossEntropyLoss()
 
@@ -110,7 +111,7 @@ def _to_engine(engine: str, array: np.ndarray, device: str) -> Any:
         return sg.tensor(array, device=device)
     import torch
 
-    return torch.from_numpy(array).to(device)
+    return torch.from_numpy(array).to(torch_device(device))
 
 
 def train_both(
