@@ -133,7 +133,7 @@ class RankContext:
     attempt: int
     group: Any
     log: logging.Logger
-    records: list | None = None  # this rank's partition of ``run(..., inputs=rdd)``
+    records: Any = None  # this rank's partition of ``run(..., inputs=...)``: list or Arrow table
 
     @property
     def pg(self) -> Any:

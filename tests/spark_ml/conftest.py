@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,8 +42,13 @@ def spark() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def spark_cluster() -> Iterator[Any]:
-    """``local-cluster[2,1,1024]``: two executor JVMs, so the two ranks are two processes."""
-    yield from _session("local-cluster[2,1,1024]")
+    """``local-cluster[2,1,1024]``: two executor JVMs, so the two ranks are two processes.
+
+    The executors import sparkgrad from this checkout (a worktree may differ from the
+    installed copy), hence their ``PYTHONPATH``.
+    """
+    root = str(Path(__file__).resolve().parents[2])
+    yield from _session("local-cluster[2,1,1024]", **{"spark.executorEnv.PYTHONPATH": root})
 
 
 def write_digits_csv(path: str, split: str, rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,11 +86,14 @@ def digits_pipeline(**params: Any) -> Any:
 
     from sparkgrad.spark.ml import SparkgradClassifier
 
-    assemble = VectorAssembler(
-        inputCols=[f"_c{i}" for i in range(1, 785)], outputCol="pixels"
-    )
+    assemble = VectorAssembler(inputCols=[f"_c{i}" for i in range(1, 785)], outputCol="pixels")
     scale = ElementwiseProduct(
         scalingVec=Vectors.dense([1 / 255] * 784), inputCol="pixels", outputCol="features"
     )
-    defaults = {"labelCol": "_c0", "maxIter": 4, "batchSize": 32, "model": {"name": "mlp", "hidden": [64]}}
+    defaults = {
+        "labelCol": "_c0",
+        "maxIter": 4,
+        "batchSize": 32,
+        "model": {"name": "mlp", "hidden": [64]},
+    }
     return Pipeline(stages=[assemble, scale, SparkgradClassifier(**{**defaults, **params})])

@@ -91,7 +91,7 @@ def to_model_spec(value: Any) -> str:
             ) from None
     if not isinstance(value, dict) or not isinstance(value.get("name"), str):
         raise ConfigError(
-            f"model must be a JSON object with a \"name\", such as "
+            f'model must be a JSON object with a "name", such as '
             f"{json.dumps(DEFAULT_MODEL)}, found {value!r}"
         )
     try:

@@ -95,7 +95,9 @@ class SparkgradModelReader(MLReader):
                 f"{task!r} and spec {spec!r}"
             )
         weights_path = _join(path, WEIGHTS)
-        arrays, header = parse_safetensors(read_bytes(self.sparkSession, weights_path), weights_path)
+        arrays, header = parse_safetensors(
+            read_bytes(self.sparkSession, weights_path), weights_path
+        )
         if DIGEST_KEY not in header:
             raise CheckpointError(f"{weights_path}: expected a SHA-256 in its header, found none")
         spec_text = json.dumps(spec, sort_keys=True)

@@ -49,7 +49,7 @@ def parse(text_or_dict: str | dict) -> dict:
             isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden
         ):
             raise ConfigError(
-                f"model mlp: \"hidden\" must be a list of positive widths such as [256, 256], "
+                f'model mlp: "hidden" must be a list of positive widths such as [256, 256], '
                 f"found {hidden!r}"
             )
         spec["hidden"] = hidden
@@ -78,7 +78,7 @@ def resolve(spec: dict, num_features: int, num_outputs: int) -> dict:
         )
     for key, value in (("in", num_features), ("out", fixed_out or num_outputs)):
         if key in spec and spec[key] != value:
-            raise ConfigError(f"model {name!r}: \"{key}\" is {spec[key]}, the data gives {value}")
+            raise ConfigError(f'model {name!r}: "{key}" is {spec[key]}, the data gives {value}')
         spec[key] = value
     return spec
 
