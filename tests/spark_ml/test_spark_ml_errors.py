@@ -143,3 +143,14 @@ def test_load_tampered_metadata(saved, tmp_path):
             os.remove(os.path.join(path, "metadata", f))
     with pytest.raises(CheckpointError, match="describe different models"):
         SparkgradClassificationModel.load(path)
+
+
+def test_save_and_load_through_a_hadoop_uri(saved, tmp_path):
+    """A ``file://`` URI goes through Hadoop's FileSystem, as ``hdfs://`` would."""
+    _, model = saved
+    uri = (tmp_path / "via-uri").as_uri()
+    model.write().overwrite().save(uri)
+    assert os.path.isfile(tmp_path / "via-uri" / "data" / "model.safetensors")
+    assert not [f for f in os.listdir(tmp_path / "via-uri" / "data") if ".tmp-" in f]
+    loaded = SparkgradClassificationModel.load(uri)
+    np.testing.assert_array_equal(loaded.stateDict()["0.weight"], model.stateDict()["0.weight"])
