@@ -10,6 +10,7 @@ rows. The reference below writes that order out with NumPy and trains plain spar
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import sparkgrad as sg
 from sparkgrad.dataset import DistributedSampler
@@ -46,7 +47,12 @@ def _reference(x: np.ndarray, y: np.ndarray, world: int) -> dict[str, np.ndarray
     return {k: v.numpy() for k, v in model.state_dict().items()}
 
 
-def test_two_rank_fit_equals_single_process_training(spark):
+@pytest.mark.parametrize(
+    ("strategy", "dp"),
+    [("data", 2), pytest.param("tensor", 1, marks=pytest.mark.slow)],
+    ids=["data: rows split 2 ways", "tensor: every row on both ranks"],
+)
+def test_two_rank_fit_equals_single_process_training(spark, strategy, dp):
     x, y = _data()
     df = spark.createDataFrame(
         [(row.tolist(), int(label)) for row, label in zip(x, y)], "features array<float>, label int"
@@ -58,13 +64,14 @@ def test_two_rank_fit_equals_single_process_training(spark):
         stepSize=LR,
         momentum=MOMENTUM,
         seed=SEED,
+        strategy=strategy,
         model={"name": "mlp", "hidden": HIDDEN},
     )
     fitted = clf.fit(df).stateDict()
-    expected = _reference(x, y, world=2)
+    expected = _reference(x, y, world=dp)
     assert sorted(fitted) == sorted(expected)
     for name in expected:
         np.testing.assert_allclose(fitted[name], expected[name], rtol=1e-4, atol=1e-5, err_msg=name)
-    # and the order really matters: the one-rank order gives other weights
-    other = _reference(x, y, world=1)
+    # and the order really matters: the other sharding's order gives other weights
+    other = _reference(x, y, world=3 - dp)
     assert not np.allclose(other["0.weight"], expected["0.weight"], atol=1e-5)

@@ -157,7 +157,7 @@ class SparkgradEstimator(
         from sparkgrad.spark.ml.training import fit_rank
 
         check_mode(config)
-        runner = SparkRunner(shards.sparkSession, config.world_size, quiet=True)
+        runner = SparkRunner(shards.sparkSession, config.world_size)  # Spark logs: untouched
         return runner.run(fit_rank, config.to_dict(), inputs=shards)
 
     def _make_model(self, state_dict: dict, spec: dict, train_loss: list[float]) -> Any:
