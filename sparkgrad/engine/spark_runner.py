@@ -28,6 +28,19 @@ What happens in :meth:`SparkRunner.run`:
    :mod:`sparkgrad.engine.result_payload`) and yields it as chunks of a few MiB; the
    driver joins them, checks length and SHA-256, and decodes. Other ranks return nothing.
 
+Data for the ranks (``run(fn, inputs=...)``): by default the stage runs over a dummy RDD of
+``world_size`` partitions and every rank reads its own data. ``inputs`` hands each rank
+its partition instead, so no row passes through the driver:
+
+- an **RDD** with ``world_size`` partitions (e.g. :func:`sparkgrad.dataset.shard_uri`):
+  the stage is ``rdd.barrier().mapPartitions(...)``; ``ctx.records`` is partition ``r``'s
+  records as a list;
+- a **DataFrame** with ``world_size`` partitions (e.g. ``df.repartition(n, key)``, see
+  :mod:`sparkgrad.spark.ml.shards`): the stage is ``df.mapInArrow(..., barrier=True)``;
+  ``ctx.records`` is partition ``r``'s rows as one ``pyarrow.Table`` (columnar, no Python
+  object per row), and rank 0's result chunks travel back as Arrow rows
+  (:data:`RESULT_SCHEMA`). Everything else (rendezvous, secret, logs, failures) is the same.
+
 Failures: a rank that raises fails its task, and the runner never swallows that. In a
 barrier stage one failed task fails the whole stage; Spark reruns it as a whole, at most
 ``spark.stage.maxConsecutiveAttempts`` times (default 4). Every rank then starts again,
@@ -120,7 +133,7 @@ class RankContext:
     attempt: int
     group: Any
     log: logging.Logger
-    records: list | None = None  # this rank's partition of ``run(..., inputs=rdd)``
+    records: Any = None  # this rank's partition of ``run(..., inputs=...)``: list or Arrow table
     # issue 20: ``run(..., service=...)``: where the driver's service (the parameter server)
     # listens, and the job secret that authenticates the ranks to it
     service_address: tuple[str, int] | None = None
@@ -150,6 +163,7 @@ class _Job:
     secret: bytes = field(repr=False)
     has_inputs: bool = False
     service_address: tuple[str, int] | None = None  # issue 20: the driver's service
+    arrow_schema: Any = None  # inputs is a DataFrame: its partitions' Arrow schema
 
 
 def _interrupt_main(thread_id: int) -> None:
@@ -169,10 +183,52 @@ def _interrupt_main(thread_id: int) -> None:
 
 
 def _run_rank(job: _Job, partition: Iterator[Any]) -> Iterator[tuple]:
-    """The body of one barrier task: rendezvous, run ``fn``, yield rank 0's result."""
+    """The body of one barrier task over an RDD: its records are a list (or None)."""
+    yield from _rank_body(job, list(partition) if job.has_inputs else None)
+
+
+#: The rows a DataFrame stage yields: :func:`result_payload.split`'s records as columns.
+RESULT_SCHEMA = "kind string, i long, n long, digest string, data binary"
+
+
+def _run_rank_arrow(job: _Job, batches: Iterator[Any]) -> Iterator[Any]:
+    """The body of one ``mapInArrow`` barrier task: this partition's rows as one Arrow table,
+    rank 0's result records as Arrow record batches of :data:`RESULT_SCHEMA`."""
+    import pyarrow as pa
+
+    batches = list(batches)  # Spark's own Arrow types; the schema only for an empty partition
+    table = pa.Table.from_batches(batches) if batches else job.arrow_schema.empty_table()
+    for record in _rank_body(job, table):
+        kind, i, rest = record[0], int(record[1]), record[2:]
+        row = {"kind": kind, "i": i, "n": None, "digest": None, "data": None}
+        if kind == "head":
+            row.update(n=int(rest[0]), digest=str(rest[1]))
+        else:
+            row["data"] = rest[0]
+        yield pa.RecordBatch.from_pylist([row], schema=_result_arrow_schema())
+
+
+def _result_arrow_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema(
+        [("kind", pa.string()), ("i", pa.int64()), ("n", pa.int64()), ("digest", pa.string())]
+        + [("data", pa.binary())]
+    )
+
+
+def _result_records(rows: list) -> list[tuple]:
+    """Collected :data:`RESULT_SCHEMA` rows back into :func:`result_payload.join`'s tuples."""
+    return [
+        ("head", r.i, r.n, r.digest) if r.kind == "head" else ("chunk", r.i, bytes(r.data))
+        for r in rows
+    ]
+
+
+def _rank_body(job: _Job, records: Any) -> Iterator[tuple]:
+    """One barrier task: rendezvous, run ``fn``, yield rank 0's result records."""
     from pyspark import BarrierTaskContext
 
-    records = list(partition) if job.has_inputs else None
     context = BarrierTaskContext.get()
     rank = context.partitionId()
     sender = LineSender(job.log_address, job.secret, rank, job.world_size)
@@ -273,19 +329,22 @@ class SparkRunner:
     ) -> Any:
         """Run ``fn(ctx, *args)`` on every rank; return rank 0's return value.
 
-        ``inputs``: an RDD with ``world_size`` partitions (e.g. the per-rank shards of
-        :func:`sparkgrad.dataset.shard_uri`); rank ``r`` finds partition ``r`` in
-        ``ctx.records``, so a task reads only its own shard.
+        ``inputs``: an RDD or a DataFrame with ``world_size`` partitions (e.g. the per-rank
+        shards of :func:`sparkgrad.dataset.shard_uri`); rank ``r`` finds partition ``r`` in
+        ``ctx.records`` (a list, or a ``pyarrow.Table`` for a DataFrame), so a task reads
+        only its own shard.
         ``service(secret, bind_host)``: a server to run on the driver for the job's length
         (issue 20: the parameter server); it returns an object with ``address`` and
         ``close()``, the ranks find ``(driver host, its port)`` in ``ctx.service_address``
         and authenticate to it with ``ctx.secret``.
         """
-        if inputs is not None and inputs.getNumPartitions() != self.world_size:
-            raise errors.ConfigError(
-                f"inputs has {inputs.getNumPartitions()} partitions, expected one per rank "
-                f"({self.world_size})"
-            )
+        is_frame = inputs is not None and hasattr(inputs, "mapInArrow")
+        if inputs is not None:
+            parts = (inputs.rdd if is_frame else inputs).getNumPartitions()
+            if parts != self.world_size:
+                raise errors.ConfigError(
+                    f"inputs has {parts} partitions, expected one per rank ({self.world_size})"
+                )
         check_barrier_capacity(self.spark, self.world_size)
         sc = self.spark.sparkContext
         if self.quiet:
@@ -310,8 +369,16 @@ class SparkRunner:
                 has_inputs=inputs is not None,
                 service_address=(driver_host, served.address[1]) if served is not None else None,
             )
-            rdd = inputs or sc.parallelize(range(self.world_size), self.world_size)
-            ranks = rdd.barrier().mapPartitions(functools.partial(_run_rank, job))
+            if is_frame:
+                from pyspark.sql.pandas.types import to_arrow_schema
+
+                job.arrow_schema = to_arrow_schema(inputs.schema)
+                ranks = inputs.mapInArrow(
+                    functools.partial(_run_rank_arrow, job), RESULT_SCHEMA, barrier=True
+                )
+            else:
+                rdd = inputs or sc.parallelize(range(self.world_size), self.world_size)
+                ranks = rdd.barrier().mapPartitions(functools.partial(_run_rank, job))
             # Spark reruns a failed barrier stage only if it is a map stage (it never
             # reruns a result stage), so the records cross one small shuffle.
             stage = ranks.repartition(1)
@@ -336,4 +403,6 @@ class SparkRunner:
             raise KeyboardInterrupt
         if failed is not None:
             raise driver_error(failed, watch.failures) from None
+        if is_frame:
+            records = _result_records(records)
         return result_payload.decode(result_payload.join(records))

@@ -1,0 +1,99 @@
+"""Fixtures of the Spark ML tests: a real SparkSession and the embedded digits as CSV files.
+
+The digits (``sparkgrad.dataset.load_mnist_5k``) are written the way Spark users get
+data: CSV files with the label first and 784 pixel columns, no header, read back with
+``spark.read.csv(..., inferSchema=True)``. A few hundred rows keep the fits fast.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # loopback only
+
+TRAIN_ROWS, TEST_ROWS = 600, 300
+
+
+def _session(master: str, **conf: str) -> Iterator[Any]:
+    from pyspark.sql import SparkSession
+
+    from sparkgrad.engine.spark_session import local_session
+
+    active = SparkSession.getActiveSession()
+    if active is not None and active.sparkContext.master != master:
+        active.stop()
+    spark = local_session(master, app_name="sparkgrad-ml-tests", **conf)
+    assert spark.sparkContext.master == master
+    yield spark
+    spark.stop()
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    """``local[2,2]``: two task slots (two ranks), a failed barrier stage rerun once."""
+    yield from _session("local[2,2]", **{"spark.stage.maxConsecutiveAttempts": "2"})
+
+
+@pytest.fixture(scope="module")
+def spark_cluster() -> Iterator[Any]:
+    """``local-cluster[2,1,1024]``: two executor JVMs, so the two ranks are two processes.
+
+    The executors import sparkgrad from this checkout (a worktree may differ from the
+    installed copy), hence their ``PYTHONPATH``.
+    """
+    root = str(Path(__file__).resolve().parents[2])
+    yield from _session("local-cluster[2,1,1024]", **{"spark.executorEnv.PYTHONPATH": root})
+
+
+def write_digits_csv(path: str, split: str, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Write ``rows`` embedded digits of ``split`` as ``label,p0,...,p783`` lines."""
+    from sparkgrad.dataset import load_mnist_5k
+
+    images, labels = load_mnist_5k(split)
+    pixels, labels = images.reshape(len(images), -1)[:rows], labels[:rows]
+    table = np.column_stack([labels, pixels]).astype(np.int64)
+    np.savetxt(path, table, fmt="%d", delimiter=",")
+    return pixels, labels
+
+
+@pytest.fixture(scope="module")
+def digits_csv(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """``{"train": path, "test": path}`` of small digit CSV files (label first)."""
+    folder = tmp_path_factory.mktemp("digits")
+    paths = {}
+    for split, rows in (("train", TRAIN_ROWS), ("test", TEST_ROWS)):
+        paths[split] = str(folder / f"{split}.csv")
+        write_digits_csv(paths[split], split, rows)
+    return paths
+
+
+def read_digits(spark: Any, path: str) -> Any:
+    """The CSV as Spark users read it: ``_c0`` the label, ``_c1.._c784`` the pixels."""
+    return spark.read.csv(path, inferSchema=True)
+
+
+def digits_pipeline(**params: Any) -> Any:
+    """VectorAssembler (pixels -> features) -> scale to [0, 1] -> SparkgradClassifier."""
+    from pyspark.ml import Pipeline
+    from pyspark.ml.feature import ElementwiseProduct, VectorAssembler
+    from pyspark.ml.linalg import Vectors
+
+    from sparkgrad.spark.ml import SparkgradClassifier
+
+    assemble = VectorAssembler(inputCols=[f"_c{i}" for i in range(1, 785)], outputCol="pixels")
+    scale = ElementwiseProduct(
+        scalingVec=Vectors.dense([1 / 255] * 784), inputCol="pixels", outputCol="features"
+    )
+    defaults = {
+        "labelCol": "_c0",
+        "maxIter": 4,
+        "batchSize": 32,
+        "model": {"name": "mlp", "hidden": [64]},
+    }
+    return Pipeline(stages=[assemble, scale, SparkgradClassifier(**{**defaults, **params})])
