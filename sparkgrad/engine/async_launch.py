@@ -48,9 +48,11 @@ def make_server(
     host: str = "127.0.0.1",
     shared_memory: bool = True,
     snapshot_every: int = 0,
+    build: Any = None,
 ) -> ParameterServer:
-    """The server of ``config``: its model from the seed, its optimizer, its mode."""
-    model = MODELS[config.model].build(config, "")
+    """The server of ``config``: its model from the seed (or ``build()``), its optimizer,
+    its mode."""
+    model = MODELS[config.model].build(config, "") if build is None else build()
     return ParameterServer(
         model,
         lambda params: build_optimizer(config.optimizer, params, config.lr, config.momentum),
@@ -69,13 +71,14 @@ def make_server(
 class DriverService:
     """``SparkRunner.run(service=...)``: makes the server, and merges its results in."""
 
-    def __init__(self, config: RunConfig, master: str) -> None:
+    def __init__(self, config: RunConfig, master: str, build: Any = None) -> None:
         # shared memory only when every task runs on the driver's machine
         self.config, self.shared = config, master.startswith("local")
+        self.build = build  # the model, when it is not one of sparkgrad.models (Spark ML)
         self.server: ParameterServer | None = None
 
     def __call__(self, secret: bytes, host: str) -> ParameterServer:
-        self.server = make_server(self.config, secret, host, self.shared)
+        self.server = make_server(self.config, secret, host, self.shared, build=self.build)
         return self.server
 
     def merge(self, out: dict) -> dict:

@@ -124,3 +124,17 @@ def test_default_estimator_fits_with_no_arguments(spark):
     assert model.modelSpec == {"name": "mlp", "hidden": [256, 256], "in": 5, "out": 3}
     assert model.numClasses == 3 and model.numFeatures == 5
     assert model.transform(df).count() == 96
+
+
+@pytest.mark.parametrize("mode, staleness", [("async", None), ("ssp", 1)])
+def test_asynchronous_modes_fit_through_the_parameter_server(spark, digits_csv, mode, staleness):
+    """The estimator's mode Param: workers push to the server on the driver; the fitted
+    model holds the server's weights and scores like the synchronous one."""
+    train = read_digits(spark, digits_csv["train"])
+    test = read_digits(spark, digits_csv["test"])
+    model = digits_pipeline(mode=mode, staleness=staleness).fit(train)
+    stage = model.stages[-1]
+    assert stage.getMode() == mode and len(stage.trainingLoss) == 4
+    evaluator = MulticlassClassificationEvaluator(labelCol="_c0", metricName="accuracy")
+    accuracy = evaluator.evaluate(model.transform(test))
+    assert accuracy > 0.75, f"{mode}: test accuracy {accuracy:.3f} after 4 epochs on 600 digits"

@@ -66,11 +66,15 @@ def test_fewer_rows_than_ranks(spark):
         SparkgradClassifier(**SMALL).fit(df)
 
 
-def test_unknown_and_unavailable_modes():
+def test_unknown_modes_and_bad_staleness():
     with pytest.raises(ConfigError, match="mode must be one of sync, async, hogwild, ssp"):
         SparkgradClassifier(mode="eventual")
-    with pytest.raises(ConfigError, match="mode 'hogwild' is not available"):
-        SparkgradClassifier(mode="hogwild", **SMALL).fit(None)  # before the data is read
+    with pytest.raises(ConfigError, match="needs --staleness"):  # before the data is read
+        SparkgradClassifier(mode="ssp", **SMALL).fit(None)
+    with pytest.raises(ConfigError, match="staleness must be >= 0"):
+        SparkgradClassifier(mode="ssp", staleness=-1, **SMALL).fit(None)
+    with pytest.raises(ConfigError, match="needs --mode ssp"):
+        SparkgradClassifier(mode="async", staleness=2, **SMALL).fit(None)
 
 
 def test_params_are_named_in_engine_errors():

@@ -71,6 +71,7 @@ class SparkgradClassifier(SparkgradEstimator, _ClassifierParams):
         momentum: float = 0.9,
         strategy: str = "data",
         mode: str = "sync",
+        staleness: int | None = None,
         model: str | dict | None = None,
     ) -> None:
         super().__init__()

@@ -52,18 +52,6 @@ def _param_names(message: str) -> str:
     return _FLAG.sub(lambda m: FLAG_TO_PARAM[m.group(0)], message)
 
 
-def check_mode(config: RunConfig) -> None:
-    """Only ``mode="sync"`` trains here yet; the other modes come with the engine's
-    asynchronous runners (issue 20), wired where the config is launched."""
-    mode = config.extra["mode"]
-    if mode != "sync":
-        raise ConfigError(
-            f'mode {mode!r} is not available in the Spark ML estimators yet: expected "sync" '
-            f"(the asynchronous modes async, hogwild and ssp arrive with the engine's "
-            f"parameter server)"
-        )
-
-
 class SparkgradEstimator(
     Estimator, SparkgradParams, SparkgradParamSetters, DefaultParamsReadable, DefaultParamsWritable
 ):
@@ -93,8 +81,9 @@ class SparkgradEstimator(
             sim_topology="2x8-h100" if world <= 16 else f"1x{world}-h100",
             progress=False,
         )
-        # The one place the mode enters the engine's run config (issue 20: the async
-        # modes are wired here when the engine provides them).
+        # The one place the mode enters the engine's run config: sync trains with the
+        # strategy; async, hogwild and ssp through the parameter server on the driver.
+        config.mode, config.staleness = self.getMode(), self.getStaleness()
         config.extra["mode"] = self.getMode()
         config.extra["task"] = self.task
         try:
@@ -110,7 +99,6 @@ class SparkgradEstimator(
 
     def _fit(self, dataset: Any) -> Any:
         config = self.run_config()
-        check_mode(config)
         features, label = self.getFeaturesCol(), self.getLabelCol()
         prepared = select_columns(dataset, features, label)
         summary = summarize(prepared, features, label, self.task == "classification")
@@ -156,9 +144,19 @@ class SparkgradEstimator(
         from sparkgrad.engine.spark_runner import SparkRunner
         from sparkgrad.spark.ml.training import fit_rank
 
-        check_mode(config)
         runner = SparkRunner(shards.sparkSession, config.world_size)  # Spark logs: untouched
-        return runner.run(fit_rank, config.to_dict(), inputs=shards)
+        if not config.uses_parameter_server:
+            return runner.run(fit_rank, config.to_dict(), inputs=shards)
+        from sparkgrad.engine.async_launch import DriverService
+
+        spec = config.extra["model_spec"]
+        service = DriverService(
+            config,
+            shards.sparkSession.sparkContext.master,
+            build=lambda: specs.build(spec, config.seed),
+        )
+        out = runner.run(fit_rank, config.to_dict(), inputs=shards, service=service)
+        return service.merge(out)
 
     def _make_model(self, state_dict: dict, spec: dict, train_loss: list[float]) -> Any:
         raise NotImplementedError

@@ -14,6 +14,7 @@ Param           default                 meaning
 ``momentum``    0.9                     SGD's and RMSprop's momentum
 ``strategy``    ``"data"``              a synchronous strategy: data, zero1-3, model, ...
 ``mode``        ``"sync"``              sync, async, hogwild or ssp (issue 20)
+``staleness``   unset                   ssp only: how many steps a worker may run ahead
 ``model``       MLP 256-256             a JSON architecture spec (:mod:`.spec`)
 ==============  ======================  ==================================================
 
@@ -141,6 +142,12 @@ class SparkgradParams(
         f"how the ranks combine their updates: {', '.join(MODES)}",
         typeConverter=_choice("mode", MODES),
     )
+    staleness = Param(
+        Params._dummy(),
+        "staleness",
+        "mode ssp: how many steps (clocks) a worker may run ahead of the slowest, >= 0",
+        typeConverter=TypeConverters.toInt,  # checked by the engine's rules in fit
+    )
     model = Param(
         Params._dummy(),
         "model",
@@ -181,6 +188,9 @@ class SparkgradParams(
 
     def getMode(self) -> str:
         return self.getOrDefault(self.mode)
+
+    def getStaleness(self) -> int | None:
+        return self.getOrDefault(self.staleness) if self.isDefined(self.staleness) else None
 
     def getModel(self) -> str:
         """The architecture spec as JSON text (``json.loads`` it for a dict)."""
@@ -225,6 +235,9 @@ class SparkgradParamSetters:
 
     def setMode(self, value: str) -> Any:
         return self._set(mode=value)
+
+    def setStaleness(self, value: int) -> Any:
+        return self._set(staleness=value)
 
     def setModel(self, value: str | dict) -> Any:
         return self._set(model=value)

@@ -38,6 +38,7 @@ class SparkgradRegressor(SparkgradEstimator):
         momentum: float = 0.9,
         strategy: str = "data",
         mode: str = "sync",
+        staleness: int | None = None,
         model: str | dict | None = None,
     ) -> None:
         super().__init__()

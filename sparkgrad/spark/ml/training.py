@@ -45,23 +45,38 @@ def config_from_dict(fields: dict) -> RunConfig:
 
 
 def train_arrays(
-    config: RunConfig, x: np.ndarray, y: np.ndarray, rank_info: tuple[int, int] = (0, 1)
+    config: RunConfig,
+    x: np.ndarray,
+    y: np.ndarray,
+    rank_info: tuple[int, int] = (0, 1),
+    ctx: Any = None,
 ) -> tuple[Any, Trainer, DataLoader]:
     """``(strategy, trainer, loader)`` ready to train on this rank's rows ``x, y`` (see the
     module docstring): call ``trainer.fit()``. ``rank_info``: ``(rank, world size)``; with
-    one rank the strategy is ``single``.
+    one rank the strategy is ``single``. With an asynchronous mode the "strategy" is a
+    worker of the parameter server at ``ctx.service_address``.
     """
     extra = config.extra
     spec, regression = extra["model_spec"], extra["task"] == "regression"
     model = specs.build(spec, config.seed)
     loss_fn = specs.loss(spec, regression)
-    strategy = make_strategy(
-        config.strategy if rank_info[1] > 1 else "single",
-        model,
-        lambda params: build_optimizer(config.optimizer, params, config.lr, config.momentum),
-        loss_fn,
-        **config.strategy_options(),
+    optimizer = lambda params: build_optimizer(  # noqa: E731
+        config.optimizer, params, config.lr, config.momentum
     )
+    if ctx is not None and config.uses_parameter_server:  # async, hogwild, ssp (issue 20)
+        from sparkgrad.parallel.asynchronous.worker import AsyncWorker
+
+        strategy = AsyncWorker.connect(
+            ctx.service_address, ctx.secret, ctx.rank, ctx.world_size, model, optimizer, loss_fn
+        )
+    else:
+        strategy = make_strategy(
+            config.strategy if rank_info[1] > 1 else "single",
+            model,
+            optimizer,
+            loss_fn,
+            **config.strategy_options(),
+        )
     targets = y.astype(np.float32).reshape(-1, 1) if regression else y.astype(np.int64)
     dataset = TensorDataset(x, targets)
     sampler = DistributedSampler(dataset, 1, 0, shuffle=True, seed=config.seed, drop_last=True)
@@ -84,7 +99,7 @@ def fit_rank(ctx: Any, config_dict: dict) -> dict | None:
         extra["rows_per_coord"],
         extra["model_spec"]["in"],
     )
-    strategy, trainer, loader = train_arrays(config, x, y, (ctx.rank, ctx.world_size))
+    strategy, trainer, loader = train_arrays(config, x, y, (ctx.rank, ctx.world_size), ctx)
 
     def on_epoch(tr: Trainer, m: Any) -> None:
         if ctx.rank == 0:
@@ -92,7 +107,11 @@ def fit_rank(ctx: Any, config_dict: dict) -> dict | None:
 
     trainer.callbacks.append(on_epoch)
     history = trainer.fit()
-    state = strategy.full_state_dict()  # a collective: every rank takes part
+    if config.uses_parameter_server:  # the weights live on the server (merged on the driver)
+        strategy.finish()
+        state = {}
+    else:
+        state = strategy.full_state_dict()  # a collective: every rank takes part
     if ctx.rank != 0:
         return None
     return {
