@@ -11,5 +11,7 @@ forward and backward side by side and the derivative in a one-line docstring.
 - :mod:`.conv`: conv2d as one matmul of the unfolded patches (im2col / col2im)
 - :mod:`.pooling`: max, average and adaptive average pooling, on the same unfolding
 - :mod:`.batchnorm`: batch normalisation with its running statistics
+- :mod:`.fused`: the fast paths (GELU's normal CDF and backward, LayerNorm, softmax) the ops
+  above call: the same formulas in fewer passes over memory
 - :mod:`.promotion`: which dtype a binary op computes in (PyTorch's rules, not NumPy's)
 """

@@ -36,6 +36,8 @@ from typing import Any
 
 from sparkgrad.autodiff.backend import array_module, device_of, to_device
 from sparkgrad.autodiff.function import Context, Function
+from sparkgrad.autodiff.ops import fused
+from sparkgrad.autodiff.ops.fused import safe_softmax_  # noqa: F401 - the textbook softmax
 from sparkgrad.autodiff.random import default_generator
 
 
@@ -44,26 +46,18 @@ def _t(a: Any) -> Any:
     return a.swapaxes(-1, -2)
 
 
-def safe_softmax_(s: Any) -> Any:
-    """Softmax over the last dim, in place; rows that are all -inf become all 0 (PyTorch)."""
-    xp = array_module(s)
-    m = s.max(axis=-1, keepdims=True)
-    dead = xp.isneginf(m)  # no `if dead.any()`: on the GPU that would make the host wait
-    m = xp.where(dead, 0, m)  # exp(-inf - 0) = 0: the row sums to 0 instead of 0/0 = nan
-    s -= m  # max subtracted: every exponent <= 0, nothing overflows
-    xp.exp(s, out=s)
-    total = s.sum(axis=-1, keepdims=True)
-    s /= xp.where(dead, 1, total)  # 0 / 1: the dead row's probabilities are all 0
-    return s
-
-
 def scores(q: Any, k: Any, mask: Any, scale: float, is_causal: bool) -> Any:
-    """S = scale·Q Kᵀ, then masked: -inf where a boolean mask is False, a float mask added."""
+    """S = scale·Q Kᵀ, then masked: -inf where a boolean mask is False, a float mask added.
+
+    ``q`` here is already ``scale·Q`` (the forward scales the smaller array, Q, not S);
+    ``scale`` is kept in the signature for the lesson's formula.
+    """
     xp = array_module(q)
     s = q @ _t(k)  # a fresh array, so the updates below may be in place
-    s *= scale
     if is_causal:  # query i sees keys 0..i (top-left aligned when L != S, as PyTorch)
-        mask = xp.tri(q.shape[-2], k.shape[-2], 0, dtype=bool)
+        causal = xp.tri(q.shape[-2], k.shape[-2], 0, dtype=bool)
+        s += xp.where(causal, 0, -xp.inf).astype(s.dtype)  # (L, S) 0/-inf, added: no branch
+        return s
     if mask is None:
         return s
     if mask.dtype == bool:
@@ -88,7 +82,12 @@ class ScaledDotProductAttention(Function):
         dropout_p: float = 0.0,
         is_causal: bool = False,
     ) -> Any:
-        p = safe_softmax_(scores(q, k, mask, scale, is_causal))
+        xp = array_module(q)
+        # contiguous (L, E) matrices per head: a strided view of the packed projection makes
+        # every batched product ~2x slower; Q is scaled while it is copied (S = (scale·Q) Kᵀ)
+        q = xp.multiply(q, q.dtype.type(scale))
+        k, v = xp.ascontiguousarray(k), xp.ascontiguousarray(v)
+        p = fused.softmax_lastdim(scores(q, k, mask, scale, is_causal))  # = safe_softmax_(S)
         keep, factor = None, 1.0
         if dropout_p > 0:
             keep = default_generator().random(p.shape) >= dropout_p
@@ -98,15 +97,16 @@ class ScaledDotProductAttention(Function):
             out *= factor
         else:
             out = p @ v
-        ctx.save_for_backward(q, k, v, p, keep)
+        ctx.save_for_backward(q, k, v, p, keep)  # q is scale·Q
         ctx.scale, ctx.factor = scale, factor
         return out
 
     @staticmethod
     def backward(ctx: Context, grad: Any) -> Any:
-        q, k, v, p, keep = ctx.saved_tensors
+        q, k, v, p, keep = ctx.saved_tensors  # q is scale·Q
         need_q, need_k, need_v, need_m = (tuple(ctx.needs_input_grad) + (False,) * 4)[:4]
         scale, factor = ctx.scale, ctx.factor
+        grad = array_module(grad).ascontiguousarray(grad)  # often a permuted view
         dq = dk = dv = ds = None
         if need_v:
             dropped = p if keep is None else (p * keep) * factor
@@ -116,13 +116,10 @@ class ScaledDotProductAttention(Function):
             if keep is not None:
                 dp *= keep
                 dp *= factor
-            dp -= (dp * p).sum(axis=-1, keepdims=True)
-            dp *= p
-            ds = dp  # dS = P ∘ (dP − rowsum(dP ∘ P)): the softmax backward, fused
+            ds = fused.softmax_backward_(dp, p)  # dS = P ∘ (dP − rowsum(dP ∘ P)), in place
             if need_q:
                 dq = ds @ k
                 dq *= scale
             if need_k:
-                dk = _t(ds) @ q
-                dk *= scale
+                dk = _t(ds) @ q  # scale · dSᵀ Q, as q holds scale·Q
         return dq, dk, dv, ds if need_m else None

@@ -6,10 +6,12 @@ fuse with; the other losses are in :mod:`.losses`.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from sparkgrad.autodiff.backend import array_module, device_of, to_device
 from sparkgrad.autodiff.function import Context, Function
+from sparkgrad.autodiff.ops import fused
 from sparkgrad.autodiff.random import default_generator
 from sparkgrad.errors import ShapeError
 
@@ -268,35 +270,38 @@ class Dropout(Function):
 
 
 class LayerNorm(Function):
-    """z = (a - μ)/σ · w + b over the last dims;  dL/da = (g·w - mean(g·w) - x̂·mean(g·w·x̂))/σ"""
+    """z = (a - μ)/σ · w + b over the last dims;  dL/da = (g·w - mean(g·w) - x̂·mean(g·w·x̂))/σ
+
+    Forward and backward run on ``a`` viewed as (rows, features) through the in-place
+    helpers of :mod:`.fused` (row means as matrix-vector products, one buffer reused);
+    written as plain NumPy the same formulas read::
+
+        μ = a.mean(axes);  x̂ = (a − μ)/√(((a − μ)²).mean(axes) + eps);  z = x̂·w + b
+        ĝ = g·w;  dL/da = (ĝ − ĝ.mean(axes) − x̂·(ĝ·x̂).mean(axes))/σ
+        dL/dw = Σ_rows g·x̂;  dL/db = Σ_rows g
+    """
 
     @staticmethod
     def forward(ctx: Context, a: Any, weight: Any, bias: Any, n_dims: int, eps: float) -> Any:
-        xp = array_module(a)
-        axes = tuple(range(a.ndim - n_dims, a.ndim))
-        mean = a.mean(axis=axes, keepdims=True)
-        centered = a - mean
-        inv_std = 1 / xp.sqrt((centered * centered).mean(axis=axes, keepdims=True) + eps)
-        xhat = centered * inv_std
+        n = math.prod(a.shape[a.ndim - n_dims :])
+        w, b = (None if t is None else t.reshape(-1) for t in (weight, bias))  # (n,) each
+        out, xhat, inv_std = fused.layer_norm_forward(a.reshape(-1, n), w, b, eps)
         ctx.save_for_backward(xhat, inv_std, weight)
-        ctx.axes = axes
-        out = xhat * weight if weight is not None else xhat
-        return out + bias if bias is not None else out
+        ctx.shapes = a.shape, a.shape[a.ndim - n_dims :]
+        return out.reshape(a.shape)
 
     @staticmethod
     def backward(ctx: Context, grad: Any) -> Any:
         xhat, inv_std, weight = ctx.saved_tensors
-        axes = ctx.axes
-        gxhat = grad * weight if weight is not None else grad
-        gx = inv_std * (
-            gxhat
-            - gxhat.mean(axis=axes, keepdims=True)
-            - xhat * (gxhat * xhat).mean(axis=axes, keepdims=True)
+        need_w, need_b = (tuple(ctx.needs_input_grad) + (False, False))[1:3]
+        w = None if weight is None else weight.reshape(-1)
+        gx, gw, gb = fused.layer_norm_backward(
+            grad.reshape(xhat.shape), xhat, inv_std, w, need_w and weight is not None, need_b
         )
-        lead = tuple(range(grad.ndim - len(axes)))
-        gw = (grad * xhat).sum(axis=lead) if weight is not None else None
-        gb = grad.sum(axis=lead) if ctx.needs_input_grad[2] else None
-        return gx, gw, gb
+        shape, normalized = ctx.shapes
+        gw = None if gw is None else gw.reshape(normalized)
+        gb = None if gb is None else gb.reshape(normalized)
+        return gx.reshape(shape), gw, gb
 
 
 class Embedding(Function):

@@ -7,6 +7,7 @@ from typing import Any
 
 from sparkgrad.autodiff.backend import array_module, device_of
 from sparkgrad.autodiff.function import Context, Function
+from sparkgrad.autodiff.ops import fused
 
 
 def _erf(x: Any) -> Any:
@@ -121,22 +122,20 @@ class GELU(Function):
             t = xp.tanh(math.sqrt(2 / math.pi) * (a + 0.044715 * (a * a * a)))
             ctx.save_for_backward(a, t)  # t, kept: backward needs it too
             return 0.5 * a * (1 + t)
-        cdf = 0.5 * (1 + _erf(a * (1 / math.sqrt(2))))  # Φ(a), kept: backward needs it too
+        cdf = fused.normal_cdf(a)  # Φ(a) = ½(1 + erf(a/√2)), kept: backward needs it too
         ctx.save_for_backward(a, cdf)
         return a * cdf
 
     @staticmethod
     def backward(ctx: Context, grad: Any) -> Any:
         a = ctx.saved_tensors[0]
-        xp = array_module(a)
         if ctx.approximate == "tanh":
             k = math.sqrt(2 / math.pi)
             t = ctx.saved_tensors[1]
             d_inner = k * (1 + 3 * 0.044715 * a * a)
             return grad * (0.5 * (1 + t) + 0.5 * a * (1 - t * t) * d_inner)
         cdf = ctx.saved_tensors[1]
-        pdf = xp.exp(-0.5 * a * a) * (1 / math.sqrt(2 * math.pi))
-        return grad * (cdf + a * pdf)
+        return fused.gelu_backward(grad, a, cdf)  # grad·(Φ(a) + a·φ(a)), φ(a) = e^(−a²/2)/√(2π)
 
 
 class Abs(Function):
