@@ -14,6 +14,8 @@ from matplotlib.artist import setp
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from sparkgrad.comms.model.costs import bus_bandwidth_factor
+
 MODEL_COLORS = ("tab:green", "tab:purple", "tab:brown", "tab:olive")
 PLAIN = FuncFormatter(lambda value, _: f"{value:g}")  # 0.5 and 128, not 5x10^-1
 
@@ -177,7 +179,7 @@ def plot_busbw(report: dict, path: str) -> str:
                     label=f"{backend}, {n} ranks",
                 )
         if all("pred_us" in r.get("sparkgrad", {}) for r in rows):
-            factor = 2 * (n - 1) / n
+            factor = bus_bandwidth_factor("all_reduce", n)  # nccl-tests' busbw definition
             pred = [r["nbytes"] / (r["sparkgrad"]["pred_us"] * 1e-6) / 1e9 * factor for r in rows]
             ax.plot(sizes, pred, "--", color="tab:green", label=f"predicted, {n} ranks")
     ax.set(
