@@ -30,6 +30,7 @@ HEADINGS = (
     "### 6.1",
     "### 6.2",
     "### 6.3",
+    "## 7. Asynchronous training",
 )
 
 
@@ -220,3 +221,15 @@ def test_quick_report_with_spark_compares_dataparallel_and_ddp(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "seconds per epoch on Spark, 2 ranks" in text
     _check_png(tmp_path / "scaling.png")
+
+
+def test_the_async_section_lists_the_four_modes_with_sane_numbers(quick_report):
+    """Section 7 comes from the same parameter server the async tests use: one row per
+    mode, ssp's clock gap within its bound, accuracy of a trained model."""
+    text = (quick_report / "report.md").read_text().split("## 7. Asynchronous training", 1)[1]
+    rows = {r["mode"]: r for r in json.loads((quick_report / "results.json").read_text())[
+        "async_modes"]}  # fmt: skip
+    assert set(rows) == {"sync", "async", "hogwild", "ssp(S=2)"}
+    assert all(mode in text for mode in rows)
+    assert rows["ssp(S=2)"]["max_clock_gap"] <= 2 and rows["sync"]["max_clock_gap"] == 0
+    assert all(r["accuracy"] > 0.5 for r in rows.values())

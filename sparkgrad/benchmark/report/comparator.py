@@ -237,6 +237,14 @@ class PerformanceComparator:
             "rows": [{k: r[k] for k in keep if k in r} for r in rows],
         }
 
+    def async_modes(self) -> list[dict[str, Any]]:
+        """Section 7: sync, async, hogwild and ssp through one parameter server (threads)."""
+        from sparkgrad.benchmark.async_modes import MODES, measure
+
+        workers = (2,) if self.sizes.quick else (2, 4)
+        rows = [measure(m, s, w, epochs=1) for w in workers for m, s in MODES]
+        return [{k: v for k, v in r.items() if k != "curve"} for r in rows]
+
     def distributed(self, skip_spark: bool = False) -> dict[str, Any]:
         """Section 6: Spark against DDP (unless ``skip_spark``) and the strategy split."""
         out: dict[str, Any] = {"spark": None, "spark_note": "skipped (--skip-spark)"}

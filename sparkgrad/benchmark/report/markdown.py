@@ -21,6 +21,7 @@ SECTIONS = (
     "## 4. Memory",
     "## 5. Collectives",
     "## 6. Distributed",
+    "## 7. Asynchronous training",
 )
 
 
@@ -269,4 +270,35 @@ def render(results: dict, figures: dict) -> str:
     ]
     lines += ["", SECTIONS[5], ""]
     lines += _distributed(results["distributed"], results["scaling"], figures)
+    lines += ["", SECTIONS[6], ""] + _async_modes(results.get("async_modes", []))
     return "\n".join(lines) + "\n"
+
+
+def _async_modes(rows: list[dict]) -> list[str]:
+    """Section 7: the four modes through one parameter server, same samples, same seed."""
+    from sparkgrad.benchmark.async_modes import histogram_text
+
+    if not rows:
+        return ["not measured"]
+    lines = [
+        "`python -m sparkgrad.benchmark.async_modes`: the same MLP and samples through the "
+        "parameter server on this machine (threads, loopback sockets). `sync` is the "
+        "server's bulk-synchronous mode; async is not bit-equal to anything, so accuracy is "
+        "the check; version lag = updates applied between a worker's pull and its push.",
+        "",
+    ]
+    head = ["mode", "workers", "samples", "accuracy", "wall s", "pushes/s", "max gap", "lag"]
+    body = [
+        [
+            r["mode"],
+            r["workers"],
+            r["samples"],
+            r["accuracy"],
+            r["wall_s"],
+            r["pushes_per_s"],
+            r["max_clock_gap"],
+            histogram_text(r["version_lag"]),
+        ]
+        for r in rows
+    ]
+    return lines + _table(head, body)

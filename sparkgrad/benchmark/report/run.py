@@ -69,6 +69,7 @@ def build_report(args: argparse.Namespace) -> dict[str, str]:
     results["collectives"] = cmp.collectives()
     results["distributed"] = cmp.distributed(skip_spark=args.skip_spark)
     results["scaling"] = cmp.scaling(results["step_times"], results["distributed"])
+    results["async_modes"] = cmp.async_modes()
 
     def out(name: str) -> str:
         return os.path.join(args.out, name)
