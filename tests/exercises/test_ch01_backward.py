@@ -16,6 +16,7 @@ import pytest
 
 import sparkgrad as sg
 from exercises.reference import Function, Node, Tensor, edge_to, no_grad, sum_to_shape
+from tests.exercises.catching import assert_caught
 
 EXERCISE = "backward"
 pytestmark = pytest.mark.exercise_backward
@@ -292,13 +293,7 @@ WRONG = {  # name -> (implementation, the checks that must catch it at least)
 @pytest.mark.parametrize("wrong", list(WRONG))
 def test_the_checks_catch_a_wrong_backward(wrong: str) -> None:
     impl, must_catch = WRONG[wrong]
-    caught = set()
-    for check in CHECKS:
-        try:
-            check(impl)
-        except AssertionError:
-            caught.add(check.__name__[6:])
-    assert must_catch <= caught, f"wrong version '{wrong}': caught only by {sorted(caught)}"
+    assert_caught(wrong, impl, CHECKS, must_catch)
 
 
 def test_the_right_loop_of_these_wrong_versions_passes() -> None:

@@ -18,6 +18,7 @@ import pytest
 
 import sparkgrad as sg
 from exercises.reference import DataParallel, install_mark_ready, record_launches, run_ranks
+from tests.exercises.catching import assert_caught
 
 EXERCISE = "ddp_hook"
 pytestmark = pytest.mark.exercise_ddp_hook
@@ -193,10 +194,4 @@ WRONG = {  # name -> (implementation, the checks that must catch it at least)
 @pytest.mark.parametrize("wrong", list(WRONG))
 def test_the_checks_catch_a_wrong_hook(wrong: str) -> None:
     impl, must_catch = WRONG[wrong]
-    caught = set()
-    for check in CHECKS:
-        try:
-            check(impl)
-        except AssertionError:
-            caught.add(check.__name__[6:])
-    assert must_catch <= caught, f"wrong version '{wrong}': caught only by {sorted(caught)}"
+    assert_caught(wrong, impl, CHECKS, must_catch)
