@@ -54,7 +54,9 @@ def test_sync_through_the_server_equals_single_process_training(momentum, epochs
     ids=["async", "hogwild-shared-memory", "hogwild-through-server"],
 )
 def test_asynchronous_modes_converge_on_the_digits(mode, shared_memory):
-    config = small_config(mode=mode, epochs=2)
+    # plain SGD: with momentum 0.9 a stale gradient is replayed ~10 times, so how far async
+    # gets depends on the scheduling of a loaded machine; without it, convergence does not
+    config = small_config(mode=mode, epochs=2, momentum=0.0, lr=0.1)
     run = within(120, run_local, config, "threads", timeout=20, shared_memory=shared_memory)
     assert run.outcomes == {0: "ok", 1: "ok"}, run.outcomes
     steps_per_worker = run.stats["pushes_per_worker"]

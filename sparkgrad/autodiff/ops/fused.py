@@ -26,6 +26,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from sparkgrad.autodiff.backend import array_module, device_of
 
 SQRT_HALF = 1 / math.sqrt(2)
@@ -95,6 +97,8 @@ def normal_cdf(a: Any) -> Any:
     else:
         from scipy.special import erf
     out = erf(a * a.dtype.type(SQRT_HALF))
+    if out.dtype != a.dtype:  # SciPy answers float64 for bfloat16/float16 (extension) input
+        out = out.astype(a.dtype)
     out *= 0.5
     out += 0.5
     return out
@@ -120,9 +124,23 @@ def _ones(xp: Any, n: int, value: float, dtype: Any) -> Any:
     return xp.full(n, value, dtype=dtype)
 
 
+def _blas_dtype(a: Any) -> bool:
+    """float32/float64: BLAS sums keep the dtype. (float16 and ml_dtypes' bfloat16 do not:
+    their matmul answers another dtype, so those compute in float32 and are cast back.)"""
+    return a.dtype in (np.float32, np.float64)
+
+
+def _in_float32(fn: Any, arrays: tuple, dtype: Any) -> tuple:
+    """``fn`` on float32 copies of ``arrays`` (None stays None), results cast to ``dtype``."""
+    up = tuple(None if a is None or isinstance(a, bool) else a.astype(np.float32) for a in arrays)
+    return tuple(None if r is None else r.astype(dtype) for r in fn(*up))
+
+
 def layer_norm_forward(x: Any, weight: Any, bias: Any, eps: float) -> tuple[Any, Any, Any]:
     """``(out, x̂, 1/σ)`` of ``x`` (rows, n): x̂ = (x − μ)/σ with μ, σ² the row mean and
     (biased) variance, out = x̂·w + b. Row means are ``x @ (1/n)``: one BLAS call each."""
+    if not _blas_dtype(x):
+        return _in_float32(lambda *a: layer_norm_forward(*a, eps), (x, weight, bias), x.dtype)
     xp = array_module(x)
     n = x.shape[-1]
     mean_vec = _ones(xp, n, 1.0 / n, x.dtype)
@@ -147,6 +165,12 @@ def layer_norm_backward(
     """``(dx, dw, db)`` for (rows, n) arrays, from dx = (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))/σ with
     ĝ = g·w, dw = Σ_rows g·x̂, db = Σ_rows g. The two row means need no ĝ array:
     mean(ĝ) = g @ (w/n) and mean(ĝ·x̂) = (g·x̂) @ (w/n), and g·x̂ is dw's summand anyway."""
+    if not _blas_dtype(grad):
+
+        def again(*a: Any) -> tuple:
+            return layer_norm_backward(*a, need_w, need_b)
+
+        return _in_float32(again, (grad, xhat, inv_std, weight), grad.dtype)
     xp = array_module(grad)
     rows, n = grad.shape
     w_mean = _ones(xp, n, 1.0 / n, grad.dtype) if weight is None else weight * (1.0 / n)
