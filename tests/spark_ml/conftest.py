@@ -12,12 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # loopback only
 
-TRAIN_ROWS, TEST_ROWS = 600, 300
+from tests.spark_ml.digits_csv import TEST_ROWS, TRAIN_ROWS, write_digits_csv
 
 
 def _session(master: str, **conf: str) -> Iterator[Any]:
@@ -51,17 +50,6 @@ def spark_cluster() -> Iterator[Any]:
     yield from _session("local-cluster[2,1,1024]", **{"spark.executorEnv.PYTHONPATH": root})
 
 
-def write_digits_csv(path: str, split: str, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """Write ``rows`` embedded digits of ``split`` as ``label,p0,...,p783`` lines."""
-    from sparkgrad.dataset import load_mnist_5k
-
-    images, labels = load_mnist_5k(split)
-    pixels, labels = images.reshape(len(images), -1)[:rows], labels[:rows]
-    table = np.column_stack([labels, pixels]).astype(np.int64)
-    np.savetxt(path, table, fmt="%d", delimiter=",")
-    return pixels, labels
-
-
 @pytest.fixture(scope="module")
 def digits_csv(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """``{"train": path, "test": path}`` of small digit CSV files (label first)."""
@@ -71,29 +59,3 @@ def digits_csv(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         paths[split] = str(folder / f"{split}.csv")
         write_digits_csv(paths[split], split, rows)
     return paths
-
-
-def read_digits(spark: Any, path: str) -> Any:
-    """The CSV as Spark users read it: ``_c0`` the label, ``_c1.._c784`` the pixels."""
-    return spark.read.csv(path, inferSchema=True)
-
-
-def digits_pipeline(**params: Any) -> Any:
-    """VectorAssembler (pixels -> features) -> scale to [0, 1] -> SparkgradClassifier."""
-    from pyspark.ml import Pipeline
-    from pyspark.ml.feature import ElementwiseProduct, VectorAssembler
-    from pyspark.ml.linalg import Vectors
-
-    from sparkgrad.spark.ml import SparkgradClassifier
-
-    assemble = VectorAssembler(inputCols=[f"_c{i}" for i in range(1, 785)], outputCol="pixels")
-    scale = ElementwiseProduct(
-        scalingVec=Vectors.dense([1 / 255] * 784), inputCol="pixels", outputCol="features"
-    )
-    defaults = {
-        "labelCol": "_c0",
-        "maxIter": 4,
-        "batchSize": 32,
-        "model": {"name": "mlp", "hidden": [64]},
-    }
-    return Pipeline(stages=[assemble, scale, SparkgradClassifier(**{**defaults, **params})])

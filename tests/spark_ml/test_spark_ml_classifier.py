@@ -18,11 +18,15 @@ import os
 
 import numpy as np
 import pytest
-from conftest import TEST_ROWS, digits_pipeline, read_digits
 from pyspark.ml import PipelineModel
 from pyspark.ml.evaluation import MulticlassClassificationEvaluator
 
 from sparkgrad.spark.ml import SparkgradClassificationModel, SparkgradClassifier
+from tests.spark_ml.digits_csv import TEST_ROWS, digits_pipeline, read_digits
+
+pytestmark = (
+    pytest.mark.slow
+)  # each module fits on Spark (~30 s a fit on 2 cores): the full suite runs them
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import digits_pipeline, read_digits
 from pyspark.ml.evaluation import MulticlassClassificationEvaluator
+
+from tests.spark_ml.digits_csv import digits_pipeline, read_digits
 
 
 @pytest.mark.slow  # ~15 s to start the two executors, then a fit

@@ -17,6 +17,8 @@ from sparkgrad.dataset import DistributedSampler
 from sparkgrad.models.mlp import build_mlp
 from sparkgrad.spark.ml import SparkgradClassifier
 
+pytestmark = pytest.mark.slow  # fits on Spark, compared with one process: the full suite runs them
+
 ROWS, FEATURES, CLASSES, HIDDEN = 203, 12, 3, [16]
 BATCH, EPOCHS, LR, MOMENTUM, SEED = 16, 2, 0.1, 0.9, 7
 

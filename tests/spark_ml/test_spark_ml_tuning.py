@@ -24,6 +24,8 @@ from pyspark.ml.tuning import CrossValidator, ParamGridBuilder, TrainValidationS
 from sparkgrad.engine.spark_runner import SparkRunner
 from sparkgrad.spark.ml import SparkgradClassifier, SparkgradRegressionModel, SparkgradRegressor
 
+pytestmark = pytest.mark.slow  # grids of Spark fits: the full suite runs them
+
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers can't import tests
 
 
