@@ -18,6 +18,8 @@ import sys
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # the quick benchmark report (~25 s): the full suite runs it
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HEADINGS = (
     "## Summary",

@@ -16,6 +16,8 @@ import sparkgrad as sg
 import sparkgrad.multiprocessing as mp
 from sparkgrad.comms.spawn import free_port
 
+pytestmark = pytest.mark.slow  # spawned processes, PyTorch gloo beside: the full suite runs it
+
 
 @pytest.fixture
 def master(monkeypatch):

@@ -17,6 +17,8 @@ from main_cli import main_no_spark
 from sparkgrad.engine.config import RunConfig
 from sparkgrad.errors import ConfigError
 
+pytestmark = pytest.mark.slow  # main.py runs in fp32, fp16 and bf16: the full suite runs it
+
 
 def _corpus(tmp_path, chars: int = 3000) -> str:
     rng = np.random.default_rng(0)

@@ -15,6 +15,8 @@ from sparkgrad.errors import ConfigError
 from sparkgrad.export import load_safetensors
 from tests.engine.main_cli import main_no_spark
 
+pytestmark = pytest.mark.slow  # main.py runs, one per recompute mode: the full suite runs it
+
 
 def _corpus(tmp_path, chars: int = 2000) -> str:
     rng = np.random.default_rng(0)

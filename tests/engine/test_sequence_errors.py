@@ -19,6 +19,8 @@ from sparkgrad.engine.config import RunConfig
 from sparkgrad.engine.model import MODELS
 from sparkgrad.errors import ConfigError, ShapeError
 
+pytestmark = pytest.mark.slow  # a main.py subprocess per case: the full suite runs it
+
 
 @pytest.mark.parametrize(
     "args, needles",

@@ -34,6 +34,8 @@ from sparkgrad.parallel.asynchronous.staleness import DONE, LIVE, LOST, Clocks
 from sparkgrad.parallel.asynchronous.worker import PSClient
 from tests.parallel.async_helpers import ps_threads, small_config, within
 
+pytestmark = pytest.mark.slow  # deadline-waiting fault runs: the full suite runs it
+
 KILL = {1: {"kill_mid_push": 5}}  # worker 1 dies sending half of its 5th push
 
 

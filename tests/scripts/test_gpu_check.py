@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the GPU script in subprocesses: the full suite runs it
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "gpu_check.sh"
 BLOCKED = ("pyspark", "hypothesis", "pandas", "pyarrow", "mlxtend")

@@ -22,6 +22,8 @@ from pyspark.ml.linalg import Vectors
 from sparkgrad.errors import CheckpointError, ConfigError, DataFormatError
 from sparkgrad.spark.ml import SparkgradClassificationModel, SparkgradClassifier
 
+pytestmark = pytest.mark.slow  # a SparkSession per module and Spark jobs: the full suite runs it
+
 SMALL = {"maxIter": 1, "batchSize": 4, "model": {"name": "mlp", "hidden": [4]}}
 
 
