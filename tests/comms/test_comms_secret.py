@@ -28,6 +28,10 @@ from sparkgrad.comms.spawn import free_port, run_processes
 from sparkgrad.comms.tcp_transport import TcpTransport, listen
 from sparkgrad.errors import CommError, ConfigError
 
+pytestmark = (
+    pytest.mark.slow
+)  # spawned processes with and without the secret: the full suite runs it
+
 
 def _port_is_free(port):
     with socket.socket() as s:

@@ -18,6 +18,8 @@ from sparkgrad.dataset import load_mnist
 from sparkgrad.engine.run import run
 from sparkgrad.export import load_safetensors
 
+pytestmark = pytest.mark.slow  # main.py subprocesses and CNN trainings: the full suite runs it
+
 
 class Net(torch.nn.Module):
     """The network of PyTorch's examples/mnist, written out as its README shows it."""

@@ -29,6 +29,8 @@ from sparkgrad.engine.config import RunConfig
 from sparkgrad.engine.job import train_rank
 from tests.parallel.async_helpers import open_sockets, ps_threads, small_config, within
 
+pytestmark = pytest.mark.slow  # parameter-server trainings on real sockets: the full suite runs it
+
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 

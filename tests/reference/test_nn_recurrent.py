@@ -235,6 +235,7 @@ def test_init_is_uniform_in_one_over_sqrt_hidden():
 
 
 # ---- float64 finite differences ---------------------------------------------------------------
+@pytest.mark.slow  # float64 finite differences through time, ~1.5 s a kind
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
 def test_gradcheck_through_time(kind):
     """Input, initial state(s) and every parameter of a 2-layer bidirectional layer (float64)."""
