@@ -16,21 +16,8 @@ import pytest
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # loopback only
 
+from tests.engine.conftest import _session  # the one SparkSession helper of the tests
 from tests.spark_ml.digits_csv import TEST_ROWS, TRAIN_ROWS, write_digits_csv
-
-
-def _session(master: str, **conf: str) -> Iterator[Any]:
-    from pyspark.sql import SparkSession
-
-    from sparkgrad.engine.spark_session import local_session
-
-    active = SparkSession.getActiveSession()
-    if active is not None and active.sparkContext.master != master:
-        active.stop()
-    spark = local_session(master, app_name="sparkgrad-ml-tests", **conf)
-    assert spark.sparkContext.master == master
-    yield spark
-    spark.stop()
 
 
 @pytest.fixture(scope="module")
