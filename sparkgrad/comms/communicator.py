@@ -50,6 +50,8 @@ from sparkgrad.autodiff.profiler import hooks as _prof
 from sparkgrad.comms.channel import Channel, FingerprintMismatch
 from sparkgrad.comms.faults import FaultPlan, RankDropped
 from sparkgrad.comms.framing import DEFAULT_MAX_FRAME_BYTES, MISMATCH, STUCK, Frame
+from sparkgrad.comms.model.topology import Topology
+from sparkgrad.comms.model.tuner import select_algorithm
 from sparkgrad.comms.transport import ControlArrived, PeerLost, Transport, WaitTimeout
 from sparkgrad.errors import CollectiveMismatch, CollectiveTimeout, CommError
 
@@ -134,9 +136,6 @@ class Communicator:
     def choose_algorithm(self, collective: str, nbytes: int, override: str | None) -> str:
         """Per-call override, else per-communicator choice, else ``NCCL_ALGO``, else the
         cheapest on this machine's calibrated link. The modelled cluster never decides."""
-        from sparkgrad.comms.model.topology import Topology
-        from sparkgrad.comms.model.tuner import select_algorithm
-
         if self._local_link is None:
             self._local_link = Topology.local(self.size)
         override = override or self.algorithms.get(collective)

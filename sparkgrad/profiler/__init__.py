@@ -6,26 +6,5 @@ print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
 prof.export_chrome_trace("trace.json")
 """
 
-from sparkgrad.autodiff.profiler import (
-    EventList,
-    FunctionEvent,
-    FunctionEventAvg,
-    ProfilerAction,
-    ProfilerActivity,
-    profile,
-    record_function,
-    schedule,
-    validate_trace,
-)
-
-__all__ = [
-    "EventList",
-    "FunctionEvent",
-    "FunctionEventAvg",
-    "ProfilerAction",
-    "ProfilerActivity",
-    "profile",
-    "record_function",
-    "schedule",
-    "validate_trace",
-]
+from sparkgrad.autodiff.profiler import *  # noqa: F403
+from sparkgrad.autodiff.profiler import __all__  # noqa: F401
