@@ -317,12 +317,12 @@ class RunConfig:
 
     def _validate_strategy(self) -> None:
         cls = self.strategy_class
-        if cls.cuts_layers and not MODELS[self.model].splits_layers:
+        if cls.models is not None and self.model not in cls.models:
+            splits = [n for n in STRATEGIES if strategy_class(n)[0].models is None]
             raise ConfigError(
-                f"--strategy {self.strategy} cuts an MLP's Linear layers across ranks and cannot "
-                f"split --model {self.model} (splitting a Transformer's layers comes with tensor "
-                f"and pipeline parallelism for it); use --strategy single, data, zero1, zero2 "
-                f"or zero3"
+                f"--strategy {self.strategy} cuts the layers of --model "
+                f"{' or '.join(cls.models)} across ranks and cannot split --model {self.model}; "
+                f"use --strategy {', '.join(splits)}"
             )
         cls.check_config(self)
 

@@ -41,7 +41,6 @@ class ModelSpec:
     eval_batch: int
     standardize: bool  # pixels (x/255 - 0.1307) / 0.3081, as PyTorch's MNIST example; else x/255
     name: Callable[[Any], str]  # RunConfig -> the architecture stored in exports
-    splits_layers: bool  # can model/pipeline/tensor/hybrid cut it?
     defaults: dict = field(default_factory=dict)  # options this model trains well with
     options: tuple[str, ...] = ()  # the model options (--d-model ...) it reads
 
@@ -61,7 +60,6 @@ MODELS = {
         eval_batch=1000,
         standardize=False,
         name=lambda c: architecture(c.hidden),
-        splits_layers=True,
         options=("hidden", "recompute"),
     ),
     "cnn": ModelSpec(
@@ -71,7 +69,6 @@ MODELS = {
         eval_batch=250,  # conv2's unfolded patches of 1000 images take ~660 MB
         standardize=True,
         name=lambda c: "cnn-mnist",
-        splits_layers=False,
     ),
     "vit": ModelSpec(
         task=DIGITS,
@@ -87,7 +84,6 @@ MODELS = {
         eval_batch=500,
         standardize=True,
         name=_transformer_name("vit-p7"),
-        splits_layers=False,
         defaults={"optimizer": "adamw", "lr": 2e-3, "gamma": 0.93, "epochs": 30},
         options=(*SEQUENCE_OPTIONS, "recompute"),
     ),
@@ -108,7 +104,6 @@ MODELS = {
         eval_batch=250,
         standardize=False,
         name=_transformer_name("gpt"),
-        splits_layers=False,
         defaults=TEXT_DEFAULTS,
         options=(*SEQUENCE_OPTIONS, "context", "tie_weights", "recompute"),
     ),
@@ -127,7 +122,6 @@ MODELS = {
         eval_batch=250,
         standardize=False,
         name=lambda c: f"lstm-lm-d{c.d_model}-l{c.layers}",
-        splits_layers=False,
         defaults={**TEXT_DEFAULTS, "d_model": 128},
         options=("d_model", "layers", "dropout", "context", "tie_weights"),
     ),
@@ -145,7 +139,6 @@ MODELS = {
         eval_batch=500,
         standardize=False,
         name=_transformer_name("seq2seq"),
-        splits_layers=False,
         defaults={"optimizer": "adamw", "lr": 2e-3, "gamma": 0.7, "epochs": 10},
         options=(*SEQUENCE_OPTIONS, "recompute"),
     ),

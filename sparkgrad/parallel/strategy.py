@@ -51,7 +51,8 @@ class Strategy(ABC):
     name = "strategy"
     predict_is_collective = True  # False when every rank can predict on its own (full model)
     splits_batch = False  # True: every rank trains on its own rows (data parallel, ZeRO)
-    cuts_layers = False  # True: the model's Linear layers are split over ranks
+    cuts_layers = False  # True: the model's layers are split over ranks
+    models: tuple[str, ...] | None = None  # the --model names it can split (None: any)
 
     # -- on the driver, before any rank starts: what this strategy needs of a run config ----
     # ``config`` is anything with the run's fields (world_size, batch_size, hidden, ...):

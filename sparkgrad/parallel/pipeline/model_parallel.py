@@ -60,6 +60,7 @@ class ModelParallel(Strategy):
     name = "model"
 
     cuts_layers = True
+    models = ("mlp",)  # the models whose layers it knows how to cut
 
     @classmethod
     def check_config(cls, config: Any) -> None:

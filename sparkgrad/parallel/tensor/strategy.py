@@ -97,6 +97,7 @@ class TensorParallel(Strategy):
     name = "tensor"
 
     cuts_layers = True
+    models = ("mlp",)  # the models whose layers it knows how to cut
 
     @classmethod
     def tensor_ways(cls, config: Any) -> int:
