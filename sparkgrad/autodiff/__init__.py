@@ -3,9 +3,11 @@
 Read in this order: ``backend`` (NumPy or CuPy), ``dtypes`` and ``device`` → ``tensor``
 (the data) → ``function`` (one op = forward + backward) → ``ops/`` (every op) → ``graph``
 (backward) → ``functional`` (the public op API) → ``factories``, ``ranges``, ``sampling``
-(ways to make tensors) → ``nn`` → ``optim``.
+(ways to make tensors) → ``nn`` → ``optim``. ``host_memory`` tells the C allocator to
+reuse freed pages (a speed setting, no change to any number).
 """
 
+from sparkgrad.autodiff import host_memory as _host_memory
 from sparkgrad.autodiff.backend import cuda_is_available
 from sparkgrad.autodiff.draw_graph import draw_graph, graph_nodes
 from sparkgrad.autodiff.dtypes import get_default_dtype, is_floating_point, set_default_dtype
@@ -47,3 +49,5 @@ from sparkgrad.autodiff.sampling import (
 )
 from sparkgrad.autodiff.tensor import Size, Tensor
 from sparkgrad.autodiff.threads import get_num_threads, set_num_threads
+
+_host_memory.keep_freed_memory()  # once, on import (SPARKGRAD_SYSTEM_MALLOC=1 opts out)
