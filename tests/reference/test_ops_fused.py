@@ -141,3 +141,27 @@ def test_softmax_backward_equals_the_plain_formula():
     dp = rng.standard_normal(p.shape)
     plain = p * (dp - (dp * p).sum(-1, keepdims=True))
     np.testing.assert_allclose(fused.softmax_backward_(dp.copy(), p), plain, rtol=1e-14)
+
+
+@pytest.mark.parametrize("n_index", [0, 1, 7, 2048])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_index_add_rows_equals_add_at(n_index, dtype):
+    rng = np.random.default_rng(n_index)
+    index = rng.integers(0, 13, n_index)  # repeats, and rows no index names
+    rows = rng.standard_normal((n_index, 5)).astype(dtype)
+    want = np.zeros((13, 5), dtype)
+    np.add.at(want, index, rows)
+    got = fused.index_add_rows(13, index, rows)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-12, atol=1e-6)
+
+
+def test_embedding_backward_equals_torchs_with_repeated_ids():
+    rng = np.random.default_rng(3)
+    weight = rng.standard_normal((11, 6)).astype(np.float32)
+    ids, grad = rng.integers(0, 11, (4, 9)), rng.standard_normal((4, 9, 6)).astype(np.float32)
+    w = sg.tensor(weight, requires_grad=True)
+    F.embedding(sg.tensor(ids), w, padding_idx=2).backward(sg.tensor(grad))
+    tw = torch.tensor(weight, requires_grad=True)
+    torch.nn.functional.embedding(torch.tensor(ids), tw, padding_idx=2).backward(torch.tensor(grad))
+    np.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy(), rtol=1e-5, atol=1e-6)

@@ -254,3 +254,27 @@ def softmax_backward_(dp: Any, p: Any) -> Any:
     dp -= (dp * p).sum(axis=-1, keepdims=True)
     dp *= p
     return dp
+
+
+# --- rows added into a table by index (Embedding's backward) ------------------------------
+
+
+def index_add_rows(n_rows: int, index: Any, rows: Any) -> Any:
+    """``out[index[i]] += rows[i]`` into a zero ``(n_rows, d)`` table: ``add.at``'s result.
+
+    NumPy's ``add.at`` adds one row at a time, unbuffered (~1 ms for 2048 rows of 64). On
+    the CPU the rows are instead sorted by index (a stable sort: equal indices keep their
+    order), each run of equal indices summed by one ``add.reduceat``, and the sums written
+    to their rows: ~8x faster, the same sums up to float rounding order. CuPy keeps
+    ``add.at`` (an atomic scatter-add on the GPU, already fast).
+    """
+    xp = array_module(rows)
+    out = xp.zeros((n_rows, rows.shape[-1]), dtype=rows.dtype)
+    if device_of(rows) != "cpu" or len(index) == 0:
+        xp.add.at(out, index, rows)
+        return out
+    order = xp.argsort(index, kind="stable")
+    ordered = index[order]
+    starts = xp.flatnonzero(xp.r_[True, ordered[1:] != ordered[:-1]])
+    out[ordered[starts]] = xp.add.reduceat(rows[order], starts, axis=0)
+    return out

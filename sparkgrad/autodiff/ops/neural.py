@@ -321,9 +321,8 @@ class Embedding(Function):
     @staticmethod
     def backward(ctx: Context, grad: Any) -> Any:
         (indices,) = ctx.saved_tensors
-        xp = array_module(grad)
-        gw = xp.zeros(ctx.shape, dtype=grad.dtype)
-        xp.add.at(gw, indices.reshape(-1), grad.reshape(-1, ctx.shape[1]))
+        # gw = zeros, then gw[idx[i]] += g[i] (add.at's result, in fewer passes on the CPU)
+        gw = fused.index_add_rows(ctx.shape[0], indices.reshape(-1), grad.reshape(-1, ctx.shape[1]))
         if ctx.padding_idx is not None:
             gw[ctx.padding_idx] = 0
         return gw, None
