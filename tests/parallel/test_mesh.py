@@ -1,7 +1,7 @@
 """ProcessMesh: the spec parser, the grid, and one working group per axis.
 
 Truth for the groups: the ranks differing from this one only along the axis, read off
-``numpy.arange(world).reshape(dp, pp, tp)`` by index arithmetic here, and an exact-sum
+``numpy.arange(world).reshape(dp, pp, cp, tp)`` by index arithmetic here, and an exact-sum
 all_reduce of the global ranks over each group.
 """
 
@@ -12,7 +12,7 @@ import pytest
 
 import sparkgrad.distributed as dist
 from sparkgrad.errors import ConfigError
-from sparkgrad.parallel.hybrid.mesh import ProcessMesh, axis_groups, parse_mesh
+from sparkgrad.parallel.hybrid.mesh import ProcessMesh, axis_groups, mesh_coordinates, parse_mesh
 
 
 @pytest.mark.parametrize(
@@ -33,8 +33,8 @@ def test_parse_mesh(spec: str, world: int, want: tuple) -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("dp=2,tp=3", "dp\\*pp\\*tp = 6, expected the world size 4"),
-        ("dp=2", "dp\\*pp\\*tp = 2, expected the world size 4"),
+        ("dp=2,tp=3", "dp\\*pp\\*cp\\*tp = 6, expected the world size 4"),
+        ("dp=2", "dp\\*pp\\*cp\\*tp = 2, expected the world size 4"),
         ("dp=2,xp=2", "expected axes among .* found 'xp'"),
         ("dp2,tp=2", "expected 'axis=size' items"),
         ("dp=2;tp=2", "positive integer size for dp, found '2;tp=2'"),
@@ -50,7 +50,8 @@ def test_bad_specs_are_clear_errors(spec: str, message: str) -> None:
 
 
 def test_axis_groups_read_the_grid() -> None:
-    grid = np.arange(8).reshape(2, 2, 2)
+    grid = np.arange(8).reshape(2, 2, 1, 2)
+    assert axis_groups(grid, "cp") == [[r] for r in range(8)]
     assert axis_groups(grid, "tp") == [[0, 1], [2, 3], [4, 5], [6, 7]]
     assert axis_groups(grid, "pp") == [[0, 2], [1, 3], [4, 6], [5, 7]]
     assert axis_groups(grid, "dp") == [[0, 4], [1, 5], [2, 6], [3, 7]]
@@ -77,7 +78,7 @@ def test_mesh_groups_on_thread_ranks(spec: str, world: int) -> None:
 
     for rank, r in enumerate(dist.spawn(rank_fn, world)):
         d, p, t = rank // (pp * tp), (rank // tp) % pp, rank % tp
-        assert r["coords"] == {"dp": d, "pp": p, "tp": t}
+        assert r["coords"] == {"dp": d, "pp": p, "cp": 0, "tp": t}
         want = {
             "dp": [i * pp * tp + p * tp + t for i in range(dp)],
             "pp": [d * pp * tp + i * tp + t for i in range(pp)],
@@ -85,7 +86,7 @@ def test_mesh_groups_on_thread_ranks(spec: str, world: int) -> None:
         }
         for axis, ranks in want.items():
             assert r[axis] == (ranks, sum(ranks)), axis
-        assert f"dp={dp}, pp={pp}, tp={tp}" in r["repr"]
+        assert f"dp={dp}, pp={pp}, cp=1, tp={tp}" in r["repr"]
         assert str(np.arange(world).reshape(dp, pp, tp)[0, 0]).replace(" ", "") in r[
             "repr"
         ].replace(" ", "")
@@ -101,3 +102,15 @@ def test_mesh_product_must_be_the_world_size_on_ranks() -> None:
 
     with pytest.raises(ConfigError, match="expected the world size 2"):
         dist.spawn(rank_fn, 2)
+
+
+def test_the_context_axis_sits_between_pipeline_and_tensor() -> None:
+    # dp=2, pp=1, cp=2, tp=2: rank = d*4 + c*2 + t (Megatron's order: tp, then cp, ...)
+    coords = mesh_coordinates("dp=2,cp=2,tp=2", 8)
+    assert [(c["dp"], c["cp"], c["tp"]) for c in coords] == [
+        (r // 4, (r // 2) % 2, r % 2) for r in range(8)
+    ]
+    grid = np.arange(8).reshape(2, 1, 2, 2)
+    assert axis_groups(grid, "cp") == [[0, 2], [1, 3], [4, 6], [5, 7]]
+    with pytest.raises(ConfigError, match=r"dp\*pp\*cp\*tp = 4, expected the world size 8"):
+        parse_mesh("cp=2,tp=2", 8)

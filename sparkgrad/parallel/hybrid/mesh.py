@@ -1,18 +1,22 @@
 """``ProcessMesh``: the ranks laid out on one grid, one process group per axis.
 
-Hybrid parallelism combines ways of splitting the work. With 8 ranks and the spec
-``"dp=2,pp=2,tp=2"``, the ranks are numbered into a ``(dp, pp, tp)`` grid::
+Hybrid parallelism combines ways of splitting the work: ``dp`` (data: the batch), ``pp``
+(pipeline: the layers, in stages), ``cp`` (context: the sequence) and ``tp`` (tensor: each
+layer's matrices). With 8 ranks and the spec ``"dp=2,pp=2,tp=2"``, the ranks are numbered
+into a ``(dp, pp, cp, tp)`` grid (here cp=1)::
 
-    grid = numpy.arange(8).reshape(2, 2, 2)     # grid[d, p, t] = global rank
+    grid = numpy.arange(8).reshape(2, 2, 1, 2)     # grid[d, p, c, t] = global rank
 
     dp=0: pp=0 [0 1]     dp=1: pp=0 [4 5]        tp groups: a row      [0 1], [2 3], ...
           pp=1 [2 3]           pp=1 [6 7]        pp groups: a column   [0 2], [1 3], ...
                                                  dp groups: across     [0 4], [1 5], ...
 
 A rank's group along an axis is the ranks that differ from it *only* in that axis: its
-tensor-parallel partners share its data and its pipeline stage, its data-parallel
-partners hold the same slice of the same stage. Tensor parallelism is innermost (it
-talks the most, so its ranks are neighbours: the same machine, in a real cluster).
+tensor-parallel partners share its data, its stage and its piece of the sequence; its
+data-parallel partners hold the same slice of the same stage. The order of the axes is
+Megatron-LM's: tensor parallelism innermost (it talks the most, so its ranks are
+neighbours: the same machine, in a real cluster), then context, then pipeline, data
+outermost (it talks once per step).
 
 Every group comes from the one grid, so the groups always agree with each other, and
 every rank creates every group in the same order (``new_group`` is a collective-style
@@ -28,11 +32,11 @@ import numpy as np
 from sparkgrad.distributed.state import Group, resolve
 from sparkgrad.errors import ConfigError
 
-AXES = ("dp", "pp", "tp")
+AXES = ("dp", "pp", "cp", "tp")  # outermost first: grid[d, p, c, t] = rank
 
 
 def parse_mesh(spec: str, world_size: int) -> dict[str, int]:
-    """``"dp=2,tp=2"`` -> ``{"dp": 2, "pp": 1, "tp": 2}`` (missing axes are 1).
+    """``"dp=2,tp=2"`` -> ``{"dp": 2, "pp": 1, "cp": 1, "tp": 2}`` (missing axes are 1).
 
     Raises :class:`ConfigError` for bad syntax, unknown or repeated axes, sizes below 1,
     or a product that is not ``world_size``.
@@ -60,13 +64,21 @@ def parse_mesh(spec: str, world_size: int) -> dict[str, int]:
             )
         seen.add(name)
         sizes[name] = int(value)
-    product = sizes["dp"] * sizes["pp"] * sizes["tp"]
+    product = int(np.prod([sizes[a] for a in AXES]))
     if product != world_size:
         raise ConfigError(
-            f"mesh spec {spec!r}: dp*pp*tp = {product}, expected the world size {world_size}; "
+            f"mesh spec {spec!r}: dp*pp*cp*tp = {product}, expected the world size {world_size}; "
             f"choose sizes whose product is {world_size}"
         )
     return sizes
+
+
+def mesh_coordinates(spec: str, world_size: int) -> list[dict[str, int]]:
+    """Every rank's place on the grid, ``[{"dp": 0, "pp": 0, "cp": 0, "tp": 1}, ...]``
+    (arithmetic only: the driver uses it before any rank or group exists)."""
+    sizes = parse_mesh(spec, world_size)
+    grid = np.arange(world_size).reshape(*(sizes[a] for a in AXES))
+    return [{a: int(c) for a, c in zip(AXES, np.argwhere(grid == r)[0])} for r in range(world_size)]
 
 
 def axis_groups(grid: np.ndarray, axis: str) -> list[list[int]]:
@@ -77,10 +89,10 @@ def axis_groups(grid: np.ndarray, axis: str) -> list[list[int]]:
 
 
 class ProcessMesh:
-    """The ``(dp, pp, tp)`` grid of ``process_group``'s ranks and this rank's groups.
+    """The ``(dp, pp, cp, tp)`` grid of ``process_group``'s ranks and this rank's groups.
 
     ``mesh.group("tp")`` is this rank's tensor-parallel group (a ``dist`` group handle),
-    ``mesh.coords`` its place on the grid (``{"dp": 1, "pp": 0, "tp": 0}``), and
+    ``mesh.coords`` its place on the grid (``{"dp": 1, "pp": 0, "cp": 0, "tp": 0}``), and
     ``mesh.size("dp")`` an axis's length. Ranks in the spec and the grid are indices in
     ``process_group`` (the default group: global ranks).
     """
@@ -105,7 +117,7 @@ class ProcessMesh:
         return self.sizes[self._check(axis)]
 
     def group(self, axis: str) -> Group:
-        """This rank's process group along ``axis`` (``"dp"``, ``"pp"`` or ``"tp"``)."""
+        """This rank's process group along ``axis`` (``"dp"``, ``"pp"``, ``"cp"`` or ``"tp"``)."""
         return self._groups[self._check(axis)]
 
     def _check(self, axis: str) -> str:

@@ -47,11 +47,12 @@ class HybridParallel(TensorParallel):
     @classmethod
     def check_config(cls, config: Any) -> None:
         sizes = parse_mesh(config.mesh, config.world_size)
-        if sizes["pp"] > 1:
-            raise ConfigError(
-                f"--mesh {config.mesh}: the hybrid strategy runs data x tensor meshes; a "
-                f"pipeline axis (pp={sizes['pp']}) is not supported yet (use pp=1)"
-            )
+        for axis, what in (("pp", "pipeline"), ("cp", "context")):
+            if sizes[axis] > 1:
+                raise ConfigError(
+                    f"--mesh {config.mesh}: the hybrid strategy runs data x tensor meshes; a "
+                    f"{what} axis ({axis}={sizes[axis]}) is not supported yet (use {axis}=1)"
+                )
         super().check_config(config)
 
     @classmethod
@@ -78,10 +79,11 @@ class HybridParallel(TensorParallel):
         parent = resolve(process_group)
         if isinstance(mesh, str):
             mesh = ProcessMesh(mesh, process_group)
-        if mesh.size("pp") > 1:
+        if mesh.size("pp") > 1 or mesh.size("cp") > 1:
             raise ConfigError(
-                f"HybridParallel: pipeline stages (pp={mesh.size('pp')}) are not supported "
-                "yet; use a mesh with pp=1 such as 'dp=2,tp=2'"
+                f"HybridParallel: pipeline (pp={mesh.size('pp')}) and context "
+                f"(cp={mesh.size('cp')}) axes are not supported yet; use a mesh with pp=1 and "
+                "cp=1 such as 'dp=2,tp=2'"
             )
         self.mesh = mesh
         self.dp_group = mesh.group("dp")

@@ -155,10 +155,9 @@ def dp_coordinates(strategy: str, world: int, mesh: str) -> list[int]:
     if strategy in ("data", "zero1", "zero2", "zero3"):
         return list(range(world))
     if strategy == "hybrid":
-        from sparkgrad.parallel.mesh import parse_mesh
+        from sparkgrad.parallel.hybrid.mesh import mesh_coordinates
 
-        sizes = parse_mesh(mesh, world)
-        return [r // (sizes["pp"] * sizes["tp"]) for r in range(world)]
+        return [c["dp"] for c in mesh_coordinates(mesh, world)]
     return [0] * world  # model, pipeline, tensor: every rank sees the whole batch
 
 
