@@ -6,7 +6,8 @@ lead back to the leaves. ``backward()`` walks those nodes in reverse (see
 :mod:`sparkgrad.autodiff.graph`). Arithmetic operators and methods such as ``x.relu()``
 are listed in the base class :class:`~sparkgrad.autodiff.tensor_methods.TensorMethods`:
 thin forwards to :mod:`sparkgrad.autodiff.functional`, where each op lives; in-place
-updates (``x += 1``, ``x[0] = 2``, ``x.add_(y)``) live in :mod:`sparkgrad.autodiff.inplace`.
+updates (``x += 1``, ``x[0] = 2``, ``x.add_(y)``) live in :mod:`sparkgrad.autodiff.inplace`;
+``to``/``float``/``cuda``... in :class:`~sparkgrad.autodiff.tensor_conversions.TensorConversions`.
 
 The values are ``t.array``, a NumPy or CuPy array. ``t.data`` is PyTorch's ``.data``: the
 same storage as a Tensor that autograd does not see.
@@ -29,6 +30,7 @@ from sparkgrad.autodiff.backend import (
 )
 from sparkgrad.autodiff.dtypes import get_default_dtype
 from sparkgrad.autodiff.grad_mode import is_grad_enabled
+from sparkgrad.autodiff.tensor_conversions import TensorConversions
 from sparkgrad.autodiff.tensor_methods import TensorMethods
 from sparkgrad.autodiff.versions import VersionCounter
 from sparkgrad.errors import GradError
@@ -65,7 +67,7 @@ class Size(tuple):
         return n
 
 
-class Tensor(TensorMethods):
+class Tensor(TensorConversions, TensorMethods):
     """An n-dimensional array that can record the ops applied to it for backward."""
 
     __slots__ = (
@@ -252,65 +254,6 @@ class Tensor(TensorMethods):
         from sparkgrad.autodiff import functional as F
 
         return F.clone(self)
-
-    def to(self, *args: Any, **kwargs: Any) -> Tensor:
-        """``t.to("cuda")``, ``t.to(sg.float64)``, ``t.to(other)``, ``t.to("cpu", sg.float32)``,
-        ``t.to(device=..., dtype=...)``: every form of ``torch.Tensor.to``. Differentiable;
-        ``self`` itself when nothing changes (and ``copy=False``)."""
-        from sparkgrad.autodiff import functional as F
-        from sparkgrad.autodiff.device import parse_to_args
-
-        device, dtype, _, copy = parse_to_args(*args, **kwargs)
-        out = self
-        if dtype is not None and dtype != self.dtype:
-            out = F.cast(out, dtype)
-        if device is not None and device.type != device_of(out.array):
-            out = F.move(out, device.type)
-        if copy and out is self:
-            out = F.clone(self)
-        return out
-
-    def cpu(self) -> Tensor:
-        return self.to("cpu")
-
-    def cuda(self) -> Tensor:
-        return self.to("cuda")
-
-    def float(self) -> Tensor:
-        return self.to(np.float32)
-
-    def double(self) -> Tensor:
-        return self.to(np.float64)
-
-    def half(self) -> Tensor:
-        return self.to(np.float16)
-
-    def bfloat16(self) -> Tensor:
-        from sparkgrad.autodiff import dtypes
-
-        if dtypes._bfloat16 is None:
-            raise TypeError("bfloat16 needs the ml_dtypes package: pip install ml_dtypes")
-        return self.to(dtypes._bfloat16)
-
-    def long(self) -> Tensor:
-        return self.to(np.int64)
-
-    def int(self) -> Tensor:
-        return self.to(np.int32)
-
-    def bool(self) -> Tensor:
-        return self.to(np.bool_)
-
-    def type(self, dtype: Any = None) -> Any:
-        """The dtype's PyTorch-style name (``torch.FloatTensor``), or a cast to ``dtype``."""
-        if dtype is None:
-            from sparkgrad.autodiff.versions import torch_type_name
-
-            return f"sparkgrad.{torch_type_name(self.dtype)}Tensor"
-        return self.to(dtype)
-
-    def type_as(self, other: Tensor) -> Tensor:
-        return self.to(other.dtype)
 
     # ---- autograd -----------------------------------------------------------------------
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
