@@ -14,7 +14,6 @@ stderr and exit code 2, as ``main.py`` does.
 from __future__ import annotations
 
 import argparse
-
 import sys
 
 from sparkgrad.errors import SparkgradError
@@ -32,41 +31,69 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Predict one training step of a GPT on a modelled "
-                "GPU cluster (shapes only, nothing allocated).")  # fmt: skip
+    p = _Parser(
+        prog=PROG,
+        description="Predict one training step of a GPT on a modelled "
+        "GPU cluster (shapes only, nothing allocated).",
+    )
     p.add_argument("--model", choices=("gpt",), default="gpt", help="the model family (gpt)")
     p.add_argument("--d-model", type=int, default=4096, help="width h (default 4096)")
     p.add_argument("--layers", type=int, default=32, help="transformer blocks (default 32)")
     p.add_argument("--heads", type=int, default=32, help="attention heads (default 32)")
     p.add_argument("--context", type=int, default=2048, help="sequence length (default 2048)")
     p.add_argument("--vocab", type=int, default=50257, help="vocabulary size (default 50257)")
-    p.add_argument("--mesh", default="dp=8", help="e.g. dp=8,tp=8,pp=4 (cp= too); dp*pp*tp*cp "
-                   "must equal the cluster's GPUs")  # fmt: skip
-    p.add_argument("--cluster", default="1x8-h100",
-                   help="NODESxGPUS-SYSTEM, SYSTEM in h100, h200, a100, cpu (default 1x8-h100)")
+    p.add_argument(
+        "--mesh",
+        default="dp=8",
+        help="e.g. dp=8,tp=8,pp=4 (cp= too); dp*pp*tp*cp must equal the cluster's GPUs",
+    )
+    p.add_argument(
+        "--cluster",
+        default="1x8-h100",
+        help="NODESxGPUS-SYSTEM, SYSTEM in h100, h200, a100, cpu (default 1x8-h100)",
+    )
     p.add_argument("--global-batch", type=int, default=64, help="sequences per step")
-    p.add_argument("--micro-batches", type=int, default=1,
-                   help="micro-batches per step on each replica (pipeline / accumulation)")
+    p.add_argument(
+        "--micro-batches",
+        type=int,
+        default=1,
+        help="micro-batches per step on each replica (pipeline / accumulation)",
+    )
     p.add_argument("--precision", choices=tuple(PRECISIONS), default="bf16")
-    p.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=0,
-                   help="0: DDP all-reduce; 1/2/3: ZeRO stage over the dp ranks")
+    p.add_argument(
+        "--zero",
+        type=int,
+        choices=(0, 1, 2, 3),
+        default=0,
+        help="0: DDP all-reduce; 1/2/3: ZeRO stage over the dp ranks",
+    )
     p.add_argument("--schedule", choices=("1f1b", "gpipe"), default="1f1b")
     p.add_argument("--recompute", choices=("none", "full"), default="none")
     p.add_argument("--bucket-mb", type=float, default=25.0, help="DDP bucket size (MiB)")
     p.add_argument("--trace", metavar="FILE", help="write the predicted timeline (Chrome trace)")
     p.add_argument("--json", metavar="FILE", help="write the numbers as JSON")
-    p.add_argument("--validate", action="store_true",
-                   help="print the published-results table (docs/simulator.md) and exit")
+    p.add_argument(
+        "--validate",
+        action="store_true",
+        help="print the published-results table (docs/simulator.md) and exit",
+    )
     return p
 
 
 def config_from(args: argparse.Namespace) -> StepConfig:
     shape = GPTShape(args.d_model, args.layers, args.heads, args.context, args.vocab)
     return StepConfig(
-        shape, Mesh.parse(args.mesh), Cluster.parse(args.cluster), args.global_batch,
-        args.micro_batches, args.precision, args.zero, args.schedule, args.recompute,
+        shape,
+        Mesh.parse(args.mesh),
+        Cluster.parse(args.cluster),
+        args.global_batch,
+        args.micro_batches,
+        args.precision,
+        args.zero,
+        args.schedule,
+        args.recompute,
         args.bucket_mb,
-    )  # fmt: skip
+    )
 
 
 def report(pred: Prediction) -> str:
@@ -77,7 +104,8 @@ def report(pred: Prediction) -> str:
     lines = [
         f"gpt d_model={sh.d_model} layers={sh.layers} heads={sh.heads} context={sh.context} "
         f"vocab={sh.vocab}: {sh.parameters / 1e9:.2f} B parameters",
-        f"cluster {cfg.cluster.spec}: {cfg.cluster.world} x {dev.name} ({dev.peak(dtype) / 1e12:.1f} "
+        f"cluster {cfg.cluster.spec}: {cfg.cluster.world} x {dev.name} "
+        f"({dev.peak(dtype) / 1e12:.1f} "
         f"TFLOP/s {dtype}, {dev.memory_bandwidth / 1e12:.2f} TB/s); {topo.intra.name} inside a "
         f"node, {topo.inter.name} across",
         f"mesh {m.describe()}, zero={cfg.zero}, {cfg.schedule}, recompute={cfg.recompute}; "
@@ -100,8 +128,9 @@ def report(pred: Prediction) -> str:
         )
     lines += ["", f"  {'collective':48}{'algo/proto':>14}{'time':>12}  why"]
     for name, c in pred.comms.items():
-        lines.append(f"  {name:48}{c.algorithm + '/' + c.protocol:>14}"
-                     f"{c.seconds * 1e3:10.3f} ms  {c.reason}")  # fmt: skip
+        lines.append(
+            f"  {name:48}{c.algorithm + '/' + c.protocol:>14}{c.seconds * 1e3:10.3f} ms  {c.reason}"
+        )
     lines += ["", f"  {'per stage':12}{'compute':>12}{'exposed comm + idle':>22}"]
     for s, busy in enumerate(pred.compute_seconds):
         lines.append(f"  {'stage ' + str(s):12}{busy:11.4f}s{pred.step_seconds - busy:21.4f}s")
@@ -126,12 +155,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             from sparkgrad.autodiff.profiler.trace import write_json_atomic
 
-            write_json_atomic(args.json, {
-                "step_seconds": pred.step_seconds, "tokens_per_second": pred.tokens_per_second,
-                "mfu": pred.mfu, "memory_bytes": [m.total for m in pred.memory],
-                "comms": {k: [c.algorithm, c.protocol, c.seconds, c.reason]
-                          for k, c in pred.comms.items()},
-            })  # fmt: skip
+            write_json_atomic(
+                args.json,
+                {
+                    "step_seconds": pred.step_seconds,
+                    "tokens_per_second": pred.tokens_per_second,
+                    "mfu": pred.mfu,
+                    "memory_bytes": [m.total for m in pred.memory],
+                    "comms": {
+                        k: [c.algorithm, c.protocol, c.seconds, c.reason]
+                        for k, c in pred.comms.items()
+                    },
+                },
+            )
     except SparkgradError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -139,6 +175,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
     return 0
-
-
-

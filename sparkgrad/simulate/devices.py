@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sparkgrad.errors import ConfigError
@@ -56,7 +57,9 @@ class Device:
     def __post_init__(self) -> None:
         missing = [d for d in DTYPES if d not in self.peaks]
         if missing:
-            raise ConfigError(f"Device {self.name!r}: expected peaks for {DTYPES}, missing {missing}")
+            raise ConfigError(
+                f"Device {self.name!r}: expected peaks for {DTYPES}, missing {missing}"
+            )
         for key in ("matmul_efficiency", "memory_efficiency"):
             if not 0.0 < getattr(self, key) <= 1.0:
                 raise ConfigError(f"Device {self.name!r}: expected 0 < {key} <= 1")
@@ -92,7 +95,7 @@ DEVICES: dict[str, Device] = {
 }
 
 
-def _best(fn, repeats: int) -> float:
+def _best(fn: Callable[[], object], repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -137,5 +140,7 @@ def get_device(name: str) -> Device:
     if key == "cpu":
         return cpu_device()
     if key not in DEVICES:
-        raise ConfigError(f"unknown device {name!r}: expected one of {', '.join([*DEVICES, 'cpu'])}")
+        raise ConfigError(
+            f"unknown device {name!r}: expected one of {', '.join([*DEVICES, 'cpu'])}"
+        )
     return DEVICES[key]

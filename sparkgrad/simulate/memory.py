@@ -50,8 +50,9 @@ def model_states(params: float, dp: int, zero: int, mixed: bool) -> Memory:
     )
 
 
-def layer_activation_bytes(tokens: float, h: int, heads: int, context: int, tp: int,
-                           recompute: bool, element_bytes: int) -> float:  # fmt: skip
+def layer_activation_bytes(
+    tokens: float, h: int, heads: int, context: int, tp: int, recompute: bool, element_bytes: int
+) -> float:
     """Activation bytes one layer keeps for one micro-batch (Korthikanti et al. eq. 2)."""
     if recompute:
         return tokens * h * element_bytes

@@ -9,9 +9,10 @@
    of the predicted timeline (:mod:`.trace` writes them as a Chrome trace), and every
    collective's (algorithm, protocol) with the reason.
 
-MFU = model FLOPs (3 x the forward matmuls, no recomputation: :func:`.workload.model_flops_per_token`)
-per second over the world's dense peak. ``megatron_tflops`` is what the Megatron-LM paper
-reports per GPU: its eq. 3 FLOPs (recomputation included when it ran) per second per GPU.
+MFU = model FLOPs (3 x the forward matmuls, no recomputation:
+:func:`.workload.model_flops_per_token`) per second over the world's dense peak.
+``megatron_tflops`` is what the Megatron-LM paper reports per GPU: its eq. 3 FLOPs
+(recomputation included when it ran) per second per GPU.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ class StepConfig:
 
     def __post_init__(self) -> None:
         if self.precision not in wl.PRECISIONS:
-            raise ConfigError(f"unknown precision {self.precision!r}: expected one of "
-                              f"{', '.join(wl.PRECISIONS)}")  # fmt: skip
+            raise ConfigError(
+                f"unknown precision {self.precision!r}: expected one of {', '.join(wl.PRECISIONS)}"
+            )
         if self.zero not in (0, 1, 2, 3):
             raise ConfigError(f"expected zero in 0..3, found {self.zero}")
         if self.recompute not in ("none", "full"):
@@ -101,8 +103,13 @@ class _Coster:
         out: list = []
         for item in items:
             if isinstance(item, wl.Comm):
-                out.append(("blocking", item.name,
-                            self.comm(item.name, item.collective, item.nbytes, item.group)))  # fmt: skip
+                out.append(
+                    (
+                        "blocking",
+                        item.name,
+                        self.comm(item.name, item.collective, item.nbytes, item.group),
+                    )
+                )
                 continue
             sec = op_cost(item.flops, item.nbytes, self.cfg.cluster.device, self.dtype, item.kind)
             if out and out[-1][0] == "compute":
@@ -129,8 +136,10 @@ def simulate_step(cfg: StepConfig) -> Prediction:
     fwd = wl.layer_forward(shape, mesh, b, cfg.precision)
     layer_f = coster.segments(fwd)
     layer_b = coster.segments((fwd if recompute else []) + wl.backward_of(fwd))
-    emb, head = (wl.embedding_forward(shape, mesh, b, cfg.precision),
-                 wl.head_forward(shape, mesh, b, cfg.precision))  # fmt: skip
+    emb, head = (
+        wl.embedding_forward(shape, mesh, b, cfg.precision),
+        wl.head_forward(shape, mesh, b, cfg.precision),
+    )
     per_stage = shape.layers // mesh.pp
     layer_params = shape.layer_params / mesh.tp
     dp_topo_seconds = {}
@@ -162,37 +171,54 @@ def simulate_step(cfg: StepConfig) -> Prediction:
             head_backward=coster.segments(wl.backward_of(head)) if last else [],
             layer_grad_bytes=layer_params * e if mesh.dp > 1 else 0.0,
             embed_grad_bytes=(shape.vocab / mesh.tp + shape.context) * shape.d_model * e
-            if first and mesh.dp > 1 else 0.0,
+            if first and mesh.dp > 1
+            else 0.0,
             head_grad_bytes=shape.vocab * shape.d_model / mesh.tp * e
-            if last and mesh.dp > 1 else 0.0,
+            if last and mesh.dp > 1
+            else 0.0,
             gather_seconds=gather,
             optimizer_seconds=coster.segments([opt])[0][2],
             after_step_seconds=after,
-        )  # fmt: skip
+        )
         stages.append(plan)
         states = model_states(params, mesh.dp, cfg.zero, mixed)
         tokens = b * shape.context / mesh.cp
-        act = per_stage * layer_activation_bytes(
-            tokens, shape.d_model, shape.heads, shape.context, mesh.tp, recompute, e
-        ) * in_flight(cfg.schedule, s, mesh.pp, cfg.micro_batches)
+        act = (
+            per_stage
+            * layer_activation_bytes(
+                tokens, shape.d_model, shape.heads, shape.context, mesh.tp, recompute, e
+            )
+            * in_flight(cfg.schedule, s, mesh.pp, cfg.micro_batches)
+        )
         if last:
             act += tokens * shape.vocab / mesh.tp * 4  # fp32 logits for the loss
         memory.append(Memory(states.weights, states.gradients, states.optimizer, act))
         busy = cfg.micro_batches * sum(
-            sec for segs in plan.forward + plan.backward for lane, _, sec in segs if lane == "compute"
+            sec
+            for segs in plan.forward + plan.backward
+            for lane, _, sec in segs
+            if lane == "compute"
         )
         compute.append(busy)
     p2p = 0.0
     if mesh.pp > 1:
         act_bytes = b * shape.context / mesh.cp * shape.d_model * e
         p2p = coster.comm("pipeline send", "send", act_bytes, "pp")
-    plan = StepPlan(stages, cfg.micro_batches, cfg.schedule, p2p, cfg.zero,
-                    cfg.bucket_mb * 2**20, reduce_seconds)  # fmt: skip
+    plan = StepPlan(
+        stages,
+        cfg.micro_batches,
+        cfg.schedule,
+        p2p,
+        cfg.zero,
+        cfg.bucket_mb * 2**20,
+        reduce_seconds,
+    )
     seconds, events = run_step(plan)
     tokens_step = cfg.global_batch * shape.context
     world = mesh.world
     peak = cfg.cluster.device.peak(coster.dtype)
     mfu = wl.model_flops_per_token(shape) * tokens_step / (seconds * world * peak)
     meg = wl.megatron_flops(shape, cfg.global_batch, recompute) / (seconds * world)
-    return Prediction(cfg, seconds, tokens_step / seconds, mfu, meg, memory, events,
-                      coster.comms, compute)  # fmt: skip
+    return Prediction(
+        cfg, seconds, tokens_step / seconds, mfu, meg, memory, events, coster.comms, compute
+    )

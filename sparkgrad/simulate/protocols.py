@@ -47,8 +47,13 @@ HW_LATENCY_US = {
     "pci": {"tree": (1.0, 1.9, 28.0), "ring": (1.0, 2.5, 5.7)},
     "net": {"tree": (5.0, 8.5, 50.0), "ring": (2.7, 4.0, 9.6)},
 }
-NCCL_ALGORITHMS = {"all_reduce": ("ring", "tree"), "reduce_scatter": ("ring",),
-                   "all_gather": ("ring",), "broadcast": ("ring",), "all_to_all": ("ring",)}  # fmt: skip
+NCCL_ALGORITHMS = {
+    "all_reduce": ("ring", "tree"),
+    "reduce_scatter": ("ring",),
+    "all_gather": ("ring",),
+    "broadcast": ("ring",),
+    "all_to_all": ("ring",),
+}
 
 
 def link_kind(link: Link) -> str | None:
@@ -110,8 +115,9 @@ def _allowed_protocols(topology: Topology, nodes: int) -> tuple[str, ...]:
     return picked or allowed
 
 
-def protocol_time(collective: str, algorithm: str, protocol: str, nbytes: float, nranks: int,
-                  topology: Topology) -> float:  # fmt: skip
+def protocol_time(
+    collective: str, algorithm: str, protocol: str, nbytes: float, nranks: int, topology: Topology
+) -> float:
     """Seconds of one call with ``algorithm`` and ``protocol`` on a GPU topology."""
     local, nodes = topology.split(nranks)
     intra = cost_terms(collective, algorithm, nbytes, local)
@@ -136,8 +142,11 @@ def choose(collective: str, nbytes: float, nranks: int, topology: Topology) -> C
     if link_kind(topology.intra) is None or collective not in NCCL_ALGORITHMS:
         algo = "p2p" if collective in ("send", "recv") else "ring"
         seconds = predict(collective, algo, int(nbytes), nranks, topology)
-        why = ("loopback: one protocol, the measured link's alpha-beta time"
-               if link_kind(topology.intra) is None else "point-to-point moves with Simple")  # fmt: skip
+        why = (
+            "loopback: one protocol, the measured link's alpha-beta time"
+            if link_kind(topology.intra) is None
+            else "point-to-point moves with Simple"
+        )
         return CommChoice(collective, nbytes, nranks, algo, "Simple", seconds, why)
     _, nodes = topology.split(nranks)
     options = sorted(

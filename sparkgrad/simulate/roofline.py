@@ -43,7 +43,9 @@ def ridge_point(device: Device, dtype: str) -> float:
     )
 
 
-def op_cost(flops: float, nbytes: float, device: Device, dtype: str, kind: str = "matmul") -> OpCost:
+def op_cost(
+    flops: float, nbytes: float, device: Device, dtype: str, kind: str = "matmul"
+) -> OpCost:
     """The roofline time of one op of ``flops`` FLOPs moving ``nbytes`` bytes on ``device``."""
     if flops < 0 or nbytes < 0:
         raise ConfigError(f"op_cost: expected flops, bytes >= 0, found {flops}, {nbytes}")

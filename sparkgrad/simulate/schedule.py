@@ -50,7 +50,8 @@ class StagePlan:
     ``forward``/``backward``: per layer of the stage, the segments of that layer (backward
     includes the recomputed forward). ``embed_*`` (first stage) and ``head_*`` (last stage):
     the segments of the embeddings and of the head. ``*_grad_bytes``: the gradient bytes each
-    part hands to the buckets, in backward order. ``gathers``: ZeRO-3's all-gather seconds per layer.
+    part hands to the buckets, in backward order.
+    ``gather_seconds``: ZeRO-3's all-gather of one layer.
     """
 
     forward: list[list[Segment]]
@@ -117,8 +118,9 @@ class _Stage:
     def _gather(self, layer: int, ready: float, label: str) -> float:
         if self.plan.zero != 3 or self.sp.gather_seconds <= 0:
             return ready
-        return self.lanes.run("async", f"all_gather L{layer} {label}", self.sp.gather_seconds,
-                              ready, "comm")  # fmt: skip
+        return self.lanes.run(
+            "async", f"all_gather L{layer} {label}", self.sp.gather_seconds, ready, "comm"
+        )
 
     def forward(self, i: int, ready: float) -> float:
         lanes, sp, label = self.lanes, self.sp, f"mb{i}"

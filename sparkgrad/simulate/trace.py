@@ -21,21 +21,32 @@ EXTRA_THREADS = {3: "blocking communication", 4: "pipeline send"}
 
 
 def build_trace(events: list[Event], stages: int, title: str = "predicted") -> dict:
-    """``{"traceEvents": [...]}`` for the events of :func:`~sparkgrad.simulate.schedule.run_step`."""
+    """``{"traceEvents": [...]}`` for the events of :func:`.schedule.run_step`."""
     out: list[dict] = []
     for s in range(stages):
         out += process_metadata(s, f"{title}: stage {s}", s)
         for tid, name in EXTRA_THREADS.items():
-            out.append({"ph": "M", "name": "thread_name", "pid": s, "tid": tid,
-                        "args": {"name": name}})  # fmt: skip
+            out.append(
+                {"ph": "M", "name": "thread_name", "pid": s, "tid": tid, "args": {"name": name}}
+            )
     for ev in sorted(events, key=lambda e: (e.stage, e.start)):
         start = ev.start * 1e6
-        out.append({
-            "ph": "X", "cat": ev.category, "name": ev.name, "pid": ev.stage,
-            "tid": LANE_TIDS[ev.lane], **rounded_span(start, start + ev.seconds * 1e6),
-            "args": {"predicted": True},
-        })  # fmt: skip
-    return {"traceEvents": out, "displayTimeUnit": "ms", "otherData": {"source": "sparkgrad.simulate"}}
+        out.append(
+            {
+                "ph": "X",
+                "cat": ev.category,
+                "name": ev.name,
+                "pid": ev.stage,
+                "tid": LANE_TIDS[ev.lane],
+                **rounded_span(start, start + ev.seconds * 1e6),
+                "args": {"predicted": True},
+            }
+        )
+    return {
+        "traceEvents": out,
+        "displayTimeUnit": "ms",
+        "otherData": {"source": "sparkgrad.simulate"},
+    }
 
 
 def export_chrome_trace(events: list[Event], stages: int, path: str | os.PathLike) -> Path:

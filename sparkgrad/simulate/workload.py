@@ -38,8 +38,12 @@ from dataclasses import dataclass
 from sparkgrad.errors import ConfigError
 from sparkgrad.simulate.devices import BYTES
 
-PRECISIONS = {"fp32": ("fp32", "fp32"), "tf32": ("tf32", "fp32"), "bf16": ("bf16", "bf16"),
-              "fp16": ("fp16", "fp16")}  # fmt: skip
+PRECISIONS = {
+    "fp32": ("fp32", "fp32"),
+    "tf32": ("tf32", "fp32"),
+    "bf16": ("bf16", "bf16"),
+    "fp16": ("fp16", "fp16"),
+}
 """precision -> (matmul dtype, activation/gradient storage dtype)."""
 
 
@@ -58,9 +62,7 @@ class GPTShape:
             if getattr(self, key) < 1:
                 raise ConfigError(f"GPT: expected {key} >= 1, found {getattr(self, key)}")
         if self.d_model % self.heads:
-            raise ConfigError(
-                f"GPT: d_model {self.d_model} must divide into {self.heads} heads"
-            )
+            raise ConfigError(f"GPT: d_model {self.d_model} must divide into {self.heads} heads")
 
     @property
     def layer_params(self) -> int:
@@ -178,9 +180,14 @@ def backward_of(ops: list) -> list:
     out: list = []
     for op in reversed(ops):
         if isinstance(op, Comm):
-            out.append(Comm(op.name.replace("all_gather", "reduce_scatter") + " (grad)",
-                            "reduce_scatter" if op.collective == "all_gather" else op.collective,
-                            op.nbytes, op.group))  # fmt: skip
+            out.append(
+                Comm(
+                    op.name.replace("all_gather", "reduce_scatter") + " (grad)",
+                    "reduce_scatter" if op.collective == "all_gather" else op.collective,
+                    op.nbytes,
+                    op.group,
+                )
+            )
         elif op.kind == "matmul":
             out.append(Op(op.name + " grad", op.kind, 2 * op.flops, 2 * op.nbytes))
         else:
