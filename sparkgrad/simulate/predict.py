@@ -150,7 +150,7 @@ def simulate_step(cfg: StepConfig) -> Prediction:
             dp_topo_seconds[key] = coster.comm("grad " + collective, collective, nbytes, "dp")
         return dp_topo_seconds[key]
 
-    stages, memory, compute = [], [], []
+    stages, memory = [], []
     for s in range(mesh.pp):
         params = wl.stage_params(shape, mesh, s)
         shard = params / mesh.dp if cfg.zero >= 1 else params
@@ -193,13 +193,6 @@ def simulate_step(cfg: StepConfig) -> Prediction:
         if last:
             act += tokens * shape.vocab / mesh.tp * 4  # fp32 logits for the loss
         memory.append(Memory(states.weights, states.gradients, states.optimizer, act))
-        busy = cfg.micro_batches * sum(
-            sec
-            for segs in plan.forward + plan.backward
-            for lane, _, sec in segs
-            if lane == "compute"
-        )
-        compute.append(busy)
     p2p = 0.0
     if mesh.pp > 1:
         act_bytes = b * shape.context / mesh.cp * shape.d_model * e
@@ -214,6 +207,10 @@ def simulate_step(cfg: StepConfig) -> Prediction:
         reduce_seconds,
     )
     seconds, events = run_step(plan)
+    compute = [
+        sum(ev.seconds for ev in events if ev.stage == s and ev.lane == "compute")
+        for s in range(mesh.pp)
+    ]
     tokens_step = cfg.global_batch * shape.context
     world = mesh.world
     peak = cfg.cluster.device.peak(coster.dtype)

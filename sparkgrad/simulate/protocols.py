@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from sparkgrad.comms.model.costs import Terms, cost_terms, predict
 from sparkgrad.comms.model.links import Link
 from sparkgrad.comms.model.topology import Topology
+from sparkgrad.comms.model.tuner import _env_choice
 from sparkgrad.errors import ConfigError
 
 PROTOCOLS = ("LL", "LL128", "Simple")
@@ -115,24 +116,71 @@ def _allowed_protocols(topology: Topology, nodes: int) -> tuple[str, ...]:
     return picked or allowed
 
 
+def _flat_ring(collective: str, nbytes: float, nranks: int, local: int, nodes: int):
+    """NCCL's ring over every rank: (steps, inter-node steps, bytes each rank sends)."""
+    n, share = nranks, (nranks - 1) / nranks
+    if collective == "all_reduce":
+        return 2 * (n - 1), 2 * (nodes - 1), 2 * share * nbytes
+    return n - 1, nodes - 1, share * nbytes
+
+
 def protocol_time(
     collective: str, algorithm: str, protocol: str, nbytes: float, nranks: int, topology: Topology
 ) -> float:
-    """Seconds of one call with ``algorithm`` and ``protocol`` on a GPU topology."""
+    """Seconds of one call with ``algorithm`` and ``protocol`` on a GPU topology.
+
+    Ring is NCCL's flat ring over all ``n`` ranks: ``2(n-1)`` steps (``n-1`` for
+    reduce_scatter / all_gather), ``2(N-1)`` of them across the ``N`` nodes. Its bytes cross
+    NVLink at the link's speed and, between nodes, every channel's ring leaves each node
+    once, so a node's ``L`` NICs carry what one rank sends: the ring runs at
+    ``min(B_intra, L x B_nic)``. A large multi-node Simple all_reduce pays NCCL's "plateau
+    effect of ring" (latency x 1.9). Tree is the existing model's hierarchy (a tree inside
+    each node, across nodes on each rank's ``S / L`` slice).
+    """
     local, nodes = topology.split(nranks)
-    intra = cost_terms(collective, algorithm, nbytes, local)
-    inter = cost_terms(collective, algorithm, nbytes / local, nodes) if nodes > 1 else Terms(0, 0)
     p = _IDX[protocol]
     kind = link_kind(topology.intra) or "pci"
+    factor = bandwidth_factor(algorithm, protocol, collective, nodes, local)
     latency = BASE_LATENCY_US[algorithm][p] if nranks > 1 else 0.0
+    if algorithm == "ring":
+        steps, inter_steps, wire = _flat_ring(collective, nbytes, nranks, local, nodes)
+        latency += (steps - inter_steps) * HW_LATENCY_US[kind]["ring"][p]
+        latency += inter_steps * HW_LATENCY_US["net"]["ring"][p]
+        if (
+            protocol == "Simple"
+            and nodes > 1
+            and collective == "all_reduce"
+            and nbytes >= nranks / 16 * 65536
+        ):
+            latency *= 1.9
+        speed = (
+            topology.intra.bandwidth
+            if nodes == 1
+            else min(
+                topology.intra.bandwidth if local > 1 else float("inf"),
+                local * topology.inter.bandwidth,
+            )
+        )
+        return latency * 1e-6 + wire / (speed * factor)
+    intra = cost_terms(collective, algorithm, nbytes, local)
+    inter = cost_terms(collective, algorithm, nbytes / local, nodes) if nodes > 1 else Terms(0, 0)
     latency += intra.steps * HW_LATENCY_US[kind][algorithm][p]
     latency += inter.steps * HW_LATENCY_US["net"][algorithm][p]
-    factor = bandwidth_factor(algorithm, protocol, collective, nodes, local)
     bw = max(
         intra.wire_bytes / (topology.intra.bandwidth * factor),
         inter.wire_bytes / (topology.inter.bandwidth * factor),
     )
     return latency * 1e-6 + bw
+
+
+def _allowed_algorithms(collective: str) -> tuple[str, ...]:
+    """NCCL's algorithms for ``collective``, restricted by ``NCCL_ALGO`` as the tuner reads it."""
+    mine = NCCL_ALGORITHMS[collective]
+    env = os.environ.get("NCCL_ALGO")
+    if not env:
+        return mine
+    allowed = _env_choice(collective, env) or mine
+    return tuple(a for a in mine if a in allowed) or mine
 
 
 def choose(collective: str, nbytes: float, nranks: int, topology: Topology) -> CommChoice:
@@ -151,7 +199,7 @@ def choose(collective: str, nbytes: float, nranks: int, topology: Topology) -> C
     _, nodes = topology.split(nranks)
     options = sorted(
         (protocol_time(collective, a, p, nbytes, nranks, topology), a, p)
-        for a in NCCL_ALGORITHMS[collective]
+        for a in _allowed_algorithms(collective)
         for p in _allowed_protocols(topology, nodes)
     )
     best, algo, proto = options[0]

@@ -19,7 +19,7 @@ from sparkgrad.simulate.cluster import Cluster
 from sparkgrad.simulate.devices import Device
 from sparkgrad.simulate.memory import model_states
 from sparkgrad.simulate.predict import StepConfig, simulate_step
-from sparkgrad.simulate.protocols import bus_bandwidth, choose
+from sparkgrad.simulate.protocols import bus_bandwidth, choose, protocol_time
 from sparkgrad.simulate.roofline import op_cost
 from sparkgrad.simulate.schedule import StagePlan, StepPlan, run_step
 from sparkgrad.simulate.workload import GPTShape, Mesh
@@ -51,6 +51,12 @@ class Row:
 def _busbw_h100() -> float:
     choice = choose("all_reduce", 2 * 2**30, 8, Topology.parse("1x8-h100"))
     return bus_bandwidth(choice) / 1e9
+
+
+def _busbw_2x8_a100() -> float:
+    topo = Cluster.parse("2x8-a100").topology
+    seconds = protocol_time("all_reduce", "ring", "Simple", 2 * 2**30, 16, topo)
+    return 2 * 15 / 16 * 2 * 2**30 / seconds / 1e9
 
 
 def _megatron(
@@ -149,6 +155,18 @@ ROWS: list[Row] = [
     ),
     Row(
         "a2",
+        "all_reduce busbw, 2 x 8 A100 (DGX A100, 8 x HDR 200 Gb/s IB), ring, 2 GiB",
+        192.0,
+        "GB/s",
+        "github.com/NVIDIA/nccl/issues/812 (NVIDIA's AddyLaddy, on NCCL_ALGO=RING over two "
+        "nodes: 'On an Nvidia DGX-A100 system we have 8x200Gbit/s IB cards and we measure "
+        "192GB/s AllReduce BusBW')",
+        _busbw_2x8_a100,
+        "the flat ring is network-bound at 8 NICs x 22.5 GB/s (HDR at the 0.90 efficiency "
+        "assumed for every InfiniBand link); the measurement implies ~24 GB/s per NIC",
+    ),
+    Row(
+        "a3",
         "2 x 8 H100 over InfiniBand NDR400: bandwidth per NIC",
         47.0,
         "GB/s",
@@ -156,7 +174,7 @@ ROWS: list[Row] = [
         "should see 46-48GB/s per NIC', NCCL_ALGO=RING on two nodes)",
         lambda: LINKS["ib-ndr400"].bandwidth / 1e9,
         "checks the ib-ndr400 link preset only (50 GB/s x 0.90); no full 2-node nccl-tests "
-        "table for H100 was found, so the algorithm across nodes is not checked here",
+        "table for H100 was found",
     ),
     Row(
         "b1",

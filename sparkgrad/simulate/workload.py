@@ -150,11 +150,13 @@ def layer_forward(shape: GPTShape, mesh: Mesh, micro_batch: int, precision: str)
     t = micro_batch * s // mesh.cp  # tokens on this rank
     sa = t * s * a / tp  # score-matrix elements on this rank
     mm = "matmul"
-    out: list = [Op("ln1", "elementwise", 8 * t * h, 2 * t * h * e)]
-    if mesh.cp > 1:
+    out: list = [
+        Op("ln1", "elementwise", 8 * t * h, 2 * t * h * e),
+        Op("qkv", mm, 2 * t * h * 3 * h / tp, e * (t * h + 3 * h * h / tp + 3 * t * h / tp)),
+    ]
+    if mesh.cp > 1:  # every rank's queries need the keys and values of the whole sequence
         out.append(Comm("cp all_gather kv", "all_gather", 2 * t * h / tp * e * mesh.cp, "cp"))
     out += [
-        Op("qkv", mm, 2 * t * h * 3 * h / tp, e * (t * h + 3 * h * h / tp + 3 * t * h / tp)),
         Op("scores", mm, 2 * t * s * h / tp, e * (2 * t * h / tp + sa)),
         Op("softmax", "elementwise", 5 * sa, 2 * e * sa),
         Op("context", mm, 2 * t * s * h / tp, e * (sa + 2 * t * h / tp)),

@@ -75,3 +75,25 @@ def test_loopback_uses_the_measured_link():
     assert c.protocol == "Simple" and "loopback" in c.reason
     assert c.seconds == predict("all_reduce", "ring", 1 << 20, 2, local)
     assert choose("all_reduce", 1 << 20, 1, local).seconds == 0.0
+
+
+def test_ring_across_nodes_is_bound_by_the_nics_of_a_node():
+    # NCCL's flat ring: each channel leaves a node once, so a node's 8 NICs carry what one
+    # rank sends; the ring runs at min(NVLink, 8 x NIC) = min(370, 8 x 45) GB/s on H100s
+    two = Topology.parse("2x8-h100")
+    size = 2**33
+    t = protocol_time("all_reduce", "ring", "Simple", size, 16, two)
+    latency = 1.9 * (8.4 + 28 * 3.4 + 2 * 9.6) * 1e-6  # 30 steps, 2 across; the plateau x1.9
+    assert t == pytest.approx(latency + 2 * 15 / 16 * size / (8 * 45e9), rel=1e-9)
+    # one rank per node (a data-parallel group strided across nodes): its own NIC only
+    one_per_node = Topology(ranks_per_node=1, intra=two.intra, inter=two.inter, nodes=4)
+    t1 = protocol_time("all_reduce", "ring", "Simple", size, 4, one_per_node)
+    assert t1 == pytest.approx(1.9 * (8.4 + 6 * 9.6) * 1e-6 + 1.5 * size / 45e9, rel=1e-9)
+
+
+def test_nccl_algo_restricts_the_algorithm(monkeypatch):
+    assert choose("all_reduce", 1024, 8, NODE).algorithm == "tree"
+    monkeypatch.setenv("NCCL_ALGO", "ring")
+    assert choose("all_reduce", 1024, 8, NODE).algorithm == "ring"
+    monkeypatch.setenv("NCCL_ALGO", "^ring")
+    assert choose("all_reduce", 2**30, 8, NODE).algorithm == "tree"
