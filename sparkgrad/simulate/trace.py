@@ -16,6 +16,7 @@ from pathlib import Path
 from sparkgrad.autodiff.profiler.trace import process_metadata, rounded_span, write_json_atomic
 from sparkgrad.simulate.schedule import Event
 
+CATEGORIES = {"forward": "cpu_op"}  # the profiler's name for forward ops (its colour)
 LANE_TIDS = {"compute": 1, "async": 2, "blocking": 3, "send": 4}
 EXTRA_THREADS = {3: "blocking communication", 4: "pipeline send"}
 
@@ -34,7 +35,7 @@ def build_trace(events: list[Event], stages: int, title: str = "predicted") -> d
         out.append(
             {
                 "ph": "X",
-                "cat": ev.category,
+                "cat": CATEGORIES.get(ev.category, ev.category),
                 "name": ev.name,
                 "pid": ev.stage,
                 "tid": LANE_TIDS[ev.lane],
