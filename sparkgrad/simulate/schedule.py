@@ -113,7 +113,6 @@ class _Stage:
         self.s, self.plan, self.sp = s, plan, plan.stages[s]
         self.lanes = _Lanes(s, events)
         self.backwards_done = 0
-        self.last_grad_ready = 0.0
 
     def _gather(self, layer: int, ready: float, label: str) -> float:
         if self.plan.zero != 3 or self.sp.gather_seconds <= 0:
@@ -150,9 +149,7 @@ class _Stage:
             bucket += nbytes
             if bucket > 0 and (bucket >= plan.bucket_bytes or final):
                 seconds = plan.reduce_seconds(collective, bucket)
-                self.last_grad_ready = lanes.run(
-                    "async", f"{collective} bucket {label}", seconds, at, "comm"
-                )
+                lanes.run("async", f"{collective} bucket {label}", seconds, at, "comm")
                 bucket = 0.0
 
         end = _segments(lanes, sp.head_backward, end, label, "backward")

@@ -54,7 +54,6 @@ def test_step_lies_between_critical_path_and_serial_sum(
     # the critical path: no stage finishes before its own lane work, nor before its async lane
     assert step >= per_stage_work - 1e-9
     assert step >= async_work - 1e-9
-    # ... and the last gradient cannot be reduced before the last backward ended
     serial = stages * (per_stage_work + async_work) + 2 * micro * (stages - 1) * p2p
     assert step <= serial + 1e-9
     # a lane never runs two things at once
