@@ -89,3 +89,19 @@ def test_ddp_buckets_hide_behind_backward():
 def test_bad_schedule_raises():
     with pytest.raises(ConfigError, match="unknown schedule"):
         run_step(_plan(1, 1, 1, 1, 0, 0, 0, 0, 1, 0, "zigzag"))
+
+
+def test_zero3_prefetch_hides_all_gathers_but_the_first_of_each_pass():
+    # 4 layers of 1 s forward and 1 s backward, each layer's gather 0.5 s: the gather of
+    # layer l+1 runs while layer l computes, so only the first gather of the forward and of
+    # the backward shows (serially it would cost 8 x 0.5 s)
+    plan = _plan(1, 4, 1.0, 1.0, 0.0, 0.0, 0.5, 0.0, 1, 3, "1f1b")
+    step, events = run_step(plan)
+    assert step == pytest.approx(0.5 + 4 + 0.5 + 4 + 0.1)
+    assert sum(e.lane == "async" for e in events) == 8
+
+
+def test_tensor_parallel_all_reduce_sits_on_the_critical_path():
+    plain = run_step(_plan(1, 3, 1.0, 2.0, 0.0, 0.0, 0.0, 0.0, 2, 0, "1f1b"))[0]
+    with_tp = run_step(_plan(1, 3, 1.0, 2.0, 0.25, 0.0, 0.0, 0.0, 2, 0, "1f1b"))[0]
+    assert with_tp - plain == pytest.approx(2 * 3 * 2 * 0.25)  # mbs x layers x (F, B) x 0.25

@@ -78,3 +78,17 @@ def test_cpu_cluster_runs_on_the_measured_device():
 def test_bad_configs_raise(kw, match):
     with pytest.raises(ConfigError, match=match):
         _step(**{"cluster": "32x8-h100", "micro": 1, **kw})
+
+
+def test_trace_names_every_lane():
+    p = _step()
+    trace = build_trace(p.events, 4)
+    names = {
+        (e["pid"], e["tid"]): e["args"]["name"]
+        for e in trace["traceEvents"]
+        if e["ph"] == "M" and e["name"] == "thread_name"
+    }
+    assert names[(0, 1)] == "compute" and names[(0, 2)] == "communication"
+    assert names[(0, 3)] == "blocking communication" and names[(0, 4)] == "pipeline send"
+    used = {(e["pid"], e["tid"]) for e in trace["traceEvents"] if e["ph"] == "X"}
+    assert {(s, t) for s in range(4) for t in (1, 2, 3)} <= used
