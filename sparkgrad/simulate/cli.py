@@ -96,6 +96,14 @@ def config_from(args: argparse.Namespace) -> StepConfig:
     )
 
 
+def _count(n: float) -> str:
+    """``6.86 B``, ``120.5 M``, ``33.6 k``."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:.0f}"
+
+
 def report(pred: Prediction) -> str:
     """The prediction as readable lines."""
     cfg = pred.config
@@ -103,7 +111,7 @@ def report(pred: Prediction) -> str:
     dtype = PRECISIONS[cfg.precision][0]
     lines = [
         f"gpt d_model={sh.d_model} layers={sh.layers} heads={sh.heads} context={sh.context} "
-        f"vocab={sh.vocab}: {sh.parameters / 1e9:.2f} B parameters",
+        f"vocab={sh.vocab}: {_count(sh.parameters)} parameters",
         f"cluster {cfg.cluster.spec}: {cfg.cluster.world} x {dev.name} "
         f"({dev.peak(dtype) / 1e12:.1f} "
         f"TFLOP/s {dtype}, {dev.memory_bandwidth / 1e12:.2f} TB/s); {topo.intra.name} inside a "
