@@ -21,9 +21,10 @@ Its tuner (``ncclTopoTuneModel`` in NVIDIA/nccl ``src/graph/tuning.cc``, read at
 - LL128 is on by default only where every hop is NVLink (no network, no PCIe), and
   ``NCCL_PROTO`` (``LL,LL128,Simple``, ``^LL`` to exclude) restricts the choice.
 
-What sparkgrad takes from its own model (:mod:`sparkgrad.comms.model`): each algorithm's
-steps and bytes (:func:`~sparkgrad.comms.model.costs.cost_terms`, hierarchical inside and
-across nodes as there) and each link's Simple-protocol bandwidth (``beta * efficiency``).
+What sparkgrad takes from its own model (:mod:`sparkgrad.comms.model`): each link's
+Simple-protocol bandwidth (``beta * efficiency``), and the tree's steps and bytes
+(:func:`~sparkgrad.comms.model.costs.cost_terms`, hierarchical inside and across nodes as
+there); the ring is NCCL's flat ring over every rank (:func:`protocol_time`).
 What it leaves out: NCCL's per-channel caps (``ll128MaxBwPerCh``, ``maxTreeBw``), the tree
 correction factors, NVLink SHARP and CollNet. The CPU's loopback link has no protocols: its
 cost is the measured link's own alpha-beta time ("Simple").
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 from sparkgrad.comms.model.costs import Terms, cost_terms, predict
 from sparkgrad.comms.model.links import Link
 from sparkgrad.comms.model.topology import Topology
-from sparkgrad.comms.model.tuner import _env_choice
+from sparkgrad.comms.model.tuner import _env_choice, select_algorithm
 from sparkgrad.errors import ConfigError
 
 PROTOCOLS = ("LL", "LL128", "Simple")
@@ -52,9 +53,9 @@ NCCL_ALGORITHMS = {
     "all_reduce": ("ring", "tree"),
     "reduce_scatter": ("ring",),
     "all_gather": ("ring",),
-    "broadcast": ("ring",),
-    "all_to_all": ("ring",),
 }
+"""Collectives costed with NCCL's tables; the others (broadcast, send, ...) keep the existing
+model's algorithms (:func:`~sparkgrad.comms.model.tuner.select_algorithm`) and Simple."""
 
 
 def link_kind(link: Link) -> str | None:
@@ -188,12 +189,12 @@ def choose(collective: str, nbytes: float, nranks: int, topology: Topology) -> C
     if nranks <= 1 or nbytes <= 0:
         return CommChoice(collective, nbytes, nranks, "none", "-", 0.0, "one rank: nothing moves")
     if link_kind(topology.intra) is None or collective not in NCCL_ALGORITHMS:
-        algo = "p2p" if collective in ("send", "recv") else "ring"
+        algo = select_algorithm(collective, int(nbytes), nranks, topology)
         seconds = predict(collective, algo, int(nbytes), nranks, topology)
         why = (
             "loopback: one protocol, the measured link's alpha-beta time"
             if link_kind(topology.intra) is None
-            else "point-to-point moves with Simple"
+            else f"{collective}: the cost model's {algo}, with Simple"
         )
         return CommChoice(collective, nbytes, nranks, algo, "Simple", seconds, why)
     _, nodes = topology.split(nranks)
