@@ -10,7 +10,9 @@ seed on the same global batches of the embedded MNIST for a few steps after one 
 step, and reports per rank what :class:`~sparkgrad.parallel.timeline.Timeline` recorded:
 
 - ``compute``: forward + backward + optimizer seconds; ``comm``: collectives nobody
-  overlapped; ``idle``: waiting for another rank (the pipeline bubble);
+  overlapped; ``idle``: the rest of the step's wall time (the slowest rank's), so the three add
+  up to the step: waiting for another rank (the pipeline bubble) and before the first and
+  after the last span (``idle_spans_s``: the recorded idle spans alone);
 - ``bubble``: the idle fraction measured (mean over ranks), simulated (the schedule replayed
   with each stage's measured forward/backward costs and free communication) and theoretical
   ((p-1)/(m+p-1), equal stages);
@@ -146,7 +148,15 @@ def _summarise(strategy: str, world: int, options: dict, ranks: list, steps: int
         "step_s": step_s,
         "compute_s": mean("compute_s"),
         "comm_s": mean("comm_s"),
-        "idle_s": mean("idle_s"),
+        # -- issue 21: the split adds up to the step. A rank's step lasts from the first rank's
+        # start to the slowest rank's end (the next step waits for it), so what its spans do
+        # not cover -- the bubble, and the wait before its first and after its last span -- is
+        # idle; "idle_spans_s" keeps the idle spans alone, as recorded.
+        "idle_s": statistics.fmean(
+            max(0.0, step_s - (float(p.get("compute_s", 0)) + float(p.get("comm_s", 0))) / steps)
+            for p in per_rank
+        ),
+        "idle_spans_s": mean("idle_s"),
         "bytes_sent": int(statistics.fmean(p.get("bytes_sent", 0) for p in per_rank) / steps),
         "predicted_s": max(r["predicted_comm_s"] for r in ranks),
         "loss": ranks[0]["loss"],

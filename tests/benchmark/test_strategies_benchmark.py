@@ -53,3 +53,12 @@ def test_each_strategy_has_a_real_timeline_picture(rows_and_files):
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 300
         assert image.std() > 0.01  # not a blank canvas
     assert "bubble m/s/t" in (out / "strategies.txt").read_text()
+
+
+def test_time_split_adds_up_to_the_wall_step(rows_and_files):
+    # issue 21: compute + comm + idle is the whole step on every rank, waiting included
+    rows, _ = rows_and_files
+    for r in rows:
+        total = r["compute_s"] + r["comm_s"] + r["idle_s"]
+        assert total == pytest.approx(r["step_s"], rel=1e-6), r["label"]
+        assert r["idle_s"] >= r["idle_spans_s"] - 1e-9, r["label"]
