@@ -87,14 +87,14 @@ class GatherFromTensorParallelRegion(Function):
         return grad[..., ctx.lo : ctx.hi]
 
 
-def _gather_along(x: Any, group: Any, dim: int) -> Any:
+def all_gather_along(x: Any, group: Any, dim: int) -> Any:
     """Every rank's ``x`` concatenated along ``dim`` (rank order)."""
     xp = array_module(x)
     parts = group.pg.all_gather(xp.ascontiguousarray(x))  # (n, *x.shape)
     return xp.concatenate(list(parts), axis=dim)
 
 
-def _reduce_scatter_along(x: Any, group: Any, dim: int) -> Any:
+def reduce_scatter_along(x: Any, group: Any, dim: int) -> Any:
     """Block ``rank`` (of ``n`` along ``dim``) of the sum of every rank's ``x``."""
     n = group.size()
     if x.shape[dim] % n:
@@ -113,12 +113,12 @@ class GatherFromSequenceParallelRegion(Function):
     @staticmethod
     def forward(ctx: Context, x: Any, group: Any = None, dim: int = 1) -> Any:
         ctx.group, ctx.dim = group, dim
-        return x if group.size() == 1 else _gather_along(x, group, dim)
+        return x if group.size() == 1 else all_gather_along(x, group, dim)
 
     @staticmethod
     def backward(ctx: Context, grad: Any) -> Any:
         # every rank's column-parallel slice used the whole z: their gradients add up
-        return grad if ctx.group.size() == 1 else _reduce_scatter_along(grad, ctx.group, ctx.dim)
+        return grad if ctx.group.size() == 1 else reduce_scatter_along(grad, ctx.group, ctx.dim)
 
 
 class ReduceScatterToSequenceParallelRegion(Function):
@@ -127,12 +127,12 @@ class ReduceScatterToSequenceParallelRegion(Function):
     @staticmethod
     def forward(ctx: Context, x: Any, group: Any = None, dim: int = 1) -> Any:
         ctx.group, ctx.dim = group, dim
-        return x.copy() if group.size() == 1 else _reduce_scatter_along(x, group, dim)
+        return x.copy() if group.size() == 1 else reduce_scatter_along(x, group, dim)
 
     @staticmethod
     def backward(ctx: Context, grad: Any) -> Any:
         # each rank's partial sum reached every position: it needs every block's gradient
-        return grad if ctx.group.size() == 1 else _gather_along(grad, ctx.group, ctx.dim)
+        return grad if ctx.group.size() == 1 else all_gather_along(grad, ctx.group, ctx.dim)
 
 
 def copy_to_tensor_parallel_region(x: Tensor, group: Any) -> Tensor:

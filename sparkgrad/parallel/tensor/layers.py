@@ -34,17 +34,21 @@ from __future__ import annotations
 from typing import Any
 
 from sparkgrad.autodiff.backend import array_module
+from sparkgrad.autodiff.function import Context, Function
 from sparkgrad.autodiff.nn.linear import DenseLayer
 from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.nn.parameter import Parameter
 from sparkgrad.autodiff.ops.neural import Linear as _LinearOp
+from sparkgrad.autodiff.ops.neural import rows
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import ConfigError
 from sparkgrad.parallel.tensor.comm_ops import (
+    all_gather_along,
     copy_to_tensor_parallel_region,
     gather_from_sequence_parallel_region,
     gather_from_tensor_parallel_region,
     reduce_from_tensor_parallel_region,
+    reduce_scatter_along,
     reduce_scatter_to_sequence_parallel_region,
 )
 from sparkgrad.parallel.tensor.splits import Split
@@ -60,6 +64,54 @@ def shard_range(size: int, group: Any, what: str) -> tuple[int, int]:
         )
     step = size // n
     return group.rank() * step, (group.rank() + 1) * step
+
+
+class SequenceGatherLinear(Function):
+    """z = AG(x) Wᵀ + b;  dL/dx = RS(g W), dL/dW = gᵀ AG(x), dL/db = Σ g   (AG/RS along T)
+
+    The all-gather of sequence parallelism fused with the column-parallel matmul, as
+    Megatron-LM fuses it: forward keeps only this rank's ``(N, T/tp, d)`` shard ``x`` (not
+    the gathered ``(N, T, d)``, which ``gather_from_sequence_parallel_region`` followed by
+    a plain Linear would keep for ``dL/dW``) and backward all-gathers it once more. One
+    extra all-gather buys ``tp`` times less memory for every column layer's input.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x: Any, weight: Any, bias: Any = None, group: Any = None) -> Any:
+        ctx.save_for_backward(x, weight)
+        ctx.group = group
+        full = all_gather_along(x, group, 1) if group.size() > 1 else x
+        out = rows(full) @ weight.T
+        if bias is not None:
+            out += bias
+        return out.reshape(*full.shape[:-1], weight.shape[0])
+
+    @staticmethod
+    def backward(ctx: Context, grad: Any) -> Any:
+        x, weight = ctx.saved_tensors
+        group, n = ctx.group, ctx.group.size()
+        need_x, need_w, need_b = (ctx.needs_input_grad + (False,))[:3]
+        full = all_gather_along(x, group, 1) if n > 1 and need_w else x  # gathered again
+        g2 = rows(grad)
+        gx = None
+        if need_x:  # every rank's slice of the outputs used every position: reduce-scatter
+            gx_full = (g2 @ weight).reshape(grad.shape[:-1] + (weight.shape[1],))
+            gx = reduce_scatter_along(gx_full, group, 1) if n > 1 else gx_full
+        gw = g2.T @ rows(full) if need_w else None
+        gb = g2.sum(axis=0) if need_b else None
+        return gx, gw, gb
+
+
+def column_parallel_linear(
+    x: Tensor, weight: Any, bias: Any, group: Any, sequence_parallel: bool, regather: bool = True
+) -> Tensor:
+    """This rank's output slice of ``x Wᵀ + b`` from a replicated ``x`` (``f`` first) or from
+    sequence shards (all-gather first: fused, saving the shard, when ``regather``)."""
+    if not sequence_parallel:
+        return _LinearOp.apply(copy_to_tensor_parallel_region(x, group), weight, bias)
+    if regather:
+        return SequenceGatherLinear.apply(x, weight, bias, group=group)
+    return _LinearOp.apply(gather_from_sequence_parallel_region(x, group), weight, bias)
 
 
 class _ParallelDense(Module):
@@ -133,12 +185,12 @@ class ColumnParallelDense(_ParallelDense):
         layer.gather_output = gather_output
         return layer
 
+    regather_input = True  # sequence parallel: keep the input shard, all-gather it again
+
     def forward(self, x: Tensor) -> Tensor:
-        if self.sequence_parallel:  # (N, T/tp, d) shards -> the whole sequence
-            x = gather_from_sequence_parallel_region(x, self.group)
-        else:
-            x = copy_to_tensor_parallel_region(x, self.group)
-        y = _LinearOp.apply(x, self.weight, self.bias)
+        y = column_parallel_linear(
+            x, self.weight, self.bias, self.group, self.sequence_parallel, self.regather_input
+        )
         if self.gather_output:
             y = gather_from_tensor_parallel_region(y, self.group)
         return y

@@ -43,14 +43,13 @@ from sparkgrad.autodiff.nn.attention_masks import canonical_mask
 from sparkgrad.autodiff.nn.embedding import Embedding
 from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.nn.parameter import Parameter
-from sparkgrad.autodiff.ops.neural import Linear as _LinearOp
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import ConfigError
-from sparkgrad.parallel.tensor.comm_ops import (
-    copy_to_tensor_parallel_region,
-    gather_from_sequence_parallel_region,
+from sparkgrad.parallel.tensor.layers import (
+    ColumnParallelDense,
+    RowParallelDense,
+    column_parallel_linear,
 )
-from sparkgrad.parallel.tensor.layers import ColumnParallelDense, RowParallelDense
 from sparkgrad.parallel.tensor.splits import Split, split_specs
 from sparkgrad.parallel.tensor.vocab import VocabParallelEmbedding, vocab_sizes
 
@@ -84,6 +83,7 @@ class TensorParallelAttention(Module):
     """
 
     shard_dims = {"in_proj_weight": Split(0, blocks=3), "in_proj_bias": Split(0, blocks=3)}
+    regather_input = True  # sequence parallel: keep the input shard (see SequenceGatherLinear)
 
     @classmethod
     def from_attention(
@@ -136,14 +136,14 @@ class TensorParallelAttention(Module):
                 "TensorParallelAttention runs batched self-attention without weights: "
                 "expected query is key is value (N, L, E) and need_weights=False"
             )
-        if self.sequence_parallel:  # (N, L/tp, E) shards -> the whole sequence
-            x = gather_from_sequence_parallel_region(query, self.group)
-        else:
-            x = copy_to_tensor_parallel_region(query, self.group)
-        n, length = x.shape[0], x.shape[1]
+        qkv = column_parallel_linear(  # f, or all-gather the (N, L/tp, E) shards first
+            query, self.in_proj_weight, self.in_proj_bias, self.group, self.sequence_parallel,
+            self.regather_input,
+        )  # fmt: skip
+        n, length = qkv.shape[0], qkv.shape[1]
         q, k, v = (  # (N, L, heads_local·hd) each -> (N, heads_local, L, hd), views
             t.reshape(n, length, self.local_heads, self.head_dim).permute(0, 2, 1, 3)
-            for t in F.chunk(_LinearOp.apply(x, self.in_proj_weight, self.in_proj_bias), 3, -1)
+            for t in F.chunk(qkv, 3, -1)
         )
         mask, is_causal = self._mask(attn_mask, key_padding_mask, is_causal, n, length)
         dropout_p = self.dropout if self.training else 0.0
