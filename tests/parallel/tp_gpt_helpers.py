@@ -84,6 +84,19 @@ def rows(x: np.ndarray, size: int, rank: int) -> np.ndarray:
     return x[rank * n : (rank + 1) * n]
 
 
+def on_ranks(world: int, fn: Callable[[], Any]) -> list[Any]:
+    """``fn()`` on ``world`` thread ranks, each inside its own process group."""
+
+    def rank_fn(rank: int, world_size: int) -> Any:
+        dist.init_process_group("threads", rank=rank, world_size=world_size)
+        try:
+            return fn()
+        finally:
+            dist.destroy_process_group()
+
+    return dist.spawn(rank_fn, world)
+
+
 def run_ranks(
     world: int,
     make: Callable[[], Any],

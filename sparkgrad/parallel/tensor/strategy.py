@@ -129,9 +129,9 @@ class TensorParallel(Strategy):
                     f"do not divide"
                 )
             return
+        # tp | heads | d_model, so the MLP width 4·d_model and d_model divide too
         for what, size in (
             ("--heads", config.heads),
-            ("the MLP width 4 x --d-model", 4 * config.d_model),
             ("--context (the sequence, under --sequence-parallel)", config.context if sp else 0),
         ):
             if size % ways:

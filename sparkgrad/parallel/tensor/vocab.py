@@ -157,8 +157,11 @@ class VocabParallelCrossEntropyFn(Function):
         ctx.meta = (reduction, logits.shape, logits.dtype)
         if reduction == "none":
             return loss.reshape(target.shape)
-        total = loss.sum(dtype=np.float32)
-        return xp.asarray(total / valid.sum() if reduction == "mean" else total, np.float32)
+        total = xp.asarray(loss.sum(dtype=np.float32))
+        if reduction == "sum":
+            return total
+        with np.errstate(invalid="ignore"):  # no counted target: NaN, silently, as PyTorch
+            return (total / valid.sum()).astype(np.float32)
 
     @staticmethod
     def backward(ctx: Context, grad: Any) -> Any:
