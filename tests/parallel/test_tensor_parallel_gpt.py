@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import sparkgrad as sg
+from sparkgrad.distributed.state import default_group
 from sparkgrad.engine.config import RunConfig
 from sparkgrad.errors import ConfigError
 from sparkgrad.models.sequence_parts import TokenCrossEntropy
@@ -22,6 +23,7 @@ from sparkgrad.parallel.tensor.strategy import TensorParallel
 from sparkgrad.parallel.tensor.transformer import TensorParallelAttention
 from sparkgrad.parallel.tensor.vocab import VocabParallelCrossEntropy, VocabParallelEmbedding
 from tests.parallel.tp_gpt_helpers import (
+    BUILD_LOCK,
     assert_matches,
     build,
     make_batches,
@@ -204,3 +206,39 @@ def test_cli_flag_reaches_the_strategy() -> None:
         "--model gpt --strategy hybrid --world-size 4 --mesh dp=2,tp=2 --sequence-parallel".split()
     )
     assert hybrid.strategy_options() == {"sequence_parallel": True, "mesh": "dp=2,tp=2"}
+
+
+@pytest.mark.parametrize("masks", ["causal", "padding", "per-head"])
+def test_split_attention_equals_multihead_attention_under_every_mask(masks: str) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 6, 16)).astype(np.float32)
+    upstream = rng.standard_normal((2, 6, 16)).astype(np.float32)
+    causal = sg.nn.Transformer.generate_square_subsequent_mask(6)
+    padding = np.zeros((2, 6), dtype=bool)
+    padding[1, 4:] = True  # the second sequence's last two keys are padding
+    per_head = rng.random((2 * 8, 6, 6)) < 0.3
+    per_head[..., 0] = False  # every query may attend somewhere
+    kwargs = {
+        "causal": {"attn_mask": causal, "is_causal": True},
+        "padding": {
+            "attn_mask": causal,  # float, so the padding mask is float too (-inf: padding)
+            "key_padding_mask": sg.tensor(np.where(padding, -np.inf, 0.0).astype(np.float32)),
+        },
+        "per-head": {"attn_mask": sg.tensor(per_head)},
+    }[masks]
+
+    def run(split: bool) -> tuple:
+        with BUILD_LOCK:
+            sg.manual_seed(4)
+            mha = sg.nn.MultiheadAttention(16, 8, batch_first=True)
+        if split:
+            mha = TensorParallelAttention.from_attention(mha, default_group())
+        inp = sg.tensor(x, requires_grad=True)
+        out = mha(inp, inp, inp, need_weights=False, **kwargs)[0]
+        out.backward(sg.tensor(upstream))
+        return out.detach().numpy(), inp.grad.numpy()
+
+    want_out, want_grad = run(False)
+    for out, grad in on_ranks(2, lambda: run(True)):
+        np.testing.assert_allclose(out, want_out, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-6)

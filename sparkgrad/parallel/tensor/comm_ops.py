@@ -16,15 +16,17 @@ Sequence parallelism (Megatron-LM, Korthikanti et al. 2022) swaps f and g for a 
 mirror-image pair that works along the *sequence* dim: between the split layers the
 activations are kept as ``(N, T/tp, d)`` shards, one per rank::
 
-    op                                        forward                 backward
-    gather_from_sequence_parallel_region      all_gather along T      reduce_scatter along T
-    reduce_scatter_to_sequence_parallel_region reduce_scatter along T  all_gather along T
+    op                                           forward                 backward
+    gather_from_sequence_parallel_region         all_gather along T      reduce_scatter along T
+    reduce_scatter_to_sequence_parallel_region   reduce_scatter along T  all_gather along T
 
 The all-gather replaces ``f`` before a column-parallel layer (it needs the whole sequence),
 the reduce-scatter replaces ``g`` after a row-parallel one (sum the partial sums *and*
 keep only this rank's positions). An all-reduce *is* a reduce-scatter followed by an
 all-gather, so the bytes moved are the same; what changes is that LayerNorm, dropout and
-the residual adds in between hold ``1/tp`` of the activations.
+the residual adds in between hold ``1/tp`` of the activations. (The column layers fuse the
+all-gather with their matmul to keep only the shard for backward:
+:class:`~sparkgrad.parallel.tensor.layers.SequenceGatherLinear`.)
 """
 
 from __future__ import annotations
