@@ -202,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="dp=2,tp=2",
         help="hybrid: ranks per axis, e.g. dp=2,tp=2 (product = world)",
     )
+    # -- sequence parallelism (issue 18): sparkgrad/parallel/tensor/transformer.py ------------
+    p.add_argument(
+        "--sequence-parallel",
+        action="store_true",
+        help="tensor/hybrid with tp > 1, --model gpt: LayerNorm and dropout regions hold "
+        "--context / tp positions (all-gather before, reduce-scatter after the split layers)",
+    )
     p.add_argument(
         "--allow-nonfinite-loss",
         action="store_true",

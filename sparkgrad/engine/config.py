@@ -101,6 +101,9 @@ class RunConfig:
     # the driver; --staleness S (ssp only) bounds how far a worker may run ahead of the slowest
     mode: str = "sync"
     staleness: int | None = None
+    # -- issue 18, sequence parallelism (sparkgrad/parallel/tensor/transformer.py): with a
+    # tensor-parallel strategy (tensor, hybrid) of tp > 1; checked in _validate_sequence_parallel
+    sequence_parallel: bool = False
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> RunConfig:
@@ -132,6 +135,7 @@ class RunConfig:
                 f"--strategy {self.strategy})"
             )
         self._validate_strategy()
+        self._validate_sequence_parallel()  # issue 18
         self._validate_mode()
         self._validate_numbers()
         self._validate_topology()
@@ -325,6 +329,22 @@ class RunConfig:
                 f"use --strategy {', '.join(splits)}"
             )
         cls.check_config(self)
+
+    def _validate_sequence_parallel(self) -> None:
+        """issue 18: --sequence-parallel splits the sequence over the tensor-parallel ranks."""
+        if not self.sequence_parallel:
+            return
+        ways = getattr(self.strategy_class, "tensor_ways", None)
+        if ways is None:
+            raise ConfigError(
+                f"--sequence-parallel splits the sequence over the tensor-parallel ranks: "
+                f"expected --strategy tensor or hybrid, found --strategy {self.strategy}"
+            )
+        if ways(self) < 2:
+            raise ConfigError(
+                f"--sequence-parallel needs more than one tensor-parallel rank, found tp="
+                f"{ways(self)} (--strategy {self.strategy}, --world-size {self.world_size})"
+            )
 
     @property
     def data_parallel_size(self) -> int:

@@ -66,7 +66,7 @@ class HybridParallel(TensorParallel):
 
     @classmethod
     def options_from(cls, config: Any) -> dict[str, Any]:
-        return {"mesh": config.mesh}
+        return {**super().options_from(config), "mesh": config.mesh}  # + sequence_parallel
 
     def __init__(
         self,
@@ -75,6 +75,7 @@ class HybridParallel(TensorParallel):
         loss_fn: LossFn,
         process_group: Any = None,
         mesh: str | ProcessMesh = "dp=2,tp=2",
+        sequence_parallel: bool = False,
     ) -> None:
         parent = resolve(process_group)
         if isinstance(mesh, str):
@@ -87,7 +88,7 @@ class HybridParallel(TensorParallel):
             )
         self.mesh = mesh
         self.dp_group = mesh.group("dp")
-        super().__init__(model, optimizer_factory, loss_fn, mesh.group("tp"))
+        super().__init__(model, optimizer_factory, loss_fn, mesh.group("tp"), sequence_parallel)
         self.rank, self.world_size = parent.rank(), parent.size()
         self.timeline.rank = self.rank
 

@@ -22,10 +22,18 @@ logits) are bit-identical on every rank, so every rank computes the same full gr
 and takes the same step -- the replicas never drift apart. (Only the *last* Linear may be
 unpaired; ``g``'s identity backward relies on everything after it being replicated.)
 
+**The GPT** (``--model gpt``) is split by :func:`~sparkgrad.parallel.tensor.transformer.shard_gpt`:
+attention by heads, the MLP column-then-row, the embedding and head by vocabulary slice,
+and the loss becomes :class:`~sparkgrad.parallel.tensor.vocab.VocabParallelCrossEntropy`
+(the ``V``-wide logits are never gathered while training; :meth:`predict` gathers them).
+With ``sequence_parallel=True`` (``--sequence-parallel``) the LayerNorm/dropout regions hold
+``T/tp`` positions and the replicated parameters' gradients are summed after backward.
+
 Checkpoints are the plain model's: :meth:`TensorParallel.full_state_dict` gathers the
-slices (``all_gather``) and glues them back on the split dimension, and
-:meth:`TensorParallel.load_full_state` cuts a full state again, so a checkpoint moves
-freely between strategies and world sizes.
+slices (``all_gather``) and glues them back as each parameter's
+:class:`~sparkgrad.parallel.tensor.splits.Split` says (rows, columns, Q/K/V blocks,
+uneven vocabulary rows), and :meth:`TensorParallel.load_full_state` cuts a full state
+again, so a checkpoint moves freely between strategies and world sizes.
 """
 
 from __future__ import annotations
@@ -43,8 +51,16 @@ from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.distributed.state import resolve
 from sparkgrad.errors import CheckpointError, ConfigError
+from sparkgrad.models.gpt import GPT
 from sparkgrad.parallel.strategy import LossFn, OptimizerFactory, Strategy, numpy_optimizer_state
 from sparkgrad.parallel.tensor.layers import ColumnParallelDense, RowParallelDense
+from sparkgrad.parallel.tensor.splits import Split, cut_full, gather_full, split_specs
+from sparkgrad.parallel.tensor.transformer import (
+    check_sequence_length,
+    shard_gpt,
+    sync_sequence_parallel_grads,
+)
+from sparkgrad.parallel.tensor.vocab import vocab_parallel_loss, vocab_sizes
 from sparkgrad.parallel.timeline import timed
 
 ELEMENTWISE = (ReLU, GELU, Tanh, Sigmoid)  # safe on a slice of the features
@@ -82,22 +98,13 @@ def shard_sequential(model: Module, group: Any) -> Sequential:
     return Sequential(*out)
 
 
-def split_dims(model: Module) -> dict[str, int | None]:
-    """Each parameter name -> the dimension it is split along (None: replicated)."""
-    dims: dict[str, int | None] = {}
-    for prefix, module in model.named_children():
-        for name, _ in module.named_parameters():
-            dims[f"{prefix}.{name}"] = getattr(module, "shard_dims", {}).get(name)
-    return dims
-
-
 class TensorParallel(Strategy):
     """Megatron tensor parallelism over ``process_group`` (see the module docstring)."""
 
     name = "tensor"
 
     cuts_layers = True
-    models = ("mlp",)  # the models whose layers it knows how to cut
+    models = ("mlp", "gpt")  # the models whose layers it knows how to cut
 
     @classmethod
     def tensor_ways(cls, config: Any) -> int:
@@ -107,13 +114,40 @@ class TensorParallel(Strategy):
     @classmethod
     def check_config(cls, config: Any) -> None:
         ways = cls.tensor_ways(config)
-        bad = [w for w in config.hidden if w % ways]
-        if bad:
+        sp = getattr(config, "sequence_parallel", False)
+        if config.model != "gpt":
+            if sp:
+                raise ConfigError(
+                    f"--sequence-parallel splits a Transformer's sequence: expected "
+                    f"--model gpt, found --model {config.model}"
+                )
+            bad = [w for w in config.hidden if w % ways]
+            if bad:
+                raise ConfigError(
+                    f"tensor parallelism over {ways} ranks splits every hidden width "
+                    f"{ways} ways: {bad} in --hidden {','.join(map(str, config.hidden))} "
+                    f"do not divide"
+                )
+            return
+        # tp | heads | d_model, so the MLP width 4·d_model and d_model divide too
+        for what, size in (
+            ("--heads", config.heads),
+            ("--context (the sequence, under --sequence-parallel)", config.context if sp else 0),
+        ):
+            if size % ways:
+                raise ConfigError(
+                    f"tensor parallelism over {ways} ranks splits {what} evenly: expected a "
+                    f"multiple of {ways}, found {size}"
+                )
+        if getattr(config, "precision", "fp32") == "fp16":
             raise ConfigError(
-                f"tensor parallelism over {ways} ranks splits every hidden width "
-                f"{ways} ways: {bad} in --hidden {','.join(map(str, config.hidden))} "
-                f"do not divide"
+                "--precision fp16 wraps the loss for scaling, and tensor parallelism on the "
+                "GPT needs its own vocab-parallel loss: use fp32 or bf16"
             )
+
+    @classmethod
+    def options_from(cls, config: Any) -> dict[str, Any]:
+        return {"sequence_parallel": bool(getattr(config, "sequence_parallel", False))}
 
     def __init__(
         self,
@@ -121,25 +155,44 @@ class TensorParallel(Strategy):
         optimizer_factory: OptimizerFactory,
         loss_fn: LossFn,
         process_group: Any = None,
+        sequence_parallel: bool = False,
     ) -> None:
         group = resolve(process_group)
         super().__init__(group.rank(), group.size(), group)
-        self.tp_group, self.loss_fn = group, loss_fn
-        self.model = shard_sequential(model, group)
-        self._dims = split_dims(self.model)
-        self._names = list(self._dims)  # parameters() order = optimizer indices
+        self.tp_group, self.sequence_parallel = group, sequence_parallel
+        self.is_gpt = isinstance(model, GPT)
+        if self.is_gpt:
+            self.model = shard_gpt(model, group, sequence_parallel)
+            self.loss_fn = vocab_parallel_loss(loss_fn, group)
+        elif sequence_parallel:
+            raise ConfigError(
+                f"sequence parallelism splits a Transformer's sequence: expected a GPT, "
+                f"found {type(model).__name__}"
+            )
+        else:
+            self.model, self.loss_fn = shard_sequential(model, group), loss_fn
+        self._splits = split_specs(self.model)  # state_dict key -> Split (None: replicated)
+        self._names = [k for k, _ in self.model.named_parameters()]  # = optimizer indices
         self.optimizer = optimizer_factory(self.model.parameters())
 
     # -- training --------------------------------------------------------------------------
     def train_step(self, x: Tensor, y: Tensor) -> float:
         self.model.train()
+        self._check_input(x)
         self.optimizer.zero_grad()
         loss = timed(self.timeline, "forward", lambda: self.loss_fn(self.model(x), y))
         timed(self.timeline, "backward", loss.backward)
+        if self.sequence_parallel:  # replicated parameters saw T/tp positions each
+            with self.timeline.span("comm"):
+                sync_sequence_parallel_grads(self.model, self.tp_group)
         self.after_backward()
         with self.timeline.span("optimizer"):
             self.optimizer.step()
         return self.global_loss(float(loss.item()))
+
+    def _check_input(self, x: Tensor) -> None:
+        if self.sequence_parallel:
+            check_sequence_length(x.shape[1], self.tp_group)
 
     def after_backward(self) -> None:
         """Hook between backward and the step (the hybrid mesh averages over dp here)."""
@@ -149,72 +202,68 @@ class TensorParallel(Strategy):
         return loss
 
     def predict(self, x: Tensor) -> Tensor:
+        self._check_input(x)
         self.model.eval()
         with sg.no_grad():
             out = self.model(x)  # collective: the g ops all_reduce inside
+            if self.is_gpt:  # each rank holds logits of its vocabulary slice: glue them
+                sizes = vocab_sizes(self.model.vocab_size, self.tp_group.size())
+                full = gather_full(out.array, Split(-1, sizes=sizes), self.tp_group)
+                out = sg.tensor(full, device=out.device)
         self.model.train()
         return out
 
     # -- checkpoints -----------------------------------------------------------------------
-    def _gather(self, arr: Any, dim: int | None) -> np.ndarray:
-        """The full array from every rank's slice along ``dim`` (a copy when replicated)."""
-        local = np.ascontiguousarray(to_numpy(arr))
-        if dim is None or self.tp_group.size() == 1:
-            return np.array(local)
-        parts = self.tp_group.pg.all_gather(local)
-        return np.concatenate(list(parts), axis=dim)
-
-    def _slice(self, full: Any, dim: int | None, key: str, local_shape: tuple) -> np.ndarray:
-        """This rank's slice of a full array, after checking its shape."""
-        full = np.asarray(to_numpy(full.array if isinstance(full, Tensor) else full))
-        n = self.tp_group.size()
-        want = tuple(s * n if d == dim else s for d, s in enumerate(local_shape))
-        if full.shape != want:
-            raise CheckpointError(
-                f"{key}: expected a full tensor of shape {want}, found {full.shape}"
-            )
-        if dim is None:
-            return full.copy()
-        return np.split(full, n, axis=dim)[self.tp_group.rank()].copy()
-
     def full_state_dict(self) -> dict[str, np.ndarray]:
-        params = dict(self.model.named_parameters())
-        return {k: self._gather(params[k].array, d) for k, d in self._dims.items()}
+        glued: dict[int, np.ndarray] = {}  # a tied parameter is gathered once
+        out = {}
+        for key, value in self.model.state_dict(keep_vars=True).items():
+            if id(value) not in glued:
+                glued[id(value)] = gather_full(value.array, self._splits.get(key), self.tp_group)
+            out[key] = glued[id(value)]
+        return out
 
     def full_optimizer_state_dict(self) -> dict[str, Any]:
         sd = numpy_optimizer_state(self.optimizer)
         params = dict(self.model.named_parameters())
         state = {}
         for i in sorted(sd["state"]):  # the same order on every rank
-            p = params[self._names[i]]
-            dim = self._dims[self._names[i]]
+            name = self._names[i]
             state[i] = {
-                k: self._gather(v, dim) if v.shape == p.shape else v
+                k: gather_full(v, self._splits[name], self.tp_group)
+                if v.shape == params[name].shape
+                else v
                 for k, v in sd["state"][i].items()
             }
         return {"state": state, "param_groups": sd["param_groups"]}
 
     def load_full_state(self, model_state: dict, optimizer_state: dict | None = None) -> None:
-        params = dict(self.model.named_parameters())
-        missing = [k for k in self._names if k not in model_state]
+        own = self.model.state_dict(keep_vars=True)
+        missing = [k for k in own if k not in model_state]
         if missing:
             raise CheckpointError(f"model state is missing {missing}; found {sorted(model_state)}")
         local = {
-            k: self._slice(model_state[k], d, k, params[k].shape) for k, d in self._dims.items()
+            k: cut_full(_array(model_state[k]), self._splits.get(k), self.tp_group, k, v.shape)
+            for k, v in own.items()
         }
         self.model.load_state_dict(local)
         if optimizer_state is None:
             return
+        params = dict(self.model.named_parameters())
         state = {}
         for key, saved in optimizer_state["state"].items():
             name = self._names[int(key)]
-            p, dim = params[name], self._dims[name]
+            p, split = params[name], self._splits[name]
             state[int(key)] = {
-                k: self._slice(v, dim, f"optimizer {name}.{k}", p.shape)
-                if np.ndim(to_numpy(v.array if isinstance(v, Tensor) else v)) == p.ndim
+                k: cut_full(_array(v), split, self.tp_group, f"optimizer {name}.{k}", p.shape)
+                if np.ndim(_array(v)) == p.ndim
                 else v
                 for k, v in saved.items()
             }
         self.optimizer.load_state_dict(
             {"state": state, "param_groups": optimizer_state["param_groups"]}
         )
+
+
+def _array(value: Any) -> np.ndarray:
+    return np.asarray(to_numpy(value.array if isinstance(value, Tensor) else value))
