@@ -195,7 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=_hidden,
         default=None,
         metavar="N,N",
-        help="model/pipeline: Linear layers per rank, e.g. 2,1 (default: balanced by parameters)",
+        help=(
+            "model/pipeline: Linear layers per rank, e.g. 2,1 (--model gpt: units per rank, "
+            "the embedding, each block and the head one unit each); default: balanced by "
+            "parameters"
+        ),
     )
     p.add_argument(
         "--mesh",

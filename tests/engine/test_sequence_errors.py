@@ -44,6 +44,18 @@ pytestmark = pytest.mark.slow  # a main.py subprocess per case: the full suite r
         ),
         (["--model", "lstm-lm", "--strategy", "pipeline"], ["cannot split --model lstm-lm"]),
         (["--model", "gpt", "--context", "0"], ["--context must be >= 1, found 0"]),
+        (  # the GPT's pipeline units: embedding, 2 blocks, head (issue 18)
+            ["--model", "gpt", "--strategy", "pipeline", "--world-size", "8", "--layers", "2"],
+            ["on each of the 8 ranks", "--model gpt has only 4", "--world-size <= 4"],
+        ),
+        (
+            ["--model", "gpt", "--strategy", "model", "--world-size", "2", "--split", "1,2"],
+            ["--split needs 2 positive counts of units", "summing to 4, found 1,2"],
+        ),
+        (
+            ["--model", "gpt", "--strategy", "model", "--world-size", "2", "--tie-weights"],
+            ["--tie-weights", "first and the last stage"],
+        ),
     ],
 )
 def test_bad_sequence_model_arguments_are_one_line(args, needles):

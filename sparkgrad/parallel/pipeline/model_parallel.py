@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 
 import sparkgrad as sg
-from sparkgrad.autodiff.nn import Linear
 from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import CheckpointError, ConfigError
-from sparkgrad.parallel.pipeline.partition import gather_arrays, parameter_indices, partition
+from sparkgrad.parallel.pipeline.partition import gather_arrays
+from sparkgrad.parallel.pipeline.stages import make_stage
 from sparkgrad.parallel.strategy import (
     LossFn,
     OptimizerFactory,
@@ -60,23 +60,33 @@ class ModelParallel(Strategy):
     name = "model"
 
     cuts_layers = True
-    models = ("mlp",)  # the models whose layers it knows how to cut
+    models = ("mlp", "gpt")  # the models whose layers it knows how to cut (see .stages)
 
     @classmethod
     def check_config(cls, config: Any) -> None:
-        layers = len(config.hidden) + 1  # Linear layers of the MLP
-        if config.world_size > layers:
+        if config.model == "gpt":  # units: the embedding, each block, the head
+            units, what = config.layers + 2, "units (the embedding, each block, the head)"
+            more = "more --layers"
+        else:
+            units, what, more = len(config.hidden) + 1, "Linear layers", "more --hidden layers"
+        if config.world_size > units:
             raise ConfigError(
-                f"--strategy {cls.name} puts at least one Linear layer on each of the "
-                f"{config.world_size} ranks, but the MLP has only {layers}: use --world-size <= "
-                f"{layers} or more --hidden layers"
+                f"--strategy {cls.name} puts at least one of the model's {what} on each of "
+                f"the {config.world_size} ranks, but --model {config.model} has only {units}: "
+                f"use --world-size <= {units} or {more}"
             )
         if config.split is not None and (
-            len(config.split) != config.world_size or sum(config.split) != layers
+            len(config.split) != config.world_size or sum(config.split) != units
         ):
             raise ConfigError(
-                f"--split needs {config.world_size} positive counts of Linear layers summing "
-                f"to {layers}, found {','.join(map(str, config.split))}"
+                f"--split needs {config.world_size} positive counts of {what} summing "
+                f"to {units}, found {','.join(map(str, config.split))}"
+            )
+        if config.model == "gpt" and config.world_size > 1 and config.tie_weights:
+            raise ConfigError(
+                f"--strategy {cls.name} with --tie-weights: the head and the token embedding "
+                "share one matrix, which would live on the first and the last stage; drop "
+                "--tie-weights or use another strategy"
             )
 
     @classmethod
@@ -97,15 +107,10 @@ class ModelParallel(Strategy):
         super().__init__(group.rank(), group.size(), group)
         self.pg, self.loss_fn = group.pg, loss_fn
         self.stage, self.stages = group.rank(), group.size()
-        self.ranges = partition(model, self.stages, split)
-        start, end = self.ranges[self.stage]
-        self.module = model[start:end]  # keeps the full model's keys: "2.weight"...
-        self.param_index = parameter_indices(model, start, end)
+        self.plan = make_stage(model, self.stage, self.stages, split)  # an MLP's or a GPT's
+        self.module, self.param_index = self.plan.module, self.plan.param_index
         self.total_params = len(list(model.parameters()))
-        linears = [m for m in self.module if isinstance(m, Linear)]
-        self.in_features, self.out_features = linears[0].in_features, linears[-1].out_features
-        self.classes = [m for m in model if isinstance(m, Linear)][-1].out_features
-        self.dtype = linears[0].weight.array.dtype
+        self.dtype = self.plan.dtype
         self.is_first, self.is_last = self.stage == 0, self.stage == self.stages - 1
         self.optimizer = optimizer_factory(self.module.parameters())
         if len(self.optimizer.param_groups) != 1:
@@ -115,8 +120,8 @@ class ModelParallel(Strategy):
             )
 
     # -- moving activations and their gradients ----------------------------------------------
-    def _recv(self, rows: int, width: int, peer: int, label: str) -> np.ndarray:
-        buf = np.empty((rows, width), self.dtype)
+    def _recv(self, shape: tuple[int, ...], peer: int, label: str) -> np.ndarray:
+        buf = np.empty(shape, self.dtype)
         with self.timeline.span("idle", label):  # blocked until the neighbour sends
             self.pg.recv(buf, peer)
         return buf
@@ -132,9 +137,9 @@ class ModelParallel(Strategy):
         """
         n = len(range(*rows.indices(len(x))))
         if self.is_first:
-            inp = Tensor(x.array[rows], dtype=self.dtype)
+            inp = self.plan.first_input(x.array[rows])
         else:
-            buf = self._recv(n, self.in_features, self.stage - 1, f"act mb{mb}")
+            buf = self._recv(self.plan.input_shape(x, n), self.stage - 1, f"act mb{mb}")
             inp = Tensor(buf, requires_grad=True)  # a leaf: its .grad goes back
         with self.timeline.span("forward", f"F{mb}"):
             out = self.module(inp)
@@ -148,7 +153,8 @@ class ModelParallel(Strategy):
         """Backward of one (micro-)batch: receive d(loss)/d(out), send d(loss)/d(inp)."""
         grad = None
         if not self.is_last:
-            grad = Tensor(self._recv(len(out.array), self.out_features, self.stage + 1, "grad"))
+            shape = tuple(out.array.shape)  # d(loss)/d(out) has the shape of out
+            grad = Tensor(self._recv(shape, self.stage + 1, "grad"))
         with self.timeline.span("backward", f"B{mb}"):
             out.backward(grad)
         if not self.is_first:
@@ -174,16 +180,18 @@ class ModelParallel(Strategy):
         self.module.eval()
         with sg.no_grad():
             if self.is_first:
-                inp = Tensor(x.array, dtype=self.dtype)
+                inp = self.plan.first_input(x.array)
             else:
-                inp = Tensor(np.empty((len(x), self.in_features), self.dtype))
+                inp = Tensor(np.empty(self.plan.input_shape(x, len(x)), self.dtype))
                 self.pg.recv(inp.array, self.stage - 1)
             out = self.module(inp)
             if not self.is_last:
                 self.pg.send(out.array, self.stage + 1)
         self.module.train()
         logits = (
-            np.array(out.array) if self.is_last else np.empty((len(x), self.classes), self.dtype)
+            np.array(out.array)
+            if self.is_last
+            else np.empty(self.plan.logits_shape(x, len(x)), self.dtype)
         )
         self.pg.broadcast(logits, root=self.stages - 1)
         return Tensor(logits)
@@ -232,13 +240,10 @@ class ModelParallel(Strategy):
         return t["idle"] / busy if busy > 0 else 0.0
 
     def report(self) -> dict[str, Any]:
-        start, end = self.ranges[self.stage]
-        layers = [f"{k}:{type(m).__name__}" for k, m in self.module._modules.items()]
         return {
             **super().report(),
             "stage": self.stage,
-            "layers": layers,
-            "module_range": [start, end],
+            "layers": self.plan.units,
             "bubble_measured": self.bubble_measured(),
             "bubble_theoretical": (self.stages - 1) / self.stages,
         }
