@@ -1,0 +1,292 @@
+"""Predicted vs measured on *this* machine: every strategy's MLP step on thread-ranks.
+
+``python -m sparkgrad.simulate --validate-local`` (or :func:`validate_local`) does three
+things, each a few hundred milliseconds:
+
+1. **Calibrates** (:func:`calibrate_local`): the ``cpu`` device (a timed float32 matmul and
+   a timed copy, :func:`~sparkgrad.simulate.devices.cpu_device`); sparkgrad's own per-op
+   Python overhead, measured honestly as the median time of the op's forward + backward on
+   a 1-element input (``Linear(1, 1)``, ``ReLU``, the cross-entropy with its
+   ``backward()`` call, one Adam ``step`` + ``zero_grad`` per parameter tensor): at that
+   size the arrays cost nothing, so what is left is the engine's bookkeeping; and the
+   ``threads`` transport, one :class:`~sparkgrad.comms.model.links.Link` per collective fitted
+   by :func:`~sparkgrad.comms.model.calibrate.calibrate` from calls timed on ``world`` ranks.
+2. **Predicts** (:func:`predict_local`): :mod:`.mlp` lists the strategy's ops, each costs
+   ``overhead[kind] x calls + max(FLOPs / peak, bytes / bandwidth)``, and
+   :mod:`.schedule` lays them out. **The shared-core model**: thread-ranks share ``cores``
+   cores and one GIL. The schedule assumes every rank computes alone; the prediction is the
+   largest of three times:
+
+   - the scheduled step (the critical path);
+   - the GIL floor: every rank's Python overhead, one after another (only one thread runs
+     Python at a time), plus the exposed communication;
+   - the core floor: all ranks' compute (overhead + array work) over ``cores``, plus the
+     exposed communication.
+
+   Collectives were calibrated with all ``world`` ranks taking part, so they already price
+   the sharing. "Exposed communication" is the scheduled step minus the compute of a
+   one-stage strategy (data, ZeRO, tensor); staged strategies (model, pipeline) get none.
+3. **Measures** with :func:`sparkgrad.benchmark.strategies.run_case` (the wall time of the
+   timed steps, the slowest rank's, idle included) a few times and keeps the median.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sparkgrad.comms.model.calibrate import Measurement, calibrate
+from sparkgrad.simulate.devices import Device, cpu_device
+from sparkgrad.simulate.mlp import MLPShape, Work, mlp_plan
+from sparkgrad.simulate.schedule import run_step
+
+CASES = (  # (label, strategy, options): the strategies benchmark's cases, hybrid left out
+    ("single", "single", {}),
+    ("data", "data", {}),
+    ("zero1", "zero1", {}),
+    ("zero2", "zero2", {}),
+    ("zero3", "zero3", {}),
+    ("model", "model", {}),
+    ("pipeline-gpipe", "pipeline", {"schedule": "gpipe"}),
+    ("pipeline-1f1b", "pipeline", {"schedule": "1f1b"}),
+    ("tensor", "tensor", {}),
+)
+COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "send")
+
+
+@dataclass
+class LocalCosts:
+    """What :func:`calibrate_local` measured: device, per-op overheads (s), comm fits."""
+
+    device: Device
+    overhead: dict[str, float]
+    comm: dict[str, tuple[str, object]] = field(default_factory=dict)  # -> (algo, fit)
+    cores: int = 2
+    world: int = 4
+
+    def array_seconds(self, op: Work) -> float:
+        """The roofline of the op's arrays (no launch overhead: ``overhead`` has it)."""
+        return max(op.flops / self.device.peak("fp32"), op.nbytes / self.device.memory_bandwidth)
+
+    def compute(self, ops: list[Work], part: str = "all") -> float:
+        """Seconds of ``ops`` on one rank alone; ``part`` ``python`` or ``arrays`` for one half."""
+        py = sum(self.overhead[op.kind] * op.calls for op in ops)
+        arr = sum(self.array_seconds(op) for op in ops)
+        return {"all": py + arr, "python": py, "arrays": arr}[part]
+
+    def comm_seconds(self, collective: str, nbytes: float) -> float:
+        """The calibrated link's seconds for one call (the loss broadcast is an all-reduce)."""
+        algo, fit = self.comm[collective]
+        n = 2 if collective == "send" else self.world
+        m = (
+            Measurement.send(int(nbytes), 1.0)
+            if collective == "send"
+            else Measurement.of(collective, algo, int(nbytes), n, 1.0)
+        )
+        return fit.predicted(m)
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def engine_overheads(repeats: int = 200) -> dict[str, float]:
+    """sparkgrad's per-op seconds at 1 element (see the module docstring)."""
+    import sparkgrad as sg
+
+    x = sg.tensor(np.ones((1, 1), np.float32))
+    leaf = sg.tensor(np.ones((1, 1), np.float32), requires_grad=True)
+    lin, relu, ce = sg.nn.Linear(1, 1), sg.nn.ReLU(), sg.nn.CrossEntropyLoss()
+    logits = sg.tensor(np.ones((1, 2), np.float32), requires_grad=True)
+    target = sg.tensor(np.zeros(1, np.int64))
+    p = sg.nn.Parameter(sg.tensor(np.ones(1, np.float32))) if hasattr(sg.nn, "Parameter") else leaf
+    opt = sg.optim.Adam([p], lr=1e-3)
+
+    def adam() -> None:
+        p.grad = sg.tensor(np.ones_like(np.asarray(p.array)))
+        opt.step()
+        opt.zero_grad()
+
+    base = _median_time(lambda: leaf.sum().backward(), repeats)
+    return {
+        "linear": max(0.0, _median_time(lambda: lin(x).sum().backward(), repeats) - base),
+        "relu": max(0.0, _median_time(lambda: relu(leaf).sum().backward(), repeats) - base),
+        "loss": _median_time(lambda: ce(logits, target).backward(), repeats),
+        "adam": _median_time(adam, repeats),
+    }
+
+
+def calibrate_comm(world: int = 4, repeats: int = 5) -> dict[str, tuple[str, object]]:
+    """One fitted link per collective on ``world`` thread-ranks (4 KiB, 256 KiB, 1 MiB)."""
+    import sparkgrad.distributed as dist
+    from sparkgrad.benchmark.strategies import one_blas_thread
+
+    sizes = (4 << 10, 256 << 10, 1 << 20)
+
+    def rank_fn(rank: int, n: int) -> dict:
+        dist.init_process_group("threads", rank=rank, world_size=n)
+        try:
+            pg = dist.state.default_group().pg
+            out: dict = {}
+            for coll in COLLECTIVES:
+                for size in sizes:
+                    full = np.ones(size // 4, np.float32)
+                    shard = np.ones(size // 4 // n, np.float32)
+                    calls = {
+                        "all_reduce": lambda: pg.all_reduce(full.copy()),
+                        "all_gather": lambda: pg.all_gather(shard),
+                        "reduce_scatter": lambda: pg.reduce_scatter(full.copy()),
+                        "send": lambda: pg.send(full, 1) if rank == 0 else (
+                            pg.recv(np.empty_like(full), 0) if rank == 1 else None
+                        ),
+                    }
+                    pg.barrier()
+                    pg.reset_history()
+                    seconds = _median_time(calls[coll], repeats)
+                    algo = next((c.get("algorithm") for c in pg.calls()), "p2p")
+                    out[(coll, size)] = (algo, seconds)
+            return out
+        finally:
+            dist.destroy_process_group()
+
+    with one_blas_thread():
+        ranks = dist.spawn(rank_fn, world)
+    fits = {}
+    for coll in COLLECTIVES:
+        points, algo = [], "p2p"
+        for size in sizes:
+            algo = ranks[0][(coll, size)][0]
+            seconds = max(r[(coll, size)][1] for r in ranks[:2] if (coll, size) in r)
+            if coll == "send":
+                points.append(Measurement.send(size, seconds))
+            else:
+                points.append(Measurement.of(coll, algo, size, world, seconds))
+        fits[coll] = (algo, calibrate(points))
+    return fits
+
+
+def calibrate_local(world: int = 4, cores: int | None = None) -> LocalCosts:
+    """Device, engine overheads and the threads links of this machine, measured now."""
+    from sparkgrad.benchmark.strategies import one_blas_thread
+
+    with one_blas_thread():
+        device = cpu_device(n=256, copy_bytes=1 << 20)
+        overhead = engine_overheads()
+    cores = cores or len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
+    return LocalCosts(device, overhead, calibrate_comm(world), int(cores), world)
+
+
+def concurrent_ranks(strategy: str, world: int, micro_batches: int) -> int:
+    """Ranks that compute at the same moment: all of them, but for naive model parallelism
+    (one rank at a time, by construction) and a pipeline with fewer micro-batches than
+    stages (at most ``micro_batches`` stages busy at once)."""
+    if strategy in ("single", "model"):
+        return 1
+    if strategy == "pipeline":
+        return min(world, micro_batches)
+    return world
+
+
+def predict_local(
+    costs: LocalCosts, strategy: str, shape: MLPShape, world: int, options: dict, m: int = 8
+) -> dict[str, float]:
+    """Seconds of one step: alone, shared (stretched), the GIL floor, and the prediction."""
+    sched = options.get("schedule", "gpipe")
+    stretch = max(1.0, concurrent_ranks(strategy, world, m) / costs.cores)
+
+    def plan(part: str, factor: float = 1.0):
+        return mlp_plan(
+            strategy,
+            shape,
+            world,
+            lambda ops: factor * costs.compute(ops, part),
+            costs.comm_seconds,
+            m,
+            sched,
+        )
+
+    alone, _ = run_step(plan("all")[0])
+    shared_plan, busy = plan("all", stretch)
+    shared, _ = run_step(shared_plan)
+    _, py = plan("python")
+    ranks_per_stage = world if len(busy) == 1 else 1
+    exposed = max(0.0, shared - busy[0]) if len(busy) == 1 else 0.0
+    gil = ranks_per_stage * sum(py) + exposed
+    return {
+        "alone_s": alone,
+        "shared_s": shared,
+        "gil_floor_s": gil,
+        "stretch": stretch,
+        "predicted_s": max(shared, gil),
+    }
+
+
+def measure(strategy: str, world: int, options: dict, shape: MLPShape, repeats: int,
+            steps: int, m: int) -> list[float]:
+    """The strategies benchmark's step time (seconds), ``repeats`` times."""
+    from sparkgrad.benchmark.strategies import run_case
+
+    opts = dict(options)
+    if strategy == "pipeline":
+        opts["micro_batches"] = m
+    return [
+        run_case(strategy, world, opts, shape.hidden, shape.batch, steps)["step_s"]
+        for _ in range(repeats)
+    ]
+
+
+def validate_local(
+    hidden: tuple[int, ...] = (256, 256, 256), batch: int = 256, world: int = 4,
+    repeats: int = 3, steps: int = 4, micro_batches: int = 8, labels: tuple | None = None,
+) -> list[dict]:
+    """One row per strategy: predicted, measured (median and range), error."""
+    costs = calibrate_local(world)
+    shape = MLPShape(tuple(hidden), batch)
+    rows = []
+    for label, strategy, options in CASES:
+        if labels and label not in labels:
+            continue
+        w = 1 if strategy == "single" else world
+        pred = predict_local(costs, strategy, shape, w, options, micro_batches)
+        runs = measure(strategy, w, options, shape, repeats, steps, micro_batches)
+        measured = statistics.median(runs)
+        rows.append({"label": label, "ranks": w, **pred, "measured_s": measured,
+                     "runs_s": runs, "error": pred["predicted_s"] / measured - 1.0})
+    rows.append({"costs": costs})
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    """The table of docs/simulator.md's "On this machine" section."""
+    costs = rows[-1]["costs"]
+    o = costs.overhead
+    out = [
+        f"cpu: {costs.device.peak('fp32') / 1e9:.0f} GFLOP/s fp32 matmul, "
+        f"{costs.device.memory_bandwidth / 1e9:.1f} GB/s copy; engine overhead per op "
+        f"(forward + backward at 1 element): Linear {o['linear'] * 1e6:.0f} us, ReLU "
+        f"{o['relu'] * 1e6:.0f} us, cross-entropy + backward() {o['loss'] * 1e6:.0f} us, "
+        f"Adam per tensor {o['adam'] * 1e6:.0f} us; {costs.cores} cores, one GIL",
+        "",
+        "| strategy | ranks | scheduled ms | GIL floor ms | core floor ms | predicted ms | "
+        "measured ms (median; range) | error |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows[:-1]:
+        lo, hi = min(r["runs_s"]) * 1e3, max(r["runs_s"]) * 1e3
+        verdict = "" if abs(r["error"]) <= 0.15 else " **MISS**"
+        out.append(
+            f"| {r['label']} | {r['ranks']} | {r['scheduled_s'] * 1e3:.2f} | "
+            f"{r['gil_floor_s'] * 1e3:.2f} | {r['core_floor_s'] * 1e3:.2f} | "
+            f"{r['predicted_s'] * 1e3:.2f} | {r['measured_s'] * 1e3:.2f} ({lo:.1f}-{hi:.1f}) | "
+            f"{r['error'] * 100:+.0f}%{verdict} |"
+        )
+    return "\n".join(out)
