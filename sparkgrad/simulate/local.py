@@ -7,8 +7,10 @@ things, each a few hundred milliseconds:
    a timed copy, :func:`~sparkgrad.simulate.devices.cpu_device`); sparkgrad's own per-op
    Python overhead, measured honestly as the median time of the op's forward + backward on
    a 1-element input (``Linear(1, 1)``, ``ReLU``, the cross-entropy with its
-   ``backward()`` call, one Adam ``step`` + ``zero_grad`` per parameter tensor): at that
-   size the arrays cost nothing, so what is left is the engine's bookkeeping; and the
+   ``backward()`` call, one Adam ``step`` + ``zero_grad`` per parameter tensor) and, for the
+   strategy's own bookkeeping per step (``step``), a whole ``single`` train step of a
+   1-2-2 MLP on one row less those ops: at that size the arrays cost nothing, so what is
+   left is the engine's bookkeeping; and the
    ``threads`` transport, one :class:`~sparkgrad.comms.model.links.Link` per collective fitted
    by :func:`~sparkgrad.comms.model.calibrate.calibrate` from calls timed on ``world`` ranks.
 2. **Predicts** (:func:`predict_local`): :mod:`.mlp` lists the strategy's ops, each costs
@@ -90,9 +92,11 @@ class LocalCosts:
         return fit.predicted(m)
 
 
-def _median_time(fn, repeats: int) -> float:
+def _median_time(fn, repeats: int, before=None) -> float:
     times = []
     for _ in range(repeats):
+        if before is not None:
+            before()
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
@@ -117,16 +121,35 @@ def engine_overheads(repeats: int = 200) -> dict[str, float]:
         opt.zero_grad()
 
     base = _median_time(lambda: leaf.sum().backward(), repeats)
-    return {
+    out = {
         "linear": max(0.0, _median_time(lambda: lin(x).sum().backward(), repeats) - base),
         "relu": max(0.0, _median_time(lambda: relu(leaf).sum().backward(), repeats) - base),
         "loss": _median_time(lambda: ce(logits, target).backward(), repeats),
         "adam": _median_time(adam, repeats),
     }
+    # the rest of a step: a whole `single` train_step of a 1-2-2 MLP on one row, less its
+    # ops (2 Linear, 1 ReLU, the loss, Adam on 4 tensors) as just measured
+    from sparkgrad.engine.model import build_optimizer
+    from sparkgrad.models.mlp import build_mlp
+    from sparkgrad.parallel.registry import make_strategy
+
+    tiny = make_strategy(
+        "single",
+        build_mlp((2,), n_in=1, n_out=2),
+        lambda ps: build_optimizer("adam", ps, 1e-3),
+        sg.nn.CrossEntropyLoss(),
+    )
+    step = _median_time(lambda: tiny.train_step(x, target), repeats)
+    ops = 2 * out["linear"] + out["relu"] + out["loss"] + 4 * out["adam"]
+    out["step"] = max(0.0, step - ops)
+    return out
 
 
 def calibrate_comm(world: int = 4, repeats: int = 5) -> dict[str, tuple[str, object]]:
-    """One fitted link per collective on ``world`` thread-ranks (4 KiB, 256 KiB, 1 MiB)."""
+    """One fitted link per collective on ``world`` thread-ranks (4 KiB, 256 KiB, 1 MiB).
+
+    Every call follows a barrier and its time is the slowest rank's median, since a step
+    waits for the last rank to finish a collective."""
     import sparkgrad.distributed as dist
     from sparkgrad.benchmark.strategies import one_blas_thread
 
@@ -150,9 +173,15 @@ def calibrate_comm(world: int = 4, repeats: int = 5) -> dict[str, tuple[str, obj
                         ),
                     }
                     pg.barrier()
+                    calls[coll]()  # warm-up: buffers
                     pg.reset_history()
-                    seconds = _median_time(calls[coll], repeats)
-                    algo = next((c.get("algorithm") for c in pg.calls()), "p2p")
+                    # a barrier before every call: in a step the ranks arrive, then talk;
+                    # back-to-back calls would overlap one call's tail with the next one
+                    seconds = _median_time(calls[coll], repeats, pg.barrier)
+                    algo = next(
+                        (c.get("algorithm") for c in pg.calls() if c["collective"] == coll),
+                        "p2p",
+                    )
                     out[(coll, size)] = (algo, seconds)
             return out
         finally:
@@ -165,7 +194,7 @@ def calibrate_comm(world: int = 4, repeats: int = 5) -> dict[str, tuple[str, obj
         points, algo = [], "p2p"
         for size in sizes:
             algo = ranks[0][(coll, size)][0]
-            seconds = max(r[(coll, size)][1] for r in ranks[:2] if (coll, size) in r)
+            seconds = max(r[(coll, size)][1] for r in (ranks[:2] if coll == "send" else ranks))
             if coll == "send":
                 points.append(Measurement.send(size, seconds))
             else:
@@ -181,7 +210,8 @@ def calibrate_local(world: int = 4, cores: int | None = None) -> LocalCosts:
     with one_blas_thread():
         device = cpu_device(n=256, copy_bytes=1 << 20)
         overhead = engine_overheads()
-    cores = cores or len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
     return LocalCosts(device, overhead, calibrate_comm(world), int(cores), world)
 
 
@@ -274,9 +304,10 @@ def markdown(rows: list[dict]) -> str:
         f"{costs.device.memory_bandwidth / 1e9:.1f} GB/s copy; engine overhead per op "
         f"(forward + backward at 1 element): Linear {o['linear'] * 1e6:.0f} us, ReLU "
         f"{o['relu'] * 1e6:.0f} us, cross-entropy + backward() {o['loss'] * 1e6:.0f} us, "
-        f"Adam per tensor {o['adam'] * 1e6:.0f} us; {costs.cores} cores, one GIL",
+        f"Adam per tensor {o['adam'] * 1e6:.0f} us, rest of a train step "
+        f"{o['step'] * 1e6:.0f} us; {costs.cores} cores, one GIL",
         "",
-        "| strategy | ranks | scheduled ms | GIL floor ms | core floor ms | predicted ms | "
+        "| strategy | ranks | alone ms | shared (x stretch) ms | GIL floor ms | predicted ms | "
         "measured ms (median; range) | error |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -284,8 +315,8 @@ def markdown(rows: list[dict]) -> str:
         lo, hi = min(r["runs_s"]) * 1e3, max(r["runs_s"]) * 1e3
         verdict = "" if abs(r["error"]) <= 0.15 else " **MISS**"
         out.append(
-            f"| {r['label']} | {r['ranks']} | {r['scheduled_s'] * 1e3:.2f} | "
-            f"{r['gil_floor_s'] * 1e3:.2f} | {r['core_floor_s'] * 1e3:.2f} | "
+            f"| {r['label']} | {r['ranks']} | {r['alone_s'] * 1e3:.2f} | "
+            f"{r['shared_s'] * 1e3:.2f} (x{r['stretch']:.0f}) | {r['gil_floor_s'] * 1e3:.2f} | "
             f"{r['predicted_s'] * 1e3:.2f} | {r['measured_s'] * 1e3:.2f} ({lo:.1f}-{hi:.1f}) | "
             f"{r['error'] * 100:+.0f}%{verdict} |"
         )

@@ -51,7 +51,8 @@ ADAM_PASSES = 12  # NumPy calls per parameter tensor in sparkgrad's Adam.step
 @dataclass(frozen=True)
 class Work:
     """One op of the step: ``kind`` names its per-call overhead (``linear``, ``relu``,
-    ``loss``, ``adam``), ``calls`` how many of them, ``flops``/``nbytes`` its array work."""
+    ``loss``, ``adam``; ``step``: the strategy's own bookkeeping, once per step and rank),
+    ``calls`` how many of them, ``flops``/``nbytes`` its array work."""
 
     name: str
     kind: str
@@ -159,7 +160,10 @@ def mlp_plan(
         params = sum(shape.layer_params(k) for k in layers) / width
         shard = params / world if strategy in ("zero1", "zero2", "zero3") else params
         tensors = 2 * len(layers)
-        opt = [Work("adam", "adam", 0.0, ADAM_PASSES * 12.0 * shard, calls=tensors)]
+        opt = [
+            Work("adam", "adam", 0.0, ADAM_PASSES * 12.0 * shard, calls=tensors),
+            Work("train_step bookkeeping", "step", 0.0, 0.0),  # wrapping, zero_grad, item()
+        ]
         after = comm("all_reduce", loss) if loss else 0.0
         if strategy in ("zero1", "zero2"):
             after += comm("all_gather", grad_bytes)
