@@ -8,8 +8,8 @@ prints step time, tokens/s, MFU, per-rank memory, each collective's algorithm an
 with the reason, and the time split per pipeline stage. Nothing is allocated: shapes only.
 ``--trace FILE`` writes the predicted timeline as a Chrome trace; ``--validate`` prints the
 table of published results (docs/simulator.md) instead, ``--validate-local`` the predicted
-vs measured step of every strategy on this machine (:mod:`.local`). A bad argument ends as one line on
-stderr and exit code 2, as ``main.py`` does.
+vs measured step of every strategy on this machine (:mod:`.local`). A bad argument ends as
+one line on stderr and exit code 2, as ``main.py`` does.
 """
 
 from __future__ import annotations

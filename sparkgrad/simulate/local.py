@@ -3,8 +3,8 @@
 ``python -m sparkgrad.simulate --validate-local`` (or :func:`validate_local`) does three
 things, each a few hundred milliseconds:
 
-1. **Calibrates** (:func:`calibrate_local`): the ``cpu`` device (a timed float32 matmul and
-   a timed copy, :func:`~sparkgrad.simulate.devices.cpu_device`); sparkgrad's own per-op
+1. **Calibrates** (:func:`calibrate_local`): the ``cpu`` device (:func:`measure_cpu`: the
+   median of a timed 256 x 256 float32 matmul and of a 1 MiB copy); sparkgrad's own per-op
    Python overhead, measured honestly as the median time of the op's forward + backward on
    a 1-element input (``Linear(1, 1)``, ``ReLU``, the cross-entropy with its
    ``backward()`` call, one Adam ``step`` + ``zero_grad`` per parameter tensor) and, for the
@@ -37,7 +37,9 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +94,9 @@ class LocalCosts:
         return fit.predicted(m)
 
 
-def _median_time(fn, repeats: int, before=None) -> float:
+def _median_time(
+    fn: Callable[[], object], repeats: int, before: Callable[[], object] | None = None
+) -> float:
     times = []
     for _ in range(repeats):
         if before is not None:
@@ -145,6 +149,21 @@ def engine_overheads(repeats: int = 200) -> dict[str, float]:
     return out
 
 
+def _one_call(pg: Any, coll: str, rank: int, full: np.ndarray, shard: np.ndarray) -> Callable:
+    """One timed call of ``coll``: ``send`` goes rank 0 -> 1, the others use every rank."""
+    if coll == "all_reduce":
+        return lambda: pg.all_reduce(full.copy())
+    if coll == "all_gather":
+        return lambda: pg.all_gather(shard)
+    if coll == "reduce_scatter":
+        return lambda: pg.reduce_scatter(full.copy())
+    if rank == 0:
+        return lambda: pg.send(full, 1)
+    if rank == 1:
+        return lambda: pg.recv(np.empty_like(full), 0)
+    return lambda: None
+
+
 def calibrate_comm(world: int = 4, repeats: int = 5) -> dict[str, tuple[str, object]]:
     """One fitted link per collective on ``world`` thread-ranks (4 KiB, 256 KiB, 1 MiB).
 
@@ -164,20 +183,13 @@ def calibrate_comm(world: int = 4, repeats: int = 5) -> dict[str, tuple[str, obj
                 for size in sizes:
                     full = np.ones(size // 4, np.float32)
                     shard = np.ones(size // 4 // n, np.float32)
-                    calls = {
-                        "all_reduce": lambda: pg.all_reduce(full.copy()),
-                        "all_gather": lambda: pg.all_gather(shard),
-                        "reduce_scatter": lambda: pg.reduce_scatter(full.copy()),
-                        "send": lambda: pg.send(full, 1) if rank == 0 else (
-                            pg.recv(np.empty_like(full), 0) if rank == 1 else None
-                        ),
-                    }
+                    call = _one_call(pg, coll, rank, full, shard)
                     pg.barrier()
-                    calls[coll]()  # warm-up: buffers
+                    call()  # warm-up: buffers
                     pg.reset_history()
                     # a barrier before every call: in a step the ranks arrive, then talk;
                     # back-to-back calls would overlap one call's tail with the next one
-                    seconds = _median_time(calls[coll], repeats, pg.barrier)
+                    seconds = _median_time(call, repeats, pg.barrier)
                     algo = next(
                         (c.get("algorithm") for c in pg.calls() if c["collective"] == coll),
                         "p2p",
@@ -203,12 +215,33 @@ def calibrate_comm(world: int = 4, repeats: int = 5) -> dict[str, tuple[str, obj
     return fits
 
 
+def measure_cpu(n: int = 256, copy_bytes: int = 1 << 20, repeats: int = 21) -> Device:
+    """The ``cpu`` device at the MLP's sizes, with *medians* (a shared machine's best time is
+    luck): a float32 ``n x n`` matmul (the hidden width) and a copy of ``copy_bytes`` (the
+    MLP's arrays, about 1 MiB, stay in cache; :func:`cpu_device` copies 32 MiB, DRAM)."""
+    a = np.ones((n, n), np.float32)
+    src = np.ones(copy_bytes // 4, np.float32)
+    dst = np.empty_like(src)
+    flops = 2.0 * n**3 / _median_time(lambda: a @ a, repeats)
+    bandwidth = 2.0 * copy_bytes / _median_time(lambda: np.copyto(dst, src), repeats)
+    base = cpu_device()
+    return Device(
+        "cpu",
+        dict.fromkeys(base.peaks, flops),
+        memory_bandwidth=bandwidth,
+        memory_bytes=base.memory_bytes,
+        matmul_efficiency=1.0,
+        memory_efficiency=1.0,
+        launch_overhead=base.launch_overhead,
+    )
+
+
 def calibrate_local(world: int = 4, cores: int | None = None) -> LocalCosts:
     """Device, engine overheads and the threads links of this machine, measured now."""
     from sparkgrad.benchmark.strategies import one_blas_thread
 
     with one_blas_thread():
-        device = cpu_device(n=256, copy_bytes=1 << 20)
+        device = measure_cpu()
         overhead = engine_overheads()
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
@@ -260,8 +293,9 @@ def predict_local(
     }
 
 
-def measure(strategy: str, world: int, options: dict, shape: MLPShape, repeats: int,
-            steps: int, m: int) -> list[float]:
+def measure(
+    strategy: str, world: int, options: dict, shape: MLPShape, repeats: int, steps: int, m: int
+) -> list[float]:
     """The strategies benchmark's step time (seconds), ``repeats`` times."""
     from sparkgrad.benchmark.strategies import run_case
 
@@ -275,8 +309,13 @@ def measure(strategy: str, world: int, options: dict, shape: MLPShape, repeats: 
 
 
 def validate_local(
-    hidden: tuple[int, ...] = (256, 256, 256), batch: int = 256, world: int = 4,
-    repeats: int = 3, steps: int = 4, micro_batches: int = 8, labels: tuple | None = None,
+    hidden: tuple[int, ...] = (256, 256, 256),
+    batch: int = 256,
+    world: int = 4,
+    repeats: int = 3,
+    steps: int = 4,
+    micro_batches: int = 8,
+    labels: tuple | None = None,
 ) -> list[dict]:
     """One row per strategy: predicted, measured (median and range), error."""
     costs = calibrate_local(world)
@@ -289,8 +328,16 @@ def validate_local(
         pred = predict_local(costs, strategy, shape, w, options, micro_batches)
         runs = measure(strategy, w, options, shape, repeats, steps, micro_batches)
         measured = statistics.median(runs)
-        rows.append({"label": label, "ranks": w, **pred, "measured_s": measured,
-                     "runs_s": runs, "error": pred["predicted_s"] / measured - 1.0})
+        rows.append(
+            {
+                "label": label,
+                "ranks": w,
+                **pred,
+                "measured_s": measured,
+                "runs_s": runs,
+                "error": pred["predicted_s"] / measured - 1.0,
+            }
+        )
     rows.append({"costs": costs})
     return rows
 
