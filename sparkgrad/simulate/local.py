@@ -114,7 +114,8 @@ def validate_local(
     micro_batches: int = 8,
     labels: tuple | None = None,
 ) -> list[dict]:
-    """One row per strategy: predicted, measured (median and range), error."""
+    """One row per strategy: predicted, measured (median and runs), error; the last row is
+    ``{"costs": LocalCosts}``, the calibration the predictions used."""
     costs = calibrate_local(world)
     shape = MLPShape(tuple(hidden), batch)
     rows = []
