@@ -3,6 +3,7 @@
 - :mod:`.devices`    H100 / H200 / A100 specs and this machine's CPU, measured
 - :mod:`.roofline`   an op's time: max(FLOPs / peak, bytes / bandwidth) + launch overhead
 - :mod:`.workload`   a GPT step's ops and collectives per rank of a dp x pp x tp x cp mesh
+- :mod:`.mlp`        an MLP step's ops and collectives, split as each strategy splits it
 - :mod:`.protocols`  NCCL's algorithm + protocol choice (LL / LL128 / Simple), with reasons
 - :mod:`.cluster`    ``Cluster.parse("32x8-h100")``: device + links, and where groups land
 - :mod:`.schedule`   the strategy's order on compute / blocking / async lanes per stage
@@ -10,6 +11,8 @@
 - :mod:`.predict`    ``simulate_step(StepConfig(...))`` -> step time, tokens/s, MFU, memory
 - :mod:`.trace`      the predicted timeline as a Chrome trace (the profiler's format)
 - :mod:`.validation` published results the model is checked against (docs/simulator.md)
+- :mod:`.local_calibrate`, :mod:`.local`  this machine measured; predicted vs measured MLP
+                     steps of every strategy on thread-ranks (``--validate-local``)
 - :mod:`.cli`        ``python -m sparkgrad.simulate --model gpt ... --cluster 32x8-h100``
 """
 

@@ -7,8 +7,9 @@
 prints step time, tokens/s, MFU, per-rank memory, each collective's algorithm and protocol
 with the reason, and the time split per pipeline stage. Nothing is allocated: shapes only.
 ``--trace FILE`` writes the predicted timeline as a Chrome trace; ``--validate`` prints the
-table of published results (docs/simulator.md) instead. A bad argument ends as one line on
-stderr and exit code 2, as ``main.py`` does.
+table of published results (docs/simulator.md) instead, ``--validate-local`` the predicted
+vs measured step of every strategy on this machine (:mod:`.local`). A bad argument ends as
+one line on stderr and exit code 2, as ``main.py`` does.
 """
 
 from __future__ import annotations
@@ -77,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the published-results table (docs/simulator.md) and exit",
     )
+    p.add_argument(
+        "--validate-local",
+        action="store_true",
+        help="predict and measure every strategy's MLP step on this machine's thread-ranks "
+        "(the cpu device, the threads links) and print the table (about a minute)",
+    )
+    p.add_argument("--repeats", type=int, default=3, help="measured runs per strategy (local)")
     return p
 
 
@@ -152,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
             from sparkgrad.simulate.validation import markdown_table
 
             print(markdown_table())
+            return 0
+        if args.validate_local:
+            from sparkgrad.simulate.local import markdown as local_table
+            from sparkgrad.simulate.local import validate_local
+
+            print(local_table(validate_local(repeats=args.repeats)))
             return 0
         pred = simulate_step(config_from(args))
         print(report(pred))

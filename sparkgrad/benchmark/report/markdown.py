@@ -207,7 +207,9 @@ def _distributed(d: dict, scaling: dict, figures: dict) -> list[str]:
         "### 6.3 Scaling",
         "",
         f"Modelled data parallelism, {scaling['batch_per_rank']} samples per rank, compute "
-        f"= measured sparkgrad step {scaling['compute_s'] * 1e3:.3f} ms on this device, "
+        f"= {scaling['compute_s'] * 1e3:.3f} ms, the MLP's step on one H100 as "
+        "sparkgrad.simulate predicts it (roofline + kernel launches; not this machine's "
+        "CPU step), "
         f"all_reduce of {scaling['grad_bytes']} gradient bytes predicted by the cost model "
         "(no overlap; NVLink inside a node, InfiniBand or 100GbE across). Measured rows: "
         "the Spark runs of 6.1, whose global batch is fixed and split across the ranks "
