@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="data",
         help="single: one process; data: DataParallel (DDP); model: layers split over ranks; "
         "pipeline: micro-batched stages; tensor: Megatron column/row layers; zero1/zero2/zero3: "
-        "sharded optimizer state / +gradients / +weights; hybrid: a --mesh of data x tensor",
+        "sharded optimizer state / +gradients / +weights; hybrid: a --mesh of data x tensor; "
+        "context: the sequence split over ranks, ring attention (--model gpt)",
     )
     p.add_argument(
         "--model",

@@ -324,8 +324,8 @@ class RunConfig:
         if cls.models is not None and self.model not in cls.models:
             splits = [n for n in STRATEGIES if strategy_class(n)[0].models is None]
             raise ConfigError(
-                f"--strategy {self.strategy} cuts the layers of --model "
-                f"{' or '.join(cls.models)} across ranks and cannot split --model {self.model}; "
+                f"--strategy {self.strategy} knows how to split --model "
+                f"{' or '.join(cls.models)} and cannot split --model {self.model}; "
                 f"use --strategy {', '.join(splits)}"
             )
         cls.check_config(self)

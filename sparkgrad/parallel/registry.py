@@ -27,6 +27,7 @@ STRATEGY_CLASSES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "zero2": ("sparkgrad.parallel.zero.strategy", "ZeRO", {"stage": 2}),
     "zero3": ("sparkgrad.parallel.zero.strategy", "ZeRO", {"stage": 3}),
     "hybrid": ("sparkgrad.parallel.hybrid.strategy", "HybridParallel", {}),
+    "context": ("sparkgrad.parallel.context.strategy", "ContextParallel", {}),
 }
 STRATEGIES = tuple(STRATEGY_CLASSES)
 

@@ -34,6 +34,10 @@ Selective recompute (Megatron-LM's, sparkgrad's extension; ``--recompute selecti
 square of the sequence length. Backward recomputes them (same dropout mask, the RNG state is
 replayed), so the gradients are unchanged bit for bit.
 
+The fused path calls the module's ``attention_kernel`` (sparkgrad's; by default
+:func:`~sparkgrad.autodiff.functional.scaled_dot_product_attention`, same arguments):
+context parallelism swaps in ring attention (:mod:`sparkgrad.parallel.context.gpt`).
+
 Not here: PyTorch's inference "fast path" (``torch._native_multi_head_attention``, taken in
 eval mode without grad for batch-first self-attention); it computes the same numbers on
 the positions that are defined. ``add_bias_kv``/``add_zero_attn`` are supported.
@@ -120,6 +124,9 @@ class MultiheadAttention(Module):
             self.bias_k = self.bias_v = None
         self.add_zero_attn = add_zero_attn
         self.selective_recompute = False  # sparkgrad: recompute softmax/dropout in backward
+        # sparkgrad: the fused path's attention, (q, k, v, attn_mask, dropout_p, is_causal)
+        # -> out on (N, H, L, head_dim); context parallelism swaps in ring attention
+        self.attention_kernel = F.scaled_dot_product_attention
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
@@ -176,6 +183,7 @@ class MultiheadAttention(Module):
             k_proj_weight=self.k_proj_weight, v_proj_weight=self.v_proj_weight,
             average_attn_weights=average_attn_weights, is_causal=is_causal,
             recompute_attention=self.selective_recompute,
+            attention_kernel=self.attention_kernel,
         )  # fmt: skip
         if self.batch_first and is_batched:
             out = out.transpose(1, 0)
@@ -253,12 +261,14 @@ def multi_head_attention_forward(
     q_proj_weight: Tensor | None = None, k_proj_weight: Tensor | None = None,
     v_proj_weight: Tensor | None = None, static_k: Tensor | None = None,
     static_v: Tensor | None = None, average_attn_weights: bool = True, is_causal: bool = False,
-    recompute_attention: bool = False,
+    recompute_attention: bool = False, attention_kernel: Any = None,
 ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
     """PyTorch's ``F.multi_head_attention_forward`` on sequence-first ``(L, N, E)`` inputs.
 
     ``recompute_attention`` (sparkgrad's, not PyTorch's): checkpoint the fused attention, so
-    its probabilities and dropout mask are recomputed in backward (selective recompute)."""
+    its probabilities and dropout mask are recomputed in backward (selective recompute).
+    ``attention_kernel`` (sparkgrad's): what the fused path calls instead of
+    ``F.scaled_dot_product_attention`` (same arguments), e.g. ring attention."""
     batched = _check_shapes(query, key, value, key_padding_mask, attn_mask, num_heads)
     if not batched:
         query, key, value = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
@@ -352,13 +362,13 @@ def multi_head_attention_forward(
         out = F.matmul(weights, v)
     else:
         weights = None
+        kernel = attention_kernel or F.scaled_dot_product_attention
         if recompute_attention:  # keep Q, K, V only; P and the dropout mask come back later
             out = checkpoint(
-                F.scaled_dot_product_attention, q, k, v, attn_mask, dropout_p, is_causal,
-                use_reentrant=False,
+                kernel, q, k, v, attn_mask, dropout_p, is_causal, use_reentrant=False
             )  # fmt: skip
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal)
+            out = kernel(q, k, v, attn_mask, dropout_p, is_causal)
     out = out.permute(2, 0, 1, 3).reshape(tgt_len * bsz, embed_dim)  # (L·N, E)
     out = F.linear(out, out_proj_weight, out_proj_bias).reshape(tgt_len, bsz, -1)
     if weights is not None and average_attn_weights:

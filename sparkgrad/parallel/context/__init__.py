@@ -4,6 +4,9 @@
   its inverse, and the mask between a query chunk and a key chunk.
 - :mod:`.ring_attention`: :func:`ring_attention`, one autograd op whose forward passes K/V
   round the ring merging softmaxes online and whose backward sends dK/dV home the same way.
+- :mod:`.gpt`: :func:`context_parallel_gpt` swaps a GPT's attention kernels for ring
+  attention and its position lookup for this rank's positions.
+- :mod:`.strategy`: :class:`ContextParallel`, ``--strategy context``.
 """
 
 from sparkgrad.parallel.context.chunks import (

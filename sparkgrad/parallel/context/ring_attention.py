@@ -42,7 +42,7 @@ are not supported (give either ``is_causal`` or nothing).
 Use in a GPT block (each rank holds its piece of the sequence; everything outside
 attention is per position and needs no communication)::
 
-    from sparkgrad.parallel.context import ring_attention, split_sequence
+    from sparkgrad.parallel.context import ring_attention, split_sequence  # see also .gpt
 
     x = split_sequence(tokens_embedded, rank, cp, balanced=True, dim=1)   # (B, L/cp, D)
     q, k, v = (t.reshape(B, -1, H, D // H).transpose(1, 2) for t in qkv(ln1(x)).chunk(3, -1))
