@@ -6,10 +6,12 @@ scored), how to build it from the run's config and seed (a language model also n
 corpus's vocabulary: ``vocab``), its loss (the CNN ends in ``log_softmax``, so it trains
 with ``NLLLoss``, as PyTorch's MNIST example does; sequence models score every position:
 ``TokenCrossEntropy``), a batch size for evaluation that keeps memory modest, how its
-inputs are scaled, the name written into exported files, whether the layer-splitting
-strategies (model, pipeline, tensor, hybrid) know how to cut it — today they cut an MLP's
-Linear layers — and the settings it trains well with when the command line gives none
+inputs are scaled, the name written into exported files, and the settings it trains well
+with when the command line gives none
 (``defaults``: a ViT wants AdamW and 30 epochs where the MLP's SGD defaults are fine).
+Which models a layer-splitting strategy can cut is the strategy's own ``models`` list
+(``parallel/strategy.py``): model, pipeline, tensor and hybrid cut the MLP and the GPT,
+context splits the GPT's sequence.
 """
 
 from __future__ import annotations

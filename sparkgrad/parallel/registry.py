@@ -52,4 +52,4 @@ def make_strategy(
     cls, fixed = strategy_class(name)
     if name == "single":
         return cls(model, optimizer_factory, loss_fn)
-    return cls(model, optimizer_factory, loss_fn, process_group, **fixed, **options)
+    return cls.build(model, optimizer_factory, loss_fn, process_group, **fixed, **options)

@@ -76,6 +76,15 @@ class Strategy(ABC):
         """The keyword arguments its constructor takes from ``config``."""
         return {}
 
+    @classmethod
+    def build(
+        cls, model: Any, optimizer_factory: Any, loss_fn: Any, process_group: Any = None,
+        **options: Any,
+    ) -> Strategy:  # fmt: skip
+        """This rank's strategy object (``make_strategy`` calls it): the class itself, unless
+        a strategy picks an implementation by model and options (the hybrid mesh does)."""
+        return cls(model, optimizer_factory, loss_fn, process_group, **options)
+
     def __init__(self, rank: int = 0, world_size: int = 1, group: Any = None) -> None:
         self.rank, self.world_size = rank, world_size
         self.timeline = Timeline(rank)

@@ -60,11 +60,11 @@ def _assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> 
         (["--optimizer", "lbfgs"], "--optimizer"),
         (["--resume"], "--checkpoint-dir"),
         (["--strategy", "pipeline", "--micro-batches", "5"], "--micro-batches 5 must divide"),
-        (["--strategy", "pipeline", "--world-size", "4"], "the MLP has only 3"),
+        (["--strategy", "pipeline", "--world-size", "4"], "--model mlp has only 3"),
         (["--strategy", "model", "--split", "3,1"], "--split needs 2"),
         (["--strategy", "tensor", "--world-size", "3", "--hidden", "256,100"], "do not divide"),
         (["--strategy", "hybrid", "--world-size", "2", "--mesh", "dp=2,tp=2"], "dp=2,tp=2"),
-        (["--strategy", "hybrid", "--world-size", "2", "--mesh", "pp=2"], "not supported yet"),
+        (["--strategy", "hybrid", "--world-size", "2", "--mesh", "pp=2"], "data x tensor meshes"),
         (["--strategy", "zero4"], "--strategy"),
     ],
 )

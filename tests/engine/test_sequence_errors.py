@@ -56,6 +56,43 @@ pytestmark = pytest.mark.slow  # a main.py subprocess per case: the full suite r
             ["--model", "gpt", "--strategy", "model", "--world-size", "2", "--tie-weights"],
             ["--tie-weights", "first and the last stage"],
         ),
+        (  # the GPT mesh (issue 18)
+            [
+                *("--model", "gpt", "--strategy", "hybrid", "--world-size", "4", "--mesh"),
+                *("cp=4", "--context", "12"),
+            ],
+            ["cp=4 cuts each window into 2·cp = 8", "found 12"],
+        ),
+        (
+            ["--model", "gpt", "--strategy", "hybrid", "--world-size", "8", "--mesh", "pp=8"],
+            ["pp=8 stages need at least 8 units", "found 4"],
+        ),
+        (
+            [
+                *("--model", "gpt", "--strategy", "hybrid", "--world-size", "4", "--mesh"),
+                *("pp=2,tp=2", "--sequence-parallel"),
+            ],
+            ["--sequence-parallel runs on data x tensor meshes"],
+        ),
+        (
+            [
+                "--model",
+                "gpt",
+                "--strategy",
+                "hybrid",
+                "--world-size",
+                "2",
+                "--mesh",
+                "cp=2",
+                "--dropout",
+                "0.1",
+            ],
+            ["ring attention (cp > 1) has no dropout", "found 0.1"],
+        ),
+        (
+            ["--model", "gpt", "--strategy", "hybrid", "--world-size", "2", "--mesh", "dp=2,xp=1"],
+            ["expected axes among ('dp', 'pp', 'cp', 'tp'), found 'xp'"],
+        ),
     ],
 )
 def test_bad_sequence_model_arguments_are_one_line(args, needles):

@@ -82,7 +82,7 @@ def test_checkpoint_moves_from_hybrid_to_tensor_parallel() -> None:
     ("mesh", "world", "message"),
     [
         ("dp=2,tp=2", 2, "expected the world size 2"),
-        ("dp=1,pp=2,tp=2", 4, "not supported yet"),
+        ("dp=1,pp=2,tp=2", 4, "data x tensor meshes"),
         ("dp=2,zz=2", 4, "expected axes among"),
         ("dp:2", 2, "expected 'axis=size' items"),
         ("dp=1,tp=3", 3, "3 does not divide 16"),

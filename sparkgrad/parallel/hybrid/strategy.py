@@ -17,7 +17,9 @@ copies take the step a single process takes on the whole batch::
     optimizer.step()       on the local slices
 
 ``data_parallel_size`` is ``dp`` and ``data_parallel_rank`` the dp coordinate, so the ranks
-of one tp group read the same rows. ``pp`` > 1 (pipeline stages) is not supported yet.
+of one tp group read the same rows. A GPT on a mesh with pipeline (``pp``) or context
+(``cp``) axes composes every axis in :class:`~sparkgrad.parallel.hybrid.gpt_mesh.GPTMesh`
+(:meth:`HybridParallel.build` picks it).
 """
 
 from __future__ import annotations
@@ -47,13 +49,15 @@ class HybridParallel(TensorParallel):
     @classmethod
     def check_config(cls, config: Any) -> None:
         sizes = parse_mesh(config.mesh, config.world_size)
-        for axis, what in (("pp", "pipeline"), ("cp", "context")):
-            if sizes[axis] > 1:
-                raise ConfigError(
-                    f"--mesh {config.mesh}: the hybrid strategy runs data x tensor meshes; a "
-                    f"{what} axis ({axis}={sizes[axis]}) is not supported yet (use {axis}=1)"
-                )
-        super().check_config(config)
+        deep = sizes["pp"] > 1 or sizes["cp"] > 1
+        if deep and config.model != "gpt":
+            raise ConfigError(
+                f"--mesh {config.mesh}: pipeline and context axes split a GPT's blocks and "
+                f"sequence; --model {config.model} runs data x tensor meshes (use pp=1, cp=1)"
+            )
+        super().check_config(config)  # the tensor-parallel rules, for the tp axis
+        if deep:
+            check_gpt_mesh(config, sizes)
 
     @classmethod
     def batch_ways(cls, config: Any) -> int:
@@ -66,7 +70,30 @@ class HybridParallel(TensorParallel):
 
     @classmethod
     def options_from(cls, config: Any) -> dict[str, Any]:
-        return {**super().options_from(config), "mesh": config.mesh}  # + sequence_parallel
+        options = {**super().options_from(config), "mesh": config.mesh}  # + sequence_parallel
+        sizes = parse_mesh(config.mesh, config.world_size)
+        if sizes["pp"] > 1 or sizes["cp"] > 1:  # the GPT mesh: its pipeline's options too
+            options.pop("sequence_parallel")
+            split = None if config.split is None else list(config.split)
+            options.update(
+                micro_batches=config.micro_batches, schedule=config.schedule, split=split
+            )
+        return options
+
+    @classmethod
+    def build(cls, model: Module, optimizer_factory: Any, loss_fn: Any, process_group: Any = None,
+              **options: Any) -> Any:  # fmt: skip
+        """A GPT with a pipeline or context axis runs as :class:`.gpt_mesh.GPTMesh` (every
+        axis composed); everything else as this class (data x tensor)."""
+        mesh = options.get("mesh", "dp=2,tp=2")
+        sizes = mesh.sizes if isinstance(mesh, ProcessMesh) else None
+        if sizes is None:
+            sizes = parse_mesh(mesh, resolve(process_group).size())
+        if sizes["pp"] > 1 or sizes["cp"] > 1:
+            from sparkgrad.parallel.hybrid.gpt_mesh import GPTMesh
+
+            return GPTMesh(model, optimizer_factory, loss_fn, process_group, **options)
+        return cls(model, optimizer_factory, loss_fn, process_group, **options)
 
     def __init__(
         self,
@@ -83,8 +110,8 @@ class HybridParallel(TensorParallel):
         if mesh.size("pp") > 1 or mesh.size("cp") > 1:
             raise ConfigError(
                 f"HybridParallel: pipeline (pp={mesh.size('pp')}) and context "
-                f"(cp={mesh.size('cp')}) axes are not supported yet; use a mesh with pp=1 and "
-                "cp=1 such as 'dp=2,tp=2'"
+                f"(cp={mesh.size('cp')}) axes are the GPT mesh's (HybridParallel.build, "
+                "gpt_mesh.GPTMesh); this class runs data x tensor meshes"
             )
         self.mesh = mesh
         self.dp_group = mesh.group("dp")
@@ -122,3 +149,45 @@ class HybridParallel(TensorParallel):
         buf = np.array([loss], dtype=np.float64)
         self.dp_group.pg.all_reduce(buf)
         return float(buf[0] / self.dp_group.size())
+
+
+def check_gpt_mesh(config: Any, sizes: dict[str, int]) -> None:
+    """The GPT mesh's rules beyond tensor parallelism's (expected vs found)."""
+    pp, cp, dp = sizes["pp"], sizes["cp"], sizes["dp"]
+    units = config.layers + 2
+    if getattr(config, "sequence_parallel", False):
+        raise ConfigError(
+            f"--mesh {config.mesh}: --sequence-parallel runs on data x tensor meshes; with "
+            "pipeline or context axes, leave it off"
+        )
+    if pp > units:
+        raise ConfigError(
+            f"--mesh {config.mesh}: pp={pp} stages need at least {pp} units (the embedding, "
+            f"{config.layers} blocks, the head), found {units}: use pp <= {units} or more --layers"
+        )
+    if config.split is not None and (len(config.split) != pp or sum(config.split) != units):
+        raise ConfigError(
+            f"--split needs pp={pp} positive unit counts summing to {units}, found "
+            f"{','.join(map(str, config.split))}"
+        )
+    if pp > 1 and config.tie_weights:
+        raise ConfigError(
+            f"--mesh {config.mesh} with --tie-weights: the head and the token embedding share "
+            "one matrix, which would live on the first and the last stage; drop --tie-weights"
+        )
+    if config.context % (2 * cp):
+        raise ConfigError(
+            f"--mesh {config.mesh}: cp={cp} cuts each window into 2·cp = {2 * cp} balanced "
+            f"chunks: expected a --context divisible by {2 * cp}, found {config.context}"
+        )
+    if cp > 1 and config.dropout:
+        raise ConfigError(
+            f"--mesh {config.mesh}: ring attention (cp > 1) has no dropout: expected --dropout "
+            f"0, found {config.dropout}"
+        )
+    rows = config.batch_size // dp
+    if rows % config.micro_batches:
+        raise ConfigError(
+            f"--micro-batches {config.micro_batches} must divide each data-parallel replica's "
+            f"{rows} rows (--batch-size {config.batch_size} / dp={dp})"
+        )

@@ -172,9 +172,13 @@ class ModelParallel(Strategy):
         self.optimizer.zero_grad()
         inp, out = self._forward(x, y, 0, slice(None), 1)
         self._backward(inp, out, 0)
+        self.after_backward()
         with self.timeline.span("optimizer"):
             self.optimizer.step()
         return self._share_loss(float(out.item()) if self.is_last else 0.0)
+
+    def after_backward(self) -> None:
+        """Hook between backward and the step (a mesh averages over its replicas here)."""
 
     def predict(self, x: Tensor) -> Tensor:
         self.module.eval()

@@ -107,6 +107,7 @@ class PipelineParallel(ModelParallel):
                     loss += float(live[mb][1].item())
             else:
                 self._backward(*live.pop(mb), mb)  # its activations can be freed now
+        self.after_backward()
         with self.timeline.span("optimizer"):
             self.optimizer.step()
         return self._share_loss(loss)
