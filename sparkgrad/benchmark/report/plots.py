@@ -247,7 +247,8 @@ def plot_strategies(rows: list[dict], path: str) -> str:
         ax.bar(labels, values, bottom=bottom, color=color, label=key.removesuffix("_s"))
         bottom = [b + v for b, v in zip(bottom, values)]
     ax.set(ylabel="ms per step (mean over ranks)", title="time split per strategy")
+    ax.set_ylim(0, 1.25 * max(bottom, default=1.0))  # headroom: the legend never hides a bar
     ax.tick_params(axis="x", rotation=45)
     setp(ax.get_xticklabels(), ha="right")
-    ax.legend()
+    ax.legend(loc="upper left", ncols=3)
     return save(fig, path)
