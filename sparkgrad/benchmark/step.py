@@ -9,7 +9,9 @@ Both engines start from the same weights, see the same batch, use the same threa
 and are timed in the same process, interleaved round by round so background noise hits
 both alike. A step is ``zero_grad → forward → cross-entropy → backward → optimizer.step``.
 The report also gives the *matmul floor*: the time NumPy/CuPy alone need for the step's
-matrix products, so "engine overhead" = sparkgrad step - floor.
+matrix products, so "engine overhead" = sparkgrad step - floor. A last line measures what
+the profiler costs a step when it is off (one flag read per hooked op) and when it is on
+(:mod:`.profiler_overhead`; ``--no-profiler-overhead`` skips it).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 
 import sparkgrad as sg
 from sparkgrad.autodiff.backend import get_array_module, to_device
+from sparkgrad.benchmark import profiler_overhead
 from sparkgrad.benchmark.step_models import MODEL_CHOICES
 from sparkgrad.benchmark.torch_device import torch_device, torch_synchronize
 
@@ -224,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=("mlp", *MODEL_CHOICES),
         help="mlp (the table above), or a sequence model at main.py's default sizes",
     )
+    parser.add_argument(
+        "--no-profiler-overhead",
+        dest="profiler_overhead",
+        action="store_false",
+        help="skip the line on what the profiler costs a step when off and when on",
+    )
     args = parser.parse_args(argv)
     set_threads(args.threads)
     if args.model != "mlp":
@@ -240,15 +249,22 @@ def main(argv: list[str] | None = None) -> int:
         "(ratio = sparkgrad / PyTorch; <= 1.0 is the target)"
     )
     print(format_table(results))
+    overhead = None
+    if args.profiler_overhead:
+        sg_step = _make_steps(args.device, "sgd", 32, hidden)[0]
+        overhead = profiler_overhead.measure(sg_step)
+        print("\nSGD, batch 32 (the shortest step, where a fixed cost per op weighs most):")
+        print(profiler_overhead.format_line(overhead))
     if args.json:
         with open(args.json + ".tmp", "w") as f:
-            json.dump([asdict(r) | {"ratio": r.ratio} for r in results], f, indent=2)
+            rows = [asdict(r) | {"ratio": r.ratio} for r in results]
+            json.dump({"steps": rows, "profiler_overhead": overhead}, f, indent=2)
         os.replace(args.json + ".tmp", args.json)
     return 0
 
 
 def _main_model(args: argparse.Namespace) -> int:
-    from sparkgrad.benchmark.step_models import format_row, run_model
+    from sparkgrad.benchmark.step_models import format_row, model_case, run_model
 
     row = run_model(args.model, args.repeats, min(args.steps, 5))
     print(f"{'model':>8} {'sparkgrad ms':>13} {'torch ms':>9} {'ratio':>6}   sizes")
@@ -257,6 +273,9 @@ def _main_model(args: argparse.Namespace) -> int:
         f"\none AdamW step, {args.threads} threads, median of {args.repeats} rounds "
         "(ratio = sparkgrad / PyTorch; <= 1.0 is the target)"
     )
+    if args.profiler_overhead:
+        row["profiler_overhead"] = profiler_overhead.measure(model_case(args.model)[0], 3, 3)
+        print(profiler_overhead.format_line(row["profiler_overhead"]))
     if args.json:
         with open(args.json + ".tmp", "w") as f:
             json.dump(row, f, indent=2)
