@@ -33,6 +33,7 @@ import numpy as np
 
 import sparkgrad as sg
 from sparkgrad.autodiff.nn.module import Module
+from sparkgrad.autodiff.saved_memory import observe_graph
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import CheckpointError, ConfigError
 from sparkgrad.parallel.pipeline.partition import gather_arrays
@@ -145,6 +146,7 @@ class ModelParallel(Strategy):
             out = self.module(inp)
             if self.is_last:
                 out = self.loss_fn(out, Tensor(y.array[rows])) / scale
+        observe_graph(out)  # a tracker, if on, sees every micro-batch still alive (GPipe: all)
         if not self.is_last:
             self._send(out.array, self.stage + 1, f"act mb{mb}")
         return inp, out

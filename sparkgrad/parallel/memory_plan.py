@@ -1,0 +1,243 @@
+"""``MemoryPlan``: the bytes one rank will hold, predicted before it runs, then measured.
+
+Every strategy answers, on the driver, from the model's *shapes* alone
+(:class:`~sparkgrad.parallel.memory_shapes.ModelShape`) and its own share rule: how many
+bytes of parameters, gradients, optimizer state and (peak) activations rank ``r`` will
+hold (``Strategy.memory_plan(job, rank)``, a classmethod: one rule per strategy, in its
+own class). After a step, the live arrays say what it really holds
+(``strategy.memory_measured(activations)``: the parameters, gradients and optimizer
+buffers it owns, each owning block of memory once, as
+:class:`~sparkgrad.parallel.memory_ledger.MemoryLedger` counts them; the activations from
+:class:`~sparkgrad.autodiff.saved_memory.ActivationTracker` around that step). The run
+prints both, the strategies benchmark tabulates them::
+
+    kind         predicted B   measured B   pred/meas
+    parameters       214,272      214,272       1.000
+    ...
+
+The share rules, ``P`` parameters in float32 (4 bytes), ``K`` optimizer bytes per element
+(Adam 8, SGD with momentum 4, plain SGD 0; plus a 4-byte ``step`` per optimized tensor for
+Adam, RMSprop, Adagrad, Adadelta)::
+
+    single, context     4P, 4P, K·P                 every rank the whole model
+    data (DDP)          4P, 4P + 4P, K·P            + its buckets: a second copy of the grads
+    zero1 / 2 / 3       the ZeRO table (memory_ledger.py), each flat buffer padded to a
+                        multiple of N (stage 3: one buffer per module that owns parameters)
+    model, pipeline     this stage's units (balanced by parameters, or --split)
+    tensor              the column/row/vocabulary shards + the replicated LayerNorms, biases
+    hybrid, mesh        composed: the tensor shards of this stage's units
+
+and the activations are :mod:`~sparkgrad.parallel.activation_memory`'s formulas, with the
+strategy's share of the batch (rows per rank and micro-batch), of the sequence (``/cp``;
+``/t`` under sequence parallelism), of the layers and of the micro-batches in flight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sparkgrad.errors import ConfigError
+from sparkgrad.parallel.activation_memory import ActivationShare, activation_bytes
+from sparkgrad.parallel.memory_ledger import OPTIMIZER_BYTES_PER_ELEMENT
+from sparkgrad.parallel.memory_shapes import ModelShape, ParamSpec
+
+KINDS = ("parameters", "gradients", "optimizer", "activations")
+F32 = 4
+# optimizer -> (bytes per element, bytes per optimized tensor: its float32 ``step``)
+STEP_COUNTED = {"adam": 4, "adamw": 4, "rmsprop": 4, "adagrad": 4, "adadelta": 4}
+EXTRA_BYTES_PER_ELEMENT = {"rmsprop": 4, "adagrad": 4, "adadelta": 8}  # beside the ledger's
+
+
+def optimizer_bytes(optimizer: str, momentum: float = 0.0) -> tuple[int, int]:
+    """``(bytes per element, bytes per tensor)`` of ``optimizer``'s state (module doc)."""
+    if optimizer == "sgd":
+        return (OPTIMIZER_BYTES_PER_ELEMENT["sgd"] if momentum else 0), 0
+    if optimizer == "rmsprop":  # square_avg, and a momentum buffer when momentum > 0
+        return 4 + (4 if momentum else 0), STEP_COUNTED["rmsprop"]
+    per = OPTIMIZER_BYTES_PER_ELEMENT.get(optimizer, EXTRA_BYTES_PER_ELEMENT.get(optimizer))
+    if per is None:
+        raise ConfigError(
+            f"memory plan: expected an optimizer of {sorted(STEP_COUNTED) + ['sgd']}, "
+            f"found {optimizer!r}"
+        )
+    return per, STEP_COUNTED.get(optimizer, 0)
+
+
+@dataclass(frozen=True)
+class MemoryJob:
+    """What a plan needs: the model's shape, the global batch, the world, the optimizer and
+    the strategy's constructor options (``micro_batches``, ``schedule``, ``split``, ``mesh``,
+    ``sequence_parallel``, ZeRO's ``stage``)."""
+
+    model: ModelShape
+    batch_size: int
+    world_size: int
+    optimizer: str = "adam"
+    momentum: float = 0.0
+    options: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Any, vocab_size: int | None = None) -> MemoryJob:
+        """The job of a run config (``--strategy`` and its options, as the engine builds it)."""
+        from sparkgrad.parallel.registry import strategy_class
+
+        fixed = strategy_class(config.strategy)[1] if config.world_size > 1 else {}
+        options = {**config.strategy_options(), **fixed} if config.world_size > 1 else {}
+        return cls(
+            ModelShape.from_config(config, vocab_size), config.batch_size, config.world_size,
+            config.optimizer, config.momentum, options,
+        )  # fmt: skip
+
+    def with_options(self, **options: Any) -> MemoryJob:
+        return replace(self, options={**self.options, **options})
+
+    def states(self, numel: int, tensors: int) -> dict[str, int]:
+        """Parameters, gradients and optimizer state of ``numel`` elements in ``tensors``
+        optimized tensors, all on this rank (float32)."""
+        per, step = optimizer_bytes(self.optimizer, self.momentum)
+        return {"parameters": F32 * numel, "gradients": F32 * numel,
+                "optimizer": per * numel + step * tensors}  # fmt: skip
+
+
+@dataclass
+class MemoryPlan:
+    """Bytes per kind (:data:`KINDS`) one rank holds: ``predicted``, and ``measured`` once
+    known; ``notes`` say what the prediction assumed (padding, buckets, micro-batches)."""
+
+    strategy: str
+    rank: int
+    predicted: dict[str, int]
+    measured: dict[str, int] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def predicted_total(self) -> int:
+        return sum(self.predicted[k] for k in KINDS)
+
+    @property
+    def measured_total(self) -> int | None:
+        return None if self.measured is None else sum(self.measured[k] for k in KINDS)
+
+    def with_measured(self, measured: dict[str, int]) -> MemoryPlan:
+        return replace(self, measured={k: int(measured[k]) for k in KINDS})
+
+    def ratios(self) -> dict[str, float]:
+        """``predicted / measured`` per kind and for the total (1.0 when both are 0)."""
+        if self.measured is None:
+            raise ConfigError("MemoryPlan.ratios: nothing measured yet (with_measured first)")
+        pairs = [(k, self.predicted[k], self.measured[k]) for k in KINDS]
+        pairs.append(("total", self.predicted_total, self.measured_total))
+        return {k: (p / m if m else (1.0 if p == 0 else float("inf"))) for k, p, m in pairs}
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "strategy": self.strategy,
+            "rank": self.rank,
+            "predicted": {**self.predicted, "total": self.predicted_total},
+            "notes": list(self.notes),
+        }
+        if self.measured is not None:
+            out["measured"] = {**self.measured, "total": self.measured_total}
+            out["ratio"] = self.ratios()
+        return out
+
+    def line(self) -> str:
+        """``memory per rank 0: predicted 1.23 MB, measured 1.22 MB (params ..., ...)``."""
+        head = f"memory rank {self.rank}: predicted {_mb(self.predicted_total)}"
+        parts = ", ".join(
+            f"{short} {_mb(self.predicted[k])}"
+            + ("" if self.measured is None else f"/{_mb(self.measured[k])}")
+            for k, short in zip(KINDS, ("params", "grads", "optimizer", "activations"))
+        )
+        if self.measured is None:
+            return f"{head} ({parts})"
+        return f"{head}, measured {_mb(self.measured_total)} (predicted/measured: {parts})"
+
+    def table(self) -> str:
+        """Predicted and measured bytes per kind, and their ratio."""
+        lines = [f"{self.strategy}, rank {self.rank}",
+                 f"{'kind':<12}{'predicted B':>14}{'measured B':>14}{'pred/meas':>11}"]  # fmt: skip
+        ratios = self.ratios() if self.measured is not None else {}
+        for kind in (*KINDS, "total"):
+            pred = self.predicted_total if kind == "total" else self.predicted[kind]
+            meas = (
+                ""
+                if self.measured is None
+                else (f"{self.measured_total if kind == 'total' else self.measured[kind]:,}")
+            )
+            ratio = f"{ratios[kind]:.3f}" if ratios else ""
+            lines.append(f"{kind:<12}{pred:>14,}{meas:>14}{ratio:>11}")
+        lines += [f"  {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+def _mb(nbytes: float) -> str:
+    return f"{nbytes / 1e6:.2f} MB"
+
+
+def plan_memory(strategy: str, job: MemoryJob, rank: int = 0) -> MemoryPlan:
+    """Strategy ``strategy``'s plan for ``rank`` (its class's rule, with the options its
+    name fixes, e.g. ZeRO's stage)."""
+    from sparkgrad.parallel.registry import strategy_class
+
+    cls, fixed = strategy_class(strategy)
+    plan = cls.memory_plan(job.with_options(**fixed), rank)
+    plan.strategy = strategy
+    return plan
+
+
+# -- the data-parallel family: every rank holds the whole model, ZeRO shards it ----------------
+def whole_model_plan(
+    name: str, job: MemoryJob, rank: int, rows: int, buckets: bool = False, cp: int = 1
+) -> MemoryPlan:
+    """Every rank the whole model, ``rows`` of each batch (``cp``: its sequence chunk);
+    ``buckets``: DDP's flat gradient buckets, a second copy of the gradients."""
+    specs = job.model.tensors()
+    states = job.states(sum(p.numel for p in specs), len(specs))
+    notes = []
+    if buckets:
+        states["gradients"] *= 2
+        notes.append("DDP buckets: a second copy of the gradients (no gradient-as-bucket-view)")
+    acts = activation_bytes(job.model, ActivationShare(rows, cp=cp))
+    return MemoryPlan(name, rank, {**states, "activations": acts["peak"]}, notes=notes)
+
+
+def zero_plan(name: str, job: MemoryJob, rank: int, stage: int) -> MemoryPlan:
+    """ZeRO stage 1-3 over ``N = world_size`` (:mod:`sparkgrad.parallel.zero.strategy`):
+    one flat buffer padded to ``N·ceil(P/N)`` (stages 1, 2), or one per owning module
+    (stage 3), each rank holding ``ceil(numel/N)`` of it."""
+    n, specs = job.world_size, job.model.tensors()
+    groups = [specs] if stage < 3 else _by_module(specs)
+    numels = [sum(p.numel for p in g) for g in groups]
+    shard = sum(-(-k // n) for k in numels)
+    per, step = optimizer_bytes(job.optimizer, job.momentum)
+    full = F32 * shard * n  # stages 1, 2: the padded flat buffer, whole on every rank
+    predicted = {
+        "parameters": full if stage < 3 else F32 * shard,
+        "gradients": full if stage == 1 else F32 * shard,
+        "optimizer": per * shard + step * len(groups),
+    }
+    share = ActivationShare(job.batch_size // n, zero3_world=n if stage == 3 else 0)
+    predicted["activations"] = activation_bytes(job.model, share)["peak"]
+    pad = shard * n - sum(numels)
+    notes = [f"flat buffer{'s' if stage == 3 else ''} padded by {pad} elements to multiples of {n}"]
+    return MemoryPlan(name, rank, predicted, notes=notes)
+
+
+def _by_module(specs: list[ParamSpec]) -> list[list[ParamSpec]]:
+    """The parameters grouped by owning module, in order (ZeRO-3's units)."""
+    groups: dict[str, list[ParamSpec]] = {}
+    for p in specs:
+        groups.setdefault(p.module, []).append(p)
+    return list(groups.values())
+
+
+def measured_step(strategy: Any, x: Any, y: Any) -> tuple[float, dict[str, int]]:
+    """One ``train_step`` under an :class:`ActivationTracker`: its loss, and the bytes of
+    every kind the rank holds after it (the activations: the step's peak)."""
+    from sparkgrad.autodiff.saved_memory import ActivationTracker
+
+    with ActivationTracker() as tracker:
+        loss = strategy.train_step(x, y)
+    return loss, strategy.memory_measured(tracker.peak_bytes)
