@@ -82,13 +82,18 @@ F32, I64 = 4, 8
 class ActivationShare:
     """What of a step's activations one rank holds.
 
-    ``rows``: sequences (GPT) or samples (MLP) of one micro-batch on this rank; ``tp``
+    ``rows``: sequences (GPT) or samples (MLP) of one micro-batch on this rank, one of
+    ``micro_batches`` (the first stage's micro-batches are views of the rank's whole batch,
+    whose memory stays alive, whole, while any of them is: counted once); ``tp``
     (with ``tp_rank``, for the vocabulary slice) and ``sequence_parallel``; ``cp``; the
     pipeline units ``[first_unit, last_unit)`` (None: to the end); ``in_flight``
-    micro-batches held at once; ``zero3_world``: ZeRO-3's ``N`` (0: no ZeRO-3).
+    micro-batches held at once; ``zero3_world``: ZeRO-3's ``N`` (0: no ZeRO-3);
+    ``scaled_loss``: the loss is scaled by a number before backward (the pipeline's ``1/m``,
+    context parallelism's token weight): the op keeps it, 4 bytes.
     """
 
     rows: int
+    micro_batches: int = 1
     tp: int = 1
     tp_rank: int = 0
     sequence_parallel: bool = False
@@ -97,6 +102,7 @@ class ActivationShare:
     last_unit: int | None = None
     in_flight: int = 1
     zero3_world: int = 0
+    scaled_loss: bool = False
 
 
 def activation_bytes(shape: ModelShape, share: ActivationShare) -> dict[str, int]:
@@ -106,6 +112,8 @@ def activation_bytes(shape: ModelShape, share: ActivationShare) -> dict[str, int
     units = range(share.first_unit, last)
     if shape.kind == "mlp":
         forward, backward, once = _mlp(shape, share, units), 0, 0
+        if 0 in units:  # the first Linear keeps the batch (a view of it, per micro-batch)
+            once = F32 * share.rows * share.micro_batches * shape.widths[0]
     else:
         forward, backward, once = _gpt(shape, share, units)
     k = share.in_flight
@@ -124,12 +132,14 @@ def _mlp(shape: ModelShape, share: ActivationShare, units: range) -> int:
     n = len(widths) - 1
     total = 0
     for i in units:
+        if i == 0:
+            continue  # the batch itself: counted once (activation_bytes)
         row_parallel = t > 1 and i < n - n % 2 and i % 2 == 1
         total += F32 * b * (widths[i] // t if row_parallel else widths[i])
     if units.stop < n:  # the stage ends in a ReLU, which keeps its output
         total += F32 * b * widths[units.stop]
     if units.stop == n:  # cross-entropy: logits, and per row target, mask, softmax sum
-        total += F32 * b * widths[-1] + 13 * b
+        total += F32 * b * widths[-1] + 13 * b + F32 * share.scaled_loss
     return total
 
 
@@ -161,7 +171,11 @@ def _gpt(shape: ModelShape, share: ActivationShare, units: range) -> tuple[int, 
     once = 0
     emb = 0
     if embedding:
-        emb = (I64 + (t > 1)) * n + p * F32 * r * h  # ids (+ the vocab mask), dropout mask
+        emb = p * F32 * r * h  # the dropout mask
+        if t > 1:  # the vocabulary-parallel lookup keeps local ids and a mask, per micro-batch
+            emb += (I64 + 1) * n
+        else:  # the embedding keeps the ids: views of the rank's whole batch
+            once += I64 * n * share.micro_batches
         if ring:
             emb += I64 * s  # this rank's positions, made per forward
         else:
@@ -174,7 +188,7 @@ def _gpt(shape: ModelShape, share: ActivationShare, units: range) -> tuple[int, 
             loss = F32 * n * rows + 10 * n
         else:  # cross-entropy: logits, target (int64), mask (bool), softmax sum (fp32)
             loss = F32 * n * shape.vocab + 13 * n
-        tail = (F32 * r * h + F32 * r) + head_in + loss
+        tail = (F32 * r * h + F32 * r) + head_in + loss + F32 * share.scaled_loss
     gathered_layer, gathered_once = _zero3_gathered(shape, share.zero3_world, head, embedding)
 
     if mode == "blocks":

@@ -187,20 +187,64 @@ def plan_memory(strategy: str, job: MemoryJob, rank: int = 0) -> MemoryPlan:
     return plan
 
 
-# -- the data-parallel family: every rank holds the whole model, ZeRO shards it ----------------
+# -- the share rules the strategies compose -------------------------------------------------
+def rank_plan(
+    name: str, job: MemoryJob, rank: int, rows: int, units: tuple[int, int] | None = None,
+    tp: int = 1, tp_rank: int = 0, sequence_parallel: bool = False, cp: int = 1,
+    in_flight: int = 1, notes: list[str] | None = None, scaled_loss: bool = False,
+    micro_batches: int = 1,
+) -> MemoryPlan:  # fmt: skip
+    """The plan of a rank that holds pipeline units ``[first, last)`` (None: all of them),
+    each parameter's tensor-parallel piece (``tp``, ``tp_rank``), ``rows`` sequences or
+    samples of each micro-batch, the sequence's ``1/cp`` and ``in_flight`` micro-batches."""
+    first, last = units if units is not None else (0, job.model.units)
+    specs = [p for p in job.model.tensors() if first <= p.unit < last]
+    states = job.states(sum(p.local_numel(tp, tp_rank) for p in specs), len(specs))
+    share = ActivationShare(
+        rows, micro_batches, tp, tp_rank, sequence_parallel, cp, first, last, in_flight,
+        scaled_loss=scaled_loss,
+    )  # fmt: skip
+    acts = activation_bytes(job.model, share)
+    return MemoryPlan(name, rank, {**states, "activations": acts["peak"]}, notes=notes or [])
+
+
 def whole_model_plan(
     name: str, job: MemoryJob, rank: int, rows: int, buckets: bool = False, cp: int = 1
 ) -> MemoryPlan:
-    """Every rank the whole model, ``rows`` of each batch (``cp``: its sequence chunk);
-    ``buckets``: DDP's flat gradient buckets, a second copy of the gradients."""
-    specs = job.model.tensors()
-    states = job.states(sum(p.numel for p in specs), len(specs))
-    notes = []
+    """Every rank the whole model, ``rows`` of each batch (``cp``: its sequence chunk, the
+    loss weighted by its share of the tokens); ``buckets``: DDP's flat gradient buckets, a
+    second copy of the gradients."""
+    plan = rank_plan(name, job, rank, rows, cp=cp, scaled_loss=cp > 1)
     if buckets:
-        states["gradients"] *= 2
-        notes.append("DDP buckets: a second copy of the gradients (no gradient-as-bucket-view)")
-    acts = activation_bytes(job.model, ActivationShare(rows, cp=cp))
-    return MemoryPlan(name, rank, {**states, "activations": acts["peak"]}, notes=notes)
+        plan.predicted["gradients"] *= 2
+        plan.notes.append("DDP buckets: a second copy of the gradients (not views into them)")
+    return plan
+
+
+def stage_units(
+    shape: ModelShape, stages: int, split: list[int] | None = None
+) -> list[tuple[int, int]]:
+    """``[first, last)`` units of every pipeline stage: ``split`` (units per stage) or
+    balanced by parameter count, as the built model is cut
+    (:func:`~sparkgrad.parallel.pipeline.partition.balanced_split`)."""
+    from sparkgrad.parallel.pipeline.partition import balanced_split
+
+    if split is None:
+        sizes = [0] * shape.units
+        for p in shape.tensors():
+            sizes[p.unit] += p.numel
+        counts = balanced_split(sizes, stages)
+    else:
+        counts = [int(c) for c in split]
+    bounds = [sum(counts[:i]) for i in range(len(counts) + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def in_flight(schedule: str, stage: int, stages: int, micro_batches: int) -> int:
+    """Micro-batches a stage holds at its peak: GPipe ``m``, 1F1B ``min(p - stage, m)``."""
+    from sparkgrad.parallel.pipeline.schedules import SCHEDULES, peak_live
+
+    return peak_live(SCHEDULES[schedule](stage, stages, micro_batches))
 
 
 def zero_plan(name: str, job: MemoryJob, rank: int, stage: int) -> MemoryPlan:
