@@ -143,16 +143,16 @@ class MemoryPlan:
         return out
 
     def line(self) -> str:
-        """``memory per rank 0: predicted 1.23 MB, measured 1.22 MB (params ..., ...)``."""
-        head = f"memory rank {self.rank}: predicted {_mb(self.predicted_total)}"
-        parts = ", ".join(
-            f"{short} {_mb(self.predicted[k])}"
-            + ("" if self.measured is None else f"/{_mb(self.measured[k])}")
-            for k, short in zip(KINDS, ("params", "grads", "optimizer", "activations"))
-        )
+        """``memory rank 0: predicted 1.23 MB, measured 1.22 MB (params 0.46/0.46, ...)``."""
+        head = f"memory rank {self.rank}: predicted {_mb(self.predicted_total)} MB"
+        shorts = ("params", "grads", "optimizer", "activations")
         if self.measured is None:
-            return f"{head} ({parts})"
-        return f"{head}, measured {_mb(self.measured_total)} (predicted/measured: {parts})"
+            parts = ", ".join(f"{s} {_mb(self.predicted[k])}" for k, s in zip(KINDS, shorts))
+            return f"{head} ({parts} MB)"
+        parts = ", ".join(
+            f"{s} {_mb(self.predicted[k])}/{_mb(self.measured[k])}" for k, s in zip(KINDS, shorts)
+        )
+        return f"{head}, measured {_mb(self.measured_total)} MB ({parts} MB predicted/measured)"
 
     def table(self) -> str:
         """Predicted and measured bytes per kind, and their ratio."""
@@ -173,7 +173,7 @@ class MemoryPlan:
 
 
 def _mb(nbytes: float) -> str:
-    return f"{nbytes / 1e6:.2f} MB"
+    return f"{nbytes / 1e6:.2f}"
 
 
 def plan_memory(strategy: str, job: MemoryJob, rank: int = 0) -> MemoryPlan:
