@@ -189,7 +189,7 @@ def _gpt(shape: ModelShape, share: ActivationShare, units: range) -> tuple[int, 
         else:  # cross-entropy: logits, target (int64), mask (bool), softmax sum (fp32)
             loss = F32 * n * shape.vocab + 13 * n
         tail = (F32 * r * h + F32 * r) + head_in + loss + F32 * share.scaled_loss
-    gathered_layer, gathered_once = _zero3_gathered(shape, share.zero3_world, head, embedding)
+    gathered_layer, gathered_once = _zero3_gathered(shape, share.zero3_world, head)
 
     if mode == "blocks":
         kept = F32 * r * h  # a checkpoint keeps the block's input
@@ -205,7 +205,7 @@ def _gpt(shape: ModelShape, share: ActivationShare, units: range) -> tuple[int, 
     return forward, backward, once
 
 
-def _zero3_gathered(shape: ModelShape, world: int, head: bool, embedding: bool) -> tuple[int, int]:
+def _zero3_gathered(shape: ModelShape, world: int, head: bool) -> tuple[int, int]:
     """ZeRO-3: bytes of gathered flat buffers a GPT keeps in the graph (per layer, once).
 
     Its attention (in_proj, out_proj) and LayerNorms are generic units: their ops keep the

@@ -81,6 +81,12 @@ def test_dropout_masks_are_predicted_too(strategy, world, options):
     assert_exact(measure(strategy, world, shape, options))
 
 
+@pytest.mark.parametrize("strategy", ["zero3", "tensor"])
+def test_a_tied_head_is_one_parameter_and_zero3_keeps_its_gathered_table(strategy):
+    shape = ModelShape.gpt(11, 16, 16, 4, 2, tie_weights=True)
+    assert_exact(measure(strategy, 2, shape))
+
+
 def test_optimizers_state_bytes_sgd_plain_momentum_and_rmsprop():
     for optimizer, momentum in (("sgd", 0.0), ("sgd", 0.9), ("rmsprop", 0.9), ("adagrad", 0.0)):
         assert_exact(measure("zero2", 2, MLP, optimizer=optimizer, momentum=momentum))
