@@ -9,11 +9,17 @@ own class). After a step, the live arrays say what it really holds
 buffers it owns, each owning block of memory once, as
 :class:`~sparkgrad.parallel.memory_ledger.MemoryLedger` counts them; the activations from
 :class:`~sparkgrad.autodiff.saved_memory.ActivationTracker` around that step). The run
-prints both, the strategies benchmark tabulates them::
+prints both, the strategies benchmark tabulates them (``plan.table()``, ZeRO-2 on the MLP
+784-32-32-32-10 with Adam, 2 ranks of a batch of 8)::
 
-    kind         predicted B   measured B   pred/meas
-    parameters       214,272      214,272       1.000
-    ...
+    zero2, rank 0
+    kind           predicted B    measured B  pred/meas
+    parameters         110,248       110,248      1.000
+    gradients           55,124        55,124      1.000
+    optimizer          110,252       110,252      1.000
+    activations         14,292        14,292      1.000
+    total              289,916       289,916      1.000
+      flat buffer padded by 0 elements to multiples of 2
 
 The share rules, ``P`` parameters in float32 (4 bytes), ``K`` optimizer bytes per element
 (Adam 8, SGD with momentum 4, plain SGD 0; plus a 4-byte ``step`` per optimized tensor for
