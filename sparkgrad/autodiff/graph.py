@@ -91,6 +91,9 @@ def backward(
     ``inputs`` limits the accumulation to those tensors (a non-leaf among them gets its
     ``.grad`` too), as ``torch.autograd.backward(..., inputs=...)``.
     """
+    from sparkgrad.autodiff.saved_memory import observe_graph  # it imports this module
+
+    observe_graph(*tensors)  # an ActivationTracker, if on, measures the end of forward here
     roots = _roots(tensors, grad_tensors)
     if inputs is None:
         _walk(roots, retain_graph)

@@ -21,6 +21,13 @@ graph holds that segment's activations *and* whatever of the rest is not freed y
 
 It keeps weak references to the nodes it has seen, so it never keeps memory alive itself,
 and a node the engine released (``ctx is None``) counts nothing.
+
+Inside a strategy's training step nobody calls ``mark_forward``: while a tracker is on,
+every ``backward()`` measures the graph behind its roots as it starts (the end of that
+forward), and :func:`observe_graph` lets code whose graphs outlive one backward say "measure
+now" -- a pipeline stage after each micro-batch's forward, where GPipe holds all ``m`` of
+them before the first backward. Every such moment only raises ``forward_bytes`` (the largest
+end of a forward) and ``peak_bytes``; what is measured is what is alive at that moment.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from sparkgrad.autodiff.function import Node, edge_to
 from sparkgrad.autodiff.graph import topological_order
 from sparkgrad.autodiff.tensor import Tensor
 
-__all__ = ["ActivationTracker", "saved_bytes"]
+__all__ = ["ActivationTracker", "observe_graph", "saved_bytes"]
 
 _local = threading.local()
 
@@ -102,6 +109,14 @@ class ActivationTracker:
         self.peak_bytes = max(self.peak_bytes, self.forward_bytes)
         return self.forward_bytes
 
+    def observe(self, *tensors: Any) -> int:
+        """Like :meth:`mark_forward`, but keeps the largest end of forward seen so far."""
+        self._see(tensors)
+        now = self._measure()
+        self.forward_bytes = max(self.forward_bytes, now)
+        self.peak_bytes = max(self.peak_bytes, now)
+        return now
+
     def _see(self, tensors: Iterable[Any]) -> None:
         for v in _vertices(tensors):
             (self._leaves if isinstance(v, Tensor) else self._nodes).append(weakref.ref(v))
@@ -123,3 +138,13 @@ def observe_recomputation(outputs: list[Any]) -> None:
     tracker = getattr(_local, "tracker", None)
     if tracker is not None:
         tracker.recomputed(outputs)
+
+
+def observe_graph(*tensors: Any) -> None:
+    """Measure the live graph behind ``tensors`` now (a no-op without a tracker on this thread).
+
+    ``backward()`` calls it with its roots; a pipeline stage after each micro-batch's forward.
+    """
+    tracker = getattr(_local, "tracker", None)
+    if tracker is not None:
+        tracker.observe(*tensors)

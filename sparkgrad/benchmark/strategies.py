@@ -2,6 +2,8 @@
 
     python -m sparkgrad.benchmark.strategies                    # 4 ranks, docs-sized run
     python -m sparkgrad.benchmark.strategies --quick --out /tmp/strategies
+    python -m sparkgrad.benchmark.strategies --model gpt     # the GPT: every strategy and
+                                                             # mesh, memory predicted/measured
 
 The ranks are threads of this process (the ``threads`` transport), so every rank's spans
 share one clock and line up in the picture. Each strategy trains the MLP
@@ -40,6 +42,7 @@ import sparkgrad.distributed as dist
 from sparkgrad.comms.model.prediction import predicted_seconds
 from sparkgrad.dataset import load_mnist
 from sparkgrad.engine.model import build_mlp, build_optimizer
+from sparkgrad.parallel.memory_plan import measured_step, plan_memory
 from sparkgrad.parallel.pipeline.schedules import simulate
 from sparkgrad.parallel.registry import make_strategy
 
@@ -81,28 +84,56 @@ def run_case(
 ) -> dict[str, Any]:
     """Train ``steps`` timed steps (after one warm-up) on ``world_size`` thread ranks."""
     batches = _batches(steps + 1, batch)
+    return run_on_ranks(
+        strategy, world_size, options, lambda: build_mlp(hidden, seed=0),
+        sg.nn.CrossEntropyLoss(), batches, steps, optimizer, topology,
+    )  # fmt: skip
+
+
+def run_on_ranks(
+    strategy: str,
+    world_size: int,
+    options: dict,
+    build_model: Any,
+    loss_fn: Any,
+    batches: list,
+    steps: int,
+    optimizer: str = "adam",
+    topology: str = "2x8-h100",
+    memory_job: Any = None,
+) -> dict[str, Any]:
+    """One warm-up step, ``steps`` timed steps and one step for the picture, on thread ranks.
+
+    ``memory_job`` (a :class:`~sparkgrad.parallel.memory_plan.MemoryJob`): the warm-up step
+    also measures each rank's memory, next to its plan (the row's ``memory_plans``).
+    """
 
     def rank_fn(rank: int, world: int) -> dict:
         if strategy != "single":
             dist.init_process_group("threads", rank=rank, world_size=world)
         try:
-            model = build_mlp(hidden, seed=0)
             s = make_strategy(
                 strategy,
-                model,
+                build_model(),
                 lambda p: build_optimizer(optimizer, p, 1e-3),
-                sg.nn.CrossEntropyLoss(),
+                loss_fn,
                 **options,
             )
             d, r = s.data_parallel_size, s.data_parallel_rank
-            per = batch // d
+            per = len(batches[0][0]) // d
+
+            def mine(x: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
+                return sg.tensor(x[r * per : (r + 1) * per]), sg.tensor(y[r * per : (r + 1) * per])
 
             def step(x: np.ndarray, y: np.ndarray) -> float:
-                return s.train_step(
-                    sg.tensor(x[r * per : (r + 1) * per]), sg.tensor(y[r * per : (r + 1) * per])
-                )
+                return s.train_step(*mine(x, y))
 
-            step(*batches[0])  # warm-up: allocations, first-touch, buffers
+            plan = None
+            if memory_job is None:
+                step(*batches[0])  # warm-up: allocations, first-touch, buffers
+            else:  # the warm-up step, measured: each rank's plan next to its live bytes
+                _, measured = measured_step(s, *mine(*batches[0]))
+                plan = plan_memory(strategy, memory_job, rank).with_measured(measured).as_dict()
             pg = dist.state.default_group().pg if strategy != "single" else None
             if pg is not None:
                 dist.barrier()
@@ -124,6 +155,7 @@ def run_case(
                 "step_s": seconds / steps,
                 "predicted_comm_s": predicted_seconds(calls, topology) / steps,
                 "loss": losses[-1],
+                "memory_plan": plan,
             }
         finally:
             if strategy != "single":
@@ -131,7 +163,10 @@ def run_case(
 
     with one_blas_thread():
         ranks = dist.spawn(rank_fn, world_size)
-    return _summarise(strategy, world_size, options, ranks, steps)
+    row = _summarise(strategy, world_size, options, ranks, steps)
+    if memory_job is not None:
+        row["memory_plans"] = [r["memory_plan"] for r in ranks]
+    return row
 
 
 def _summarise(strategy: str, world: int, options: dict, ranks: list, steps: int) -> dict:
@@ -178,17 +213,23 @@ def simulated_bubble(reports: list[dict], timelines: list[dict]) -> float:
 
     Theory assumes equal stages; ours are not (the 784x256 layer is a stage of its own).
     :func:`~sparkgrad.parallel.pipeline.schedules.simulate` replays the schedule with each
-    stage's mean forward and backward time per micro-batch: what is left between this and
-    the measured bubble is communication and the ranks sharing the machine's cores.
+    stage's mean forward and backward time per micro-batch (over the ranks of the stage,
+    when a mesh has several): what is left between this and the measured bubble is
+    communication and the ranks sharing the machine's cores.
     """
     m = int(reports[0].get("micro_batches", 1))
     schedule = reports[0].get("schedule", "gpipe")
-    costs = {"forward": [], "backward": []}
+    stage_of = {int(r.get("rank", i)): int(r.get("stage", i)) for i, r in enumerate(reports)}
+    per_stage: dict[int, dict[str, list[float]]] = {}
     for tl in sorted(timelines, key=lambda t: t["rank"]):
+        costs = per_stage.setdefault(stage_of[tl["rank"]], {"forward": [], "backward": []})
         for kind in costs:
             spans = [d for k, _, d, _ in tl["spans"] if k == kind]
             costs[kind].append(sum(spans) / max(len(spans), 1))
-    return simulate(schedule, len(timelines), m, costs["forward"], costs["backward"])
+    stages = [per_stage[s] for s in sorted(per_stage)]
+    forward = [statistics.fmean(c["forward"]) for c in stages]
+    backward = [statistics.fmean(c["backward"]) for c in stages]
+    return simulate(schedule, len(stages), m, forward, backward)
 
 
 def one_blas_thread() -> Any:
@@ -246,8 +287,9 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(rows: list[dict], out: str) -> list[str]:
-    """``strategies.json``, ``strategies.txt`` and one ``timeline_<label>.png`` per row."""
+def write_outputs(rows: list[dict], out: str, table: str | None = None) -> list[str]:
+    """``strategies.json``, ``strategies.txt`` (``table``, default the MLP table) and one
+    ``timeline_<label>.png`` per row."""
     from sparkgrad.benchmark.report.files import write_text
     from sparkgrad.benchmark.report.plots import save
     from sparkgrad.parallel.timeline_plot import plot_timelines
@@ -258,7 +300,8 @@ def write_outputs(rows: list[dict], out: str) -> list[str]:
         fig = plot_timelines(r["timelines"], f"{r['label']}: {r['world_size']} ranks, one step")
         written.append(save(fig, os.path.join(out, f"timeline_{r['label']}.png")))
     slim = [{k: v for k, v in r.items() if k != "timelines"} for r in rows]
-    written.append(write_text(os.path.join(out, "strategies.txt"), format_table(rows) + "\n"))
+    table = format_table(rows) if table is None else table
+    written.append(write_text(os.path.join(out, "strategies.txt"), table + "\n"))
     text = json.dumps(slim, indent=2, default=float)
     written.append(write_text(os.path.join(out, "strategies.json"), text))
     return written
@@ -269,13 +312,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--world-size", type=int, default=4, help="ranks per strategy (default 4)")
     p.add_argument("--micro-batches", type=int, default=8, help="pipeline micro-batches")
     p.add_argument("--steps", type=int, default=None, help="timed steps per strategy")
-    p.add_argument("--quick", action="store_true", help="tiny model, 2 ranks (tests, CI)")
+    p.add_argument(
+        "--model",
+        choices=("mlp", "gpt"),
+        default="mlp",
+        help="mlp: the MLP table (default); gpt: every strategy and mesh on a small GPT, with "
+        "memory per rank predicted and measured and modelled H100 steps (strategies_gpt.py)",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="tiny model (mlp: 2 ranks, gpt: 4) (tests, CI)"
+    )
     p.add_argument("--out", default=None, help="write table, JSON and timeline PNGs here")
     args = p.parse_args(argv)
-    rows = run_strategies(args.quick, args.world_size, args.steps, args.micro_batches)
-    print(format_table(rows))
+    if args.model == "gpt":
+        from sparkgrad.benchmark.strategies_gpt import format_gpt_table, run_gpt
+
+        rows = run_gpt(args.quick, args.world_size, args.steps, args.micro_batches)
+        table = format_gpt_table(rows)
+    else:
+        rows = run_strategies(args.quick, args.world_size, args.steps, args.micro_batches)
+        table = format_table(rows)
+    print(table)
     if args.out:
-        for path in write_outputs(rows, args.out):
+        for path in write_outputs(rows, args.out, table):
             print(f"wrote {path}")
     return 0
 

@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
 
         stop_quietly()
         return 130
-    for line in result.rank_lines():
+    for line in result.rank_lines() + result.memory_lines():
         print(line)
     if result.precision.get("precision", "fp32") != "fp32":  # mixed precision (issue 19)
         print(result.precision_line())

@@ -48,6 +48,8 @@ from sparkgrad.dataset.sources import to_float
 from sparkgrad.engine.checkpoint import load_latest_checkpoint, save_checkpoint
 from sparkgrad.engine.checkpoint_schema import TrainingCheck
 from sparkgrad.engine.config import RunConfig
+from sparkgrad.engine.memory import FIELDS as MEMORY_FIELDS
+from sparkgrad.engine.memory import FirstStepMemory
 from sparkgrad.engine.model import MODELS, build_optimizer
 from sparkgrad.engine.precision import MixedPrecision
 from sparkgrad.engine.tasks import REVERSE, TEXT, reversal_datasets, text_datasets
@@ -184,6 +186,8 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: Any = None) -> dict
             **config.strategy_options(),
         )
         amp.attach(strategy)
+    # issue 18: this rank's memory, predicted from shapes now and measured on the first step
+    memory = None if config.uses_parameter_server else FirstStepMemory(config, vocab, strategy)
     scheduler = None
     if config.gamma is not None:  # made before a resume loads the (already decayed) lr
         scheduler = sg.optim.lr_scheduler.StepLR(strategy.optimizer, 1, gamma=config.gamma)
@@ -288,7 +292,7 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: Any = None) -> dict
     if config.uses_parameter_server:  # issue 20: no collective among asynchronous workers
         ranks = strategy.finish()  # DONE with this worker's time split, to the server
     else:
-        ranks = gather_reports(ctx, strategy, config.sim_topology)
+        ranks = gather_reports(ctx, strategy, config.sim_topology, memory)
     if rank != 0:
         return None
     comms = _comms_summary(None if config.uses_parameter_server else ctx, config.sim_topology)
@@ -306,14 +310,20 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: Any = None) -> dict
     }
 
 
-REPORT_FIELDS = ("compute_s", "comm_s", "idle_s", "bytes_sent", "predicted_comm_s")
+REPORT_FIELDS = (
+    "compute_s", "comm_s", "idle_s", "bytes_sent", "predicted_comm_s", *MEMORY_FIELDS,
+)  # fmt: skip
 
 
-def gather_reports(ctx: Any, strategy: Strategy, topology: str) -> list[dict]:
-    """Every rank's time split (compute, communication, idle), bytes sent and the time its
-    recorded collectives would take on the modelled cluster ``topology``, on every rank."""
+def gather_reports(
+    ctx: Any, strategy: Strategy, topology: str, memory: FirstStepMemory | None = None
+) -> list[dict]:
+    """Every rank's time split (compute, communication, idle), bytes sent, the time its
+    recorded collectives would take on the modelled cluster ``topology`` and its memory,
+    predicted and measured (NaN where unknown), on every rank."""
     mine = dict(strategy.report())
     mine["predicted_comm_s"] = predicted_seconds(ctx.pg.calls(), topology) if ctx else 0.0
+    mine.update(memory.fields() if memory is not None else dict.fromkeys(MEMORY_FIELDS, np.nan))
     if ctx is None:
         return [{k: mine[k] for k in ("rank", *REPORT_FIELDS)}]
     row = np.array([float(mine[k]) for k in REPORT_FIELDS])

@@ -4,7 +4,8 @@
 and lets :class:`~sparkgrad.engine.spark_runner.SparkRunner` run
 :func:`~sparkgrad.engine.job.train_rank` on ``world_size`` barrier tasks; the ranks' log
 lines stream to the driver, where a progress bar follows rank 0's steps. At the end every
-rank's time split (compute, communication, idle) is printed, one line per rank.
+rank's time split (compute, communication, idle) is printed, one line per rank, and its
+memory, predicted and measured (:mod:`~sparkgrad.engine.memory`).
 
 Before anything starts, :func:`~sparkgrad.engine.preflight.preflight` checks on the driver
 what every task would otherwise find on its own: both data splits (headers, first rows,
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from sparkgrad.dataset.sources import is_uri
 from sparkgrad.engine.config import RunConfig
 from sparkgrad.engine.job import PROGRESS_TAG, train_rank
+from sparkgrad.engine.memory import memory_lines
 from sparkgrad.engine.model import MODELS
 from sparkgrad.engine.preflight import check_device, preflight
 from sparkgrad.engine.tasks import DIGITS, TEXT
@@ -98,6 +100,11 @@ class RunResult:
             f"comm_predicted[{topo}]={r['predicted_comm_s'] * 1e3:.3f}ms"
             for r in self.ranks
         ]
+
+    def memory_lines(self) -> list[str]:
+        """One line per rank: bytes predicted before the run and measured on its first step
+        (parameters, gradients, optimizer state, peak activations; engine/memory.py)."""
+        return memory_lines(self.ranks, self.config.strategy)
 
     def to_dict(self) -> dict:
         return {

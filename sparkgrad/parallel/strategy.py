@@ -25,6 +25,10 @@ them up again. A checkpoint written by ZeRO-3 on 4 ranks loads into the pipeline
 Every strategy also keeps a :class:`~sparkgrad.parallel.timeline.Timeline` (forward,
 backward, comm, idle spans) for the reports; its comm spans and bytes come from the
 communicator's call records (:meth:`Timeline.watch`), never from a formula.
+
+Memory is stated twice (:mod:`~sparkgrad.parallel.memory_plan`): :meth:`memory_plan`, a
+classmethod run on the driver, predicts from shapes what rank ``r`` will hold (each
+strategy its own share rule); :meth:`memory_measured` reads the live arrays after a step.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import sparkgrad as sg
 from sparkgrad.autodiff.backend import to_numpy
 from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.tensor import Tensor
+from sparkgrad.parallel.memory_ledger import MemoryLedger, optimizer_arrays
 from sparkgrad.parallel.timeline import Timeline
 
 OptimizerFactory = Callable[[Any], Any]  # parameters -> optimizer (e.g. lambda p: SGD(p, lr))
@@ -126,6 +131,52 @@ class Strategy(ABC):
     @abstractmethod
     def load_full_state(self, model_state: dict, optimizer_state: dict | None = None) -> None:
         """Take this rank's share of a full model (and optimizer) state."""
+
+    # -- memory: predicted from shapes (on the driver), measured from the live arrays ------------
+    @classmethod
+    def memory_plan(cls, job: Any, rank: int = 0) -> Any:
+        """The :class:`~sparkgrad.parallel.memory_plan.MemoryPlan` of ``rank`` for ``job``
+        (a :class:`~sparkgrad.parallel.memory_plan.MemoryJob`), from shapes only.
+
+        This default is the data-parallel family's rule: every rank holds the whole model
+        and ``batch / batch_ways`` rows; with a ZeRO ``stage`` option (1-3) the flat
+        buffers are sharded over the world. Strategies that cut the model override it.
+        """
+        from sparkgrad.parallel.memory_plan import whole_model_plan, zero_plan
+
+        stage = int(job.options.get("stage", 0))
+        if stage:
+            return zero_plan(cls.name, job, rank, stage)
+        rows = job.batch_size // (job.world_size if cls.splits_batch else 1)
+        return whole_model_plan(cls.name, job, rank, rows)
+
+    def memory_holders(self) -> tuple[Any, Any]:
+        """``(module, optimizer)``: what this rank trains (its stage, its shards...)."""
+        return self.model, self.optimizer
+
+    def memory_ledger(self) -> MemoryLedger:
+        """The bytes of parameters, gradients and optimizer state this rank holds now
+        (measured: each owning block of memory once; see :class:`MemoryLedger`)."""
+        module, optimizer = self.memory_holders()
+        params = list(module.parameters())
+        return MemoryLedger(
+            [p.array for p in params],
+            [p.grad for p in params],
+            optimizer_arrays(optimizer),
+            world_size=self.world_size,
+            numel=sum(int(p.array.size) for p in params),
+        )
+
+    def memory_measured(self, activations: int = 0) -> dict[str, int]:
+        """Measured bytes per kind: the ledger's three, and ``activations`` (the peak an
+        :class:`~sparkgrad.autodiff.saved_memory.ActivationTracker` saw during a step)."""
+        ledger = self.memory_ledger()
+        return {
+            "parameters": ledger.parameter_bytes,
+            "gradients": ledger.gradient_bytes,
+            "optimizer": ledger.optimizer_bytes,
+            "activations": int(activations),
+        }
 
     def report(self) -> dict[str, Any]:
         """Per-rank seconds of compute, communication and idle time, and bytes sent."""

@@ -73,6 +73,13 @@ class ContextParallel(SingleProcess):
         self.timeline.watch(group)
         self.ignore_index = getattr(loss_fn, "ignore_index", -100)
 
+    @classmethod
+    def memory_plan(cls, job: Any, rank: int = 0) -> Any:
+        """The whole model on every rank; the whole batch, ``1/cp`` of every sequence."""
+        from sparkgrad.parallel.memory_plan import whole_model_plan
+
+        return whole_model_plan(cls.name, job, rank, job.batch_size, cp=job.world_size)
+
     def _mine(self, a: Any) -> Tensor:
         """This rank's balanced chunks of every window (dim 1) of ``a``."""
         return sg.tensor(split_sequence(a.array, self.rank, self.world_size, True, dim=1))

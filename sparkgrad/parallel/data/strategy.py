@@ -10,6 +10,7 @@ import numpy as np
 
 from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.tensor import Tensor
+from sparkgrad.parallel.memory_ledger import MemoryLedger, optimizer_arrays
 from sparkgrad.parallel.single import SingleProcess
 from sparkgrad.parallel.strategy import LossFn, OptimizerFactory, local_predict
 
@@ -60,3 +61,22 @@ class DataParallelStrategy(SingleProcess):
 
     def predict(self, x: Tensor) -> Tensor:
         return local_predict(self.model.module, x)  # every rank holds the full model
+
+    @classmethod
+    def memory_plan(cls, job: Any, rank: int = 0) -> Any:
+        """Every rank the whole model and ``batch / N`` rows; DDP's buckets hold a second
+        copy of the gradients between steps."""
+        from sparkgrad.parallel.memory_plan import whole_model_plan
+
+        return whole_model_plan(cls.name, job, rank, job.batch_size // job.world_size, True)
+
+    def memory_ledger(self) -> MemoryLedger:
+        """The ledger with DDP's buckets counted as gradients (they live between steps)."""
+        params = list(self.model.parameters())
+        return MemoryLedger(
+            [p.array for p in params],
+            [p.grad for p in params] + [b.buffer for b in self.model.buckets],
+            optimizer_arrays(self.optimizer),
+            world_size=self.world_size,
+            numel=sum(int(p.array.size) for p in params),
+        )

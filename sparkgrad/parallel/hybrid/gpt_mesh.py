@@ -87,6 +87,29 @@ class GPTMesh(Strategy):
         for axis in ("dp", "cp", "tp"):
             self.timeline.watch(self.groups[axis])
 
+    @classmethod
+    def memory_plan(cls, job: Any, rank: int = 0) -> Any:
+        """Composed, axis by axis: stage ``p``'s units (pp), their tp pieces (tp), ``1/cp`` of
+        every sequence (cp), ``batch / dp / m`` rows per micro-batch (dp) and the schedule's
+        micro-batches in flight."""
+        from sparkgrad.parallel.hybrid.mesh import AXES, parse_mesh
+        from sparkgrad.parallel.memory_plan import in_flight, rank_plan, stage_units
+
+        sizes = parse_mesh(job.options.get("mesh", "dp=2,pp=2,tp=2"), job.world_size)
+        dp, pp, cp, tp = (sizes[a] for a in AXES)
+        _, p, _, t = (int(i) for i in np.unravel_index(rank, (dp, pp, cp, tp)))  # grid[d,p,c,t]
+        m, schedule = job.options.get("micro_batches", 1), job.options.get("schedule", "1f1b")
+        first, last = stage_units(job.model, pp, job.options.get("split"))[p]
+        k = in_flight(schedule, p, pp, m)
+        note = f"stage {p}: units {first}..{last - 1}; {k} of {m} micro-batches alive"
+        return rank_plan(
+            cls.name, job, rank, job.batch_size // dp // m, (first, last), tp=tp, tp_rank=t,
+            cp=cp, in_flight=k, notes=[note], scaled_loss=True, micro_batches=m,
+        )  # fmt: skip
+
+    def memory_holders(self) -> tuple[Any, Any]:
+        return self.pipe.module, self.pipe.optimizer
+
     @property
     def data_parallel_size(self) -> int:
         return self.mesh.size("dp")

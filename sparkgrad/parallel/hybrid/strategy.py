@@ -95,6 +95,20 @@ class HybridParallel(TensorParallel):
             return GPTMesh(model, optimizer_factory, loss_fn, process_group, **options)
         return cls(model, optimizer_factory, loss_fn, process_group, **options)
 
+    @classmethod
+    def memory_plan(cls, job: Any, rank: int = 0) -> Any:
+        """The tensor-parallel pieces of rank ``rank``'s tp coordinate, ``batch / dp`` rows;
+        a mesh with pp or cp axes is the GPT mesh's plan."""
+        from sparkgrad.parallel.hybrid.gpt_mesh import GPTMesh
+        from sparkgrad.parallel.memory_plan import rank_plan
+
+        sizes = parse_mesh(job.options.get("mesh", "dp=2,tp=2"), job.world_size)
+        if sizes["pp"] > 1 or sizes["cp"] > 1:
+            return GPTMesh.memory_plan(job, rank)
+        tp, sp = sizes["tp"], bool(job.options.get("sequence_parallel", False))
+        return rank_plan(cls.name, job, rank, job.batch_size // sizes["dp"], tp=tp,
+                         tp_rank=rank % tp, sequence_parallel=sp)  # fmt: skip
+
     def __init__(
         self,
         model: Module,

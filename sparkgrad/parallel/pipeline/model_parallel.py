@@ -33,6 +33,7 @@ import numpy as np
 
 import sparkgrad as sg
 from sparkgrad.autodiff.nn.module import Module
+from sparkgrad.autodiff.saved_memory import observe_graph
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import CheckpointError, ConfigError
 from sparkgrad.parallel.pipeline.partition import gather_arrays
@@ -145,6 +146,7 @@ class ModelParallel(Strategy):
             out = self.module(inp)
             if self.is_last:
                 out = self.loss_fn(out, Tensor(y.array[rows])) / scale
+        observe_graph(out)  # a tracker, if on, sees every micro-batch still alive (GPipe: all)
         if not self.is_last:
             self._send(out.array, self.stage + 1, f"act mb{mb}")
         return inp, out
@@ -236,6 +238,31 @@ class ModelParallel(Strategy):
         group["params"] = list(range(len(self.param_index)))
         local = {i: saved[g] for i, g in enumerate(self.param_index) if g in saved}
         self.optimizer.load_state_dict({"state": local, "param_groups": [group]})
+
+    # -- memory --------------------------------------------------------------------------------
+    @classmethod
+    def memory_plan(cls, job: Any, rank: int = 0) -> Any:
+        """Stage ``rank`` holds its units' parameters and one batch's activations."""
+        return cls.stage_memory_plan(job, rank, micro_batches=1, schedule="gpipe")
+
+    @classmethod
+    def stage_memory_plan(cls, job: Any, rank: int, micro_batches: int, schedule: str) -> Any:
+        """Stage ``rank`` of ``world_size``: the units of its balanced (or ``split``) share, and
+        their activations for ``batch / micro_batches`` rows times the micro-batches in flight."""
+        from sparkgrad.parallel.memory_plan import in_flight, rank_plan, stage_units
+
+        stages = job.world_size
+        first, last = stage_units(job.model, stages, job.options.get("split"))[rank]
+        k = in_flight(schedule, rank, stages, micro_batches)
+        m = micro_batches
+        note = f"stage {rank}: units {first}..{last - 1}; {k} of {m} micro-batches alive"
+        return rank_plan(
+            cls.name, job, rank, job.batch_size // m, (first, last), in_flight=k,
+            notes=[note], micro_batches=m, scaled_loss=True,
+        )  # fmt: skip
+
+    def memory_holders(self) -> tuple[Any, Any]:
+        return self.module, self.optimizer
 
     def bubble_measured(self) -> float:
         """Share of this rank's forward + backward + idle time spent idle (blocked in recv)."""

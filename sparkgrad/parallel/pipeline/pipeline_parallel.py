@@ -112,6 +112,12 @@ class PipelineParallel(ModelParallel):
             self.optimizer.step()
         return self._share_loss(loss)
 
+    @classmethod
+    def memory_plan(cls, job: Any, rank: int = 0) -> Any:
+        """GPipe holds all ``m`` micro-batches' activations at its peak, 1F1B ``p - stage``."""
+        m, schedule = job.options.get("micro_batches", 4), job.options.get("schedule", "1f1b")
+        return cls.stage_memory_plan(job, rank, m, schedule)
+
     def report(self) -> dict[str, Any]:
         return {
             **super().report(),

@@ -130,11 +130,13 @@ class _ParallelDense(Module):
         xp = array_module(linear.weight.array)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.group, self.sequence_parallel = group, sequence_parallel
-        self.weight = Parameter(xp.ascontiguousarray(sliced(linear.weight.array)))
+        # copies, not views: a view of rows is already contiguous, and would keep the whole
+        # (out, in) matrix alive on every rank (ascontiguousarray returns it as it is)
+        self.weight = Parameter(xp.array(sliced(linear.weight.array), order="C", copy=True))
         if linear.bias is None:
             self.register_parameter("bias", None)
         elif "bias" in self.shard_dims:
-            self.bias = Parameter(xp.ascontiguousarray(sliced(linear.bias.array)))
+            self.bias = Parameter(xp.array(sliced(linear.bias.array), order="C", copy=True))
         else:
             self.bias = Parameter(linear.bias.array.copy())
 

@@ -175,6 +175,19 @@ class TensorParallel(Strategy):
         self._names = [k for k, _ in self.model.named_parameters()]  # = optimizer indices
         self.optimizer = optimizer_factory(self.model.parameters())
 
+    # -- memory --------------------------------------------------------------------------------
+    @classmethod
+    def memory_plan(cls, job: Any, rank: int = 0) -> Any:
+        """Rank ``rank`` of ``t = world_size``: the column/row/vocabulary pieces of every
+        parameter and the replicated rest; the whole batch's activations with heads and MLP
+        width ``/t`` (under sequence parallelism the LayerNorm regions ``/t`` too)."""
+        from sparkgrad.parallel.memory_plan import rank_plan
+
+        sp = bool(job.options.get("sequence_parallel", False))
+        t = job.world_size
+        return rank_plan(cls.name, job, rank, job.batch_size, tp=t, tp_rank=rank,
+                         sequence_parallel=sp)  # fmt: skip
+
     # -- training --------------------------------------------------------------------------
     def train_step(self, x: Tensor, y: Tensor) -> float:
         self.model.train()

@@ -103,7 +103,7 @@ class VocabParallelEmbedding(Module):
         pad = embedding.padding_idx  # kept only by the rank whose slice holds it
         layer.padding_idx = pad - lo if pad is not None and lo <= pad < lo + sizes[r] else None
         rows = embedding.weight.array[lo : lo + sizes[r]]
-        layer.weight = Parameter(array_module(rows).ascontiguousarray(rows))
+        layer.weight = Parameter(rows.copy())  # a copy: a view would keep all V rows alive
         return layer
 
     def forward(self, ids: Tensor) -> Tensor:
