@@ -21,16 +21,26 @@ The optimizer works on one flat shard tensor per unit (``optimizer_factory([shar
 SGD and Adam are elementwise, so stepping a slice of the flattened parameters equals
 stepping the parameters. Shards are padded flat buffers as in DeepSpeed
 (:mod:`~sparkgrad.parallel.zero.flat_buffer`), and :meth:`ZeRO.memory_ledger` measures the
-bytes each rank really holds (:mod:`~sparkgrad.parallel.memory_ledger`; everything is fp32
-here, so with Adam a data-parallel rank holds params 4P + grads 4P + ``exp_avg`` and
-``exp_avg_sq`` 8P = 16P bytes, and ZeRO 1/2/3 hold 8P + 8P/N, 4P + 12P/N, 16P/N)::
+bytes each rank really holds (:mod:`~sparkgrad.parallel.memory_ledger`). In fp32 with Adam a
+data-parallel rank holds params 4P + grads 4P + ``exp_avg`` and ``exp_avg_sq`` 8P = 16P
+bytes, and ZeRO 1/2/3 hold 8P + 8P/N, 4P + 12P/N, 16P/N::
 
     s = ZeRO(model, lambda p: sg.optim.Adam(p, lr=1e-3), F.cross_entropy, stage=2)
     loss = s.train_step(x_rows, y_rows)
     print(s.memory_ledger().table())
 
-Checkpoints hold the full, unsharded model and optimizer state in the single-process
-layout, so they load under any strategy and world size (``load_full_state`` re-shards):
+**The paper's precision** (``precision="fp16"`` or ``"bf16"``; ``--precision`` on the command
+line): parameters and gradients are 16-bit -- the flat buffer the model reads, the
+gradient buffer, every all_gather and reduce_scatter -- and the optimizer steps an fp32
+master copy of this rank's shard (:mod:`~sparkgrad.parallel.zero.master_weights`), so its
+state is 12 bytes per parameter with Adam and the ledger shows the paper's table:
+2Ψ + 2Ψ + 12Ψ/N (stage 1), 2Ψ + 2Ψ/N + 12Ψ/N (stage 2), 16Ψ/N (stage 3). Loss scaling is
+the engine's GradScaler (:mod:`sparkgrad.engine.precision`), which then unscales and checks
+the fp32 master shards' gradients and agrees with the other ranks on skipping.
+
+Checkpoints hold the full, unsharded model (the fp32 masters, gathered, in a 16-bit run) and
+optimizer state in the single-process layout, so they load under any strategy, world size
+and precision (``load_full_state`` re-shards):
 the plain model's state-dict keys (a tied weight under both its names, buffers such as
 ``positions.pe`` whole), parameters numbered in ``model.parameters()`` order.
 """
