@@ -166,7 +166,11 @@ class MixedPrecision:
             return
         own = self.scaler.state_dict()
         keep = ("growth_factor", "backoff_factor", "growth_interval")
-        self.scaler.load_state_dict({**state, **{k: own[k] for k in keep}})
+        # a shorter --growth-interval than the checkpoint's tracker: grow at the next clean step
+        tracker = min(int(state["_growth_tracker"]), own["growth_interval"] - 1)
+        self.scaler.load_state_dict(
+            {**state, **{k: own[k] for k in keep}, "_growth_tracker": tracker}
+        )
         self.scaler.skipped_steps = int(state.get("skipped_steps", 0))
 
     def report(self) -> dict[str, Any]:
