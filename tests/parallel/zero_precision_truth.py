@@ -71,8 +71,10 @@ def run_zero(
     precision: str,
     scale: float = 2.0**16,
     before_step: Callable[[ZeRO], None] | None = None,
+    load: tuple[dict, dict] | None = None,
 ) -> list[dict[str, Any]]:
-    """ZeRO-``stage`` under ``MixedPrecision(precision)`` on ``len(models)`` thread ranks."""
+    """ZeRO-``stage`` under ``MixedPrecision(precision)`` on ``len(models)`` thread ranks,
+    from the full state ``load`` (model, optimizer) if given."""
     world = len(models)
 
     def rank_fn(rank: int, world_size: int) -> dict:
@@ -87,6 +89,10 @@ def run_zero(
                 precision=precision,
             )
             amp.attach(s)
+            start = None
+            if load is not None:
+                s.load_full_state(*load)
+                start = (s.full_state_dict(), s.full_optimizer_state_dict())
             if before_step is not None:
                 before_step(s)
             losses = []
@@ -105,6 +111,7 @@ def run_zero(
                 "masters": masters,
                 "ledger": s.memory_ledger().as_dict(),
                 "strategy": s,
+                "start": start,
             }
         finally:
             dist.destroy_process_group()
