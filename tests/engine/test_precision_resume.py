@@ -111,3 +111,30 @@ def test_a_damaged_scaler_state_is_refused(scaler, field) -> None:
     with pytest.raises(CheckpointError, match=f"checkpoint.json {field}:"):
         check._scaler(scaler, step=4)
     check._scaler({}, step=4)  # fp32 and bf16 runs save none
+
+
+@pytest.mark.slow
+def test_zero_fp16_on_spark_resumes_after_a_crash_with_the_same_weights_and_scale(
+    spark_local, tmp_path
+) -> None:
+    """ZeRO-2 in the paper's precision on 2 Spark ranks; rank 1 dies at step 10, Spark reruns
+    the stage, the ranks resume from step 8: the uninterrupted run's weights (the gathered
+    fp32 masters) bit for bit, and its loss scale and skip count."""
+    from sparkgrad.engine.config import RunConfig
+    from sparkgrad.engine.run import run
+
+    def config(**more) -> RunConfig:
+        return RunConfig(
+            strategy="zero2", world_size=2, data="synthetic:640", hidden=(32,), epochs=2,
+            precision="fp16", init_scale=2.0**18, growth_interval=3, checkpoint_every=4,
+            progress=False, **more,
+        )  # fmt: skip
+
+    clean = run(config(checkpoint_dir=str(tmp_path / "clean")))
+    crashed = run(config(checkpoint_dir=str(tmp_path / "crash"), fail_at_step=10, fail_rank=1))
+    assert (clean.attempt, clean.resumed_from) == (0, None)
+    assert (crashed.attempt, crashed.resumed_from) == (1, 8)
+    assert crashed.precision == clean.precision and clean.precision["skipped_steps"] > 0
+    for key, w in clean.state_dict.items():
+        assert w.dtype == np.float32
+        np.testing.assert_array_equal(crashed.state_dict[key], w, err_msg=key)
