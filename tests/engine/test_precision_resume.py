@@ -135,6 +135,9 @@ def test_zero_fp16_on_spark_resumes_after_a_crash_with_the_same_weights_and_scal
     assert (clean.attempt, clean.resumed_from) == (0, None)
     assert (crashed.attempt, crashed.resumed_from) == (1, 8)
     assert crashed.precision == clean.precision and clean.precision["skipped_steps"] > 0
+    line = f"precision=fp16 loss_scale={clean.precision['loss_scale']:g} skipped_steps="
+    assert crashed.precision_line().startswith(line)  # what main.py prints
+    assert clean.score > 0.5  # 10 classes: chance is 0.1
     for key, w in clean.state_dict.items():
         assert w.dtype == np.float32
         np.testing.assert_array_equal(crashed.state_dict[key], w, err_msg=key)
