@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from sparkgrad.autodiff import functional as F
+from sparkgrad.errors import ConfigError
 from sparkgrad.models.sequence_parts import TokenCrossEntropy
+from sparkgrad.parallel.zero.strategy import ZeRO
 from tests.parallel import tp_gpt_helpers as gpt
 from tests.parallel.strategy_truth import make_batches, make_model, optimizer_factory
 from tests.parallel.zero_precision_truth import LOW, run_zero, train_reference
@@ -63,6 +65,27 @@ def test_mlp_equals_one_process_with_master_weights(stage: int, world: int, prec
     results = run_zero(models, factory, F.cross_entropy, batches, stage, precision)
     check_against_reference(results, ref, initial, precision)
     assert results[0]["losses"][-1] < 0.97 * results[0]["losses"][0]
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_fp16_on_each_device_equals_one_process(stage: int, device: str):
+    """The same on ``device="cuda"`` (CuPy: native float16 matmuls and collectives of
+    CuPy arrays), against the CPU truth."""
+    batches, factory = mlp_batches(), optimizer_factory("sgd")
+    ref = train_reference(make_model(), factory, F.cross_entropy, batches, "fp16")
+    models = [make_model() for _ in range(2)]
+    initial = {n: p.array.copy() for n, p in make_model().named_parameters()}
+    results = run_zero(models, factory, F.cross_entropy, batches, stage, "fp16", device=device)
+    check_against_reference(results, ref, initial, "fp16")
+
+
+def test_bad_precisions_are_config_errors(device: str):
+    model = make_model().to(device)
+    with pytest.raises(ConfigError, match="precision must be one of fp32, fp16, bf16, found 'fp8'"):
+        ZeRO(model, optimizer_factory("sgd"), F.cross_entropy, stage=2, precision="fp8")
+    if device == "cuda":  # checked before any rank communicates
+        with pytest.raises(ConfigError, match="CuPy has no bfloat16 arrays; use fp16 on cuda"):
+            ZeRO(model, optimizer_factory("sgd"), F.cross_entropy, stage=2, precision="bf16")
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])

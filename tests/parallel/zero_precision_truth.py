@@ -17,6 +17,7 @@ import numpy as np
 
 import sparkgrad as sg
 import sparkgrad.distributed as dist
+from sparkgrad.autodiff.backend import to_numpy
 from sparkgrad.distributed.state import resolve
 from sparkgrad.engine.precision import MixedPrecision
 from sparkgrad.parallel.zero.strategy import ZeRO
@@ -72,6 +73,7 @@ def run_zero(
     scale: float = 2.0**16,
     before_step: Callable[[ZeRO], None] | None = None,
     load: tuple[dict, dict] | None = None,
+    device: str = "cpu",
 ) -> list[dict[str, Any]]:
     """ZeRO-``stage`` under ``MixedPrecision(precision)`` on ``len(models)`` thread ranks,
     from the full state ``load`` (model, optimizer) if given."""
@@ -80,9 +82,9 @@ def run_zero(
     def rank_fn(rank: int, world_size: int) -> dict:
         dist.init_process_group("threads", rank=rank, world_size=world_size)
         try:
-            amp = MixedPrecision(precision, "cpu", resolve(None), init_scale=scale)
+            amp = MixedPrecision(precision, device, resolve(None), init_scale=scale)
             s = ZeRO(
-                models[rank],
+                models[rank].to(device),
                 amp.optimizer_factory(factory),
                 amp.loss_fn(loss_fn),
                 stage=stage,
@@ -99,9 +101,13 @@ def run_zero(
             for x, y in batches:
                 n = len(x) // world
                 mine = slice(rank * n, (rank + 1) * n)
-                losses.append(s.train_step(sg.tensor(x[mine]), sg.tensor(y[mine])))
-            sixteen = [u.gather().copy() for u in s.units]  # what the model computes with
-            masters = [u.gather(u.master.tensor.array).copy() for u in s.units]
+                x_mine, y_mine = (
+                    sg.tensor(x[mine], device=device),
+                    sg.tensor(y[mine], device=device),
+                )
+                losses.append(s.train_step(x_mine, y_mine))
+            sixteen = [to_numpy(u.gather()) for u in s.units]  # what the model computes with
+            masters = [to_numpy(u.gather(u.master.tensor.array)) for u in s.units]
             return {
                 "losses": losses,
                 "state": s.full_state_dict(),

@@ -125,7 +125,8 @@ class ShardUnit:
     def shard_of(self, arrays: list[Any], dtype: Any = None) -> np.ndarray:
         """This rank's shard of full per-parameter ``arrays`` (a fresh flat copy), in
         ``dtype`` (default: the layout's)."""
-        layout = FlatBuffer(self.layout.shapes, self.pg.size, dtype or self.layout.dtype)
+        dtype = self.layout.dtype if dtype is None else dtype
+        layout = FlatBuffer(self.layout.shapes, self.pg.size, dtype)
         flat = layout.flatten([np.asarray(a, dtype=layout.dtype) for a in arrays])
         return layout.shard(flat, self.pg.rank).copy()
 

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from sparkgrad.autodiff import dtypes
-from sparkgrad.autodiff.backend import array_module, to_numpy
+from sparkgrad.autodiff.backend import array_module, device_of, to_numpy
 from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.distributed.state import resolve
@@ -106,6 +106,10 @@ class ZeRO(Strategy):
                 f"(+ parameters), found stage={stage!r}"
             )
         low = _sixteen_bit(precision)  # None for fp32
+        if precision == "bf16" and any(device_of(p.array) == "cuda" for p in model.parameters()):
+            raise ConfigError(
+                "ZeRO: precision bf16 on cuda: CuPy has no bfloat16 arrays; use fp16 on cuda"
+            )
         group = resolve(process_group)
         super().__init__(group.rank(), group.size(), group)
         self.name, self.stage, self.loss_fn = f"zero{stage}", stage, loss_fn
