@@ -20,6 +20,7 @@ from sparkgrad.models.sequence_parts import TokenCrossEntropy
 from sparkgrad.parallel.zero.strategy import ZeRO
 from tests.parallel import tp_gpt_helpers as gpt
 from tests.parallel.strategy_truth import make_batches, make_model, optimizer_factory
+from tests.parallel.test_memory_ledger import layer_sizes, padded
 from tests.parallel.zero_precision_truth import LOW, run_zero, train_reference
 
 ATOL = {"fp16": 4e-4, "bf16": 4e-3}  # about 7x and 4x the largest difference seen
@@ -153,3 +154,29 @@ def test_overflowing_scale_skips_every_step_and_backs_off(stage: int):
         for sixteen, master in zip(r["sixteen"], r["masters"]):
             np.testing.assert_array_equal(sixteen, master.astype(np.float16))
         assert r["opt"]["state"] == {}  # the optimizer never stepped: no momentum yet
+
+
+@pytest.mark.parametrize("world", [2, 4])
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_parameters_and_gradients_travel_as_two_byte_elements(stage: int, world: int):
+    """Per step a rank sends, of its flat buffers (ring algorithms, L padded elements):
+    stage 1 all_reduce 2(N-1)/N·L + all_gather (N-1)/N·L; stage 2 reduce_scatter + all_gather
+    2(N-1)/N·L; stage 3, per layer, all_gather in forward and backward + reduce_scatter. In
+    bytes: 4 per element in fp32, 2 in fp16 and bf16; what remains is the same small scalars
+    (the loss's mean), plus fp16's 4-byte found-inf flag."""
+    share = (world - 1) / world
+    if stage < 3:
+        elements = (3 if stage == 1 else 2) * share * padded(sum(layer_sizes()), world)
+    else:
+        elements = 3 * share * sum(padded(s, world) for s in layer_sizes())
+    sent = {
+        precision: run_zero(
+            [make_model() for _ in range(world)], optimizer_factory("sgd"), F.cross_entropy,
+            make_batches(2, 24), stage, precision,
+        )[0]["step_bytes"]
+        for precision in ("fp32", "fp16", "bf16")
+    }  # fmt: skip
+    rest = sent["fp32"] - 4 * elements
+    assert 0 < rest < 64
+    assert sent["bf16"] - 2 * elements == rest
+    assert sent["fp16"] - 2 * elements == rest + 4

@@ -97,7 +97,7 @@ def run_zero(
                 start = (s.full_state_dict(), s.full_optimizer_state_dict())
             if before_step is not None:
                 before_step(s)
-            losses = []
+            losses, sent = [], s.timeline.bytes_sent
             for x, y in batches:
                 n = len(x) // world
                 mine = slice(rank * n, (rank + 1) * n)
@@ -106,10 +106,12 @@ def run_zero(
                     sg.tensor(y[mine], device=device),
                 )
                 losses.append(s.train_step(x_mine, y_mine))
+            step_bytes = (s.timeline.bytes_sent - sent) / len(batches)  # sent per step
             sixteen = [to_numpy(u.gather()) for u in s.units]  # what the model computes with
-            masters = [to_numpy(u.gather(u.master.tensor.array)) for u in s.units]
+            masters = [to_numpy(u.gather(u.master.tensor.array)) for u in s.units if u.master]
             return {
                 "losses": losses,
+                "step_bytes": step_bytes,
                 "state": s.full_state_dict(),
                 "opt": s.full_optimizer_state_dict(),
                 "amp": amp.report(),

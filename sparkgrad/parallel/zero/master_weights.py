@@ -2,8 +2,9 @@
 
 **Why master weights.** A 16-bit float has 11 (float16) or 8 (bfloat16) significant bits.
 An update ``lr · g`` smaller than half the gap between a weight and its next representable
-neighbour rounds away: a float16 weight of 1.0 ignores every step below ~5e-4, and
-training stalls long before it should. So the weights the optimizer updates are kept in
+neighbour rounds away: a float16 weight of 1.0 has the neighbours 1 - 2⁻¹¹ and 1 + 2⁻¹⁰,
+so every step smaller than about 2.4e-4 leaves it exactly 1.0, and training stalls long
+before it should. So the weights the optimizer updates are kept in
 fp32 (the *master* weights), and the model computes with a 16-bit copy of them, cast down
 after every step. The ZeRO paper (Rajbhandari et al., 2019) counts exactly this, per
 parameter, with Adam (Ψ parameters, ``N`` data-parallel ranks)::
