@@ -11,6 +11,10 @@ Prefix layout (little-endian, ``struct`` format ``<4sBBBBHHIQQ``)::
     magic "SGF1" | version | kind | dtype code | ndim | src rank | fingerprint length
     | communicator tag | sequence number | payload length in bytes
 
+The dtype code is an index into :data:`DTYPES` (NumPy's numeric types, then ``bfloat16`` when
+``ml_dtypes`` is installed): a 2-byte bfloat16 element travels as its own raw bytes and lands
+as bfloat16, not as a relabelled uint16.
+
 The fingerprint (e.g. ``all_reduce(shape=(4,), dtype=float32, op=SUM, algo=ring)``) is how a
 rank notices that its peer called a different collective: see :mod:`.communicator`.
 """
@@ -55,6 +59,12 @@ DTYPES = (
     np.dtype(np.complex64),
     np.dtype(np.complex128),
 )
+try:  # bfloat16 (ZeRO's 16-bit params and grads under --precision bf16) needs ml_dtypes
+    from ml_dtypes import bfloat16 as _bfloat16
+
+    DTYPES += (np.dtype(_bfloat16),)  # code 14: appended, so the other codes never move
+except ImportError:  # pragma: no cover - ml_dtypes is optional
+    pass
 _DTYPE_CODE = {dt: i for i, dt in enumerate(DTYPES)}
 
 

@@ -50,7 +50,8 @@ def as_reduce_op(op: Any) -> ReduceOp:
 
 def check_op_dtype(op: ReduceOp, dtype: np.dtype) -> None:
     """AVG divides, so it needs a floating (or complex) dtype; say so before any byte moves."""
-    if op is ReduceOp.AVG and np.dtype(dtype).kind not in "fc":
+    floating = np.dtype(dtype).kind in "fc" or np.dtype(dtype).name == "bfloat16"  # ml_dtypes
+    if op is ReduceOp.AVG and not floating:
         raise CommError(
             f"ReduceOp.AVG needs a floating dtype, found {np.dtype(dtype)}; "
             "use SUM and divide yourself, or cast to float"

@@ -178,7 +178,7 @@ class TcpTransport(Transport):
                     sock.sendall(header + arr.tobytes())
                 else:
                     sock.sendall(header)
-                    sock.sendall(memoryview(np.ascontiguousarray(arr)).cast("B"))
+                    sock.sendall(_bytes_of(np.ascontiguousarray(arr)))
         except OSError as exc:
             reason = self.mailbox.lost().get(peer) or f"sending to it failed: {exc}"
             raise PeerLost(peer, reason) from None
@@ -206,7 +206,7 @@ class TcpTransport(Transport):
                 else:
                     array = self._buffer(prefix.nbytes).view(prefix.dtype).reshape(shape)
                 if array.nbytes:
-                    _recv_into(sock, memoryview(array.reshape(-1)).cast("B"))
+                    _recv_into(sock, _bytes_of(array))
                 frame = Frame(prefix.kind, peer, prefix.tag, prefix.seq, fingerprint, array)
                 frame.direct = direct is not None
                 self.mailbox.put(frame)
@@ -249,6 +249,12 @@ class TcpTransport(Transport):
                 sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
+
+
+def _bytes_of(array: np.ndarray) -> memoryview:
+    """A byte view of a contiguous array, no copy. Through ``view(uint8)``, not
+    ``memoryview(array).cast("B")``: the buffer protocol knows no ml_dtypes bfloat16."""
+    return memoryview(array.reshape(-1).view(np.uint8))
 
 
 def _recv_into(sock: socket.socket, view: memoryview) -> None:

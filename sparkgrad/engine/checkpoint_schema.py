@@ -14,12 +14,12 @@ go on with nonsense. So nothing is used before it is checked, in two layers:
   too deeply (``[[[[...]]]]`` 10^5 deep would otherwise end in a ``RecursionError``).
 - :class:`TrainingCheck` — what the engine's checkpoints must hold to resume *this* run:
   types and ranges of ``epoch``, ``sampler`` (``batch`` within the epoch, ``running``
-  sums), ``history``, ``config`` and ``rng``; their consistency with each other and with the
-  step (``step == (epoch - 1) * batches_per_epoch + batch``); tensor names, shapes and
-  dtypes against the model being trained; and the optimizer's hyper-parameters against
-  the command line: ``lr`` must be ``--lr`` decayed by ``--gamma`` once per finished epoch,
-  every other hyper-parameter the optimizer's own. A checkpoint can never change a
-  setting, only carry the state of the run.
+  sums), ``history``, ``config``, ``rng`` and the fp16 ``scaler``; their consistency with
+  each other and with the step (``step == (epoch - 1) * batches_per_epoch + batch``);
+  tensor names, shapes and dtypes against the model being trained; and the optimizer's
+  hyper-parameters against the command line: ``lr`` must be ``--lr`` decayed by
+  ``--gamma`` once per finished epoch, every other hyper-parameter the optimizer's own. A
+  checkpoint can never change a setting, only carry the state of the run.
 
 Every failure is a :class:`~sparkgrad.errors.CheckpointError` naming the file and the
 field, e.g. ``checkpoint.json sampler.batch: expected an integer in 1..20, found 1e+09``.
@@ -224,6 +224,7 @@ class TrainingCheck:
         self._history(meta.get("history"), epoch)
         self.check_config(meta.get("config"))
         self._rng(meta.get("rng"))
+        self._scaler(meta.get("scaler"), ckpt.step)
         self._model(ckpt.model_state)
         self._optimizer(ckpt.optimizer_state, epoch)
 
@@ -301,6 +302,18 @@ class TrainingCheck:
             scratch.state = _dict(rng, "rng")
         except (TypeError, ValueError, KeyError, OverflowError) as exc:
             raise _fail("rng", f"a PCG64 generator state ({exc})", rng) from None
+
+    def _scaler(self, scaler: Any, step: int) -> None:
+        """fp16 runs: the GradScaler's scale and growth tracker, and the steps it skipped
+        (absent or ``{}`` for other precisions)."""
+        if scaler is None or scaler == {}:
+            return
+        scaler = _dict(scaler, "scaler")
+        scale = scaler.get("scale")
+        if not _is_number(scale) or not math.isfinite(scale) or scale <= 0:
+            raise _fail("scaler.scale", "a finite loss scale > 0", scale)
+        _int(scaler.get("_growth_tracker"), "scaler._growth_tracker", 0)
+        _int(scaler.get("skipped_steps"), "scaler.skipped_steps", 0, step)
 
     # -- the tensors ---------------------------------------------------------------------------
     def _model(self, state: dict[str, np.ndarray]) -> None:

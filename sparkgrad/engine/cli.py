@@ -225,7 +225,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=("fp32", "fp16", "bf16"),
         default="fp32",
-        help="fp16: autocast + loss scaling (GradScaler); bf16: autocast only; fp32: neither",
+        help="fp16: autocast + loss scaling (GradScaler); bf16: autocast only; fp32: neither. "
+        "--strategy zero1|zero2|zero3 then hold 16-bit params and grads and fp32 master "
+        "weights of their shard (the ZeRO paper's precision)",
+    )
+    p.add_argument(
+        "--init-scale",
+        type=float,
+        default=65536.0,
+        help=f"--precision fp16: the GradScaler's first loss scale, in {range_text('init_scale')}",
+    )
+    p.add_argument(
+        "--growth-interval",
+        type=int,
+        default=2000,
+        help="--precision fp16: double the loss scale after this many steps without an "
+        "inf/NaN gradient, >= 1",
     )
     # -- issue 20: asynchronous training through a parameter server on the driver --------
     p.add_argument(

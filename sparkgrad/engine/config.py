@@ -37,6 +37,8 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "momentum": (0.0, 1.0, False, True),  # [0, 1): a momentum of 1 never forgets
     "gamma": (0.0, 1.0, True, False),  # (0, 1]: StepLR lr *= gamma each epoch
     "dropout": (0.0, 1.0, False, True),  # [0, 1): the sequence models' dropout probability
+    # (0, float32's largest]: the fp16 GradScaler's first scale (a float32 in the scaler)
+    "init_scale": (0.0, 3.4028234663852886e38, True, False),
 }
 
 
@@ -88,8 +90,11 @@ class RunConfig:
     # unless this is set (``--allow-nonfinite-loss``); the check lives in the trainer
     allow_nonfinite_loss: bool = False
     # mixed precision (issue 19, sparkgrad/engine/precision.py): fp32, fp16 (autocast + a
-    # GradScaler) or bf16 (autocast only)
+    # GradScaler) or bf16 (autocast only); ZeRO holds 16-bit params and grads + fp32 masters.
+    # The fp16 GradScaler's init_scale and growth_interval (PyTorch's names and defaults)
     precision: str = "fp32"
+    init_scale: float = 65536.0
+    growth_interval: int = 2000
     # -- activation checkpointing (issue 19): none | blocks | selective, for the models whose
     # ModelSpec.options list "recompute" (sparkgrad.models.recompute); checked in
     # _validate_model_options
@@ -121,7 +126,10 @@ class RunConfig:
         if self.data is None:
             self.data = MODELS[self.model].task.default_data
         self._validate_model_options()
-        for name in ("world_size", "epochs", "batch_size", "checkpoint_every", "micro_batches"):
+        for name in (
+            "world_size", "epochs", "batch_size", "checkpoint_every", "micro_batches",
+            "growth_interval",
+        ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(
                     f"--{name.replace('_', '-')} must be >= 1, found {getattr(self, name)}"
@@ -276,7 +284,8 @@ class RunConfig:
             )
             if not (isinstance(value, (int, float)) and math.isfinite(value) and inside):
                 raise ConfigError(
-                    f"--{name} must be in {range_text(name)}, a finite number, found {value}"
+                    f"--{name.replace('_', '-')} must be in {range_text(name)}, a finite "
+                    f"number, found {value}"
                 )
         if not 0 <= self.seed < 2**63:
             raise ConfigError(f"--seed must be an integer in 0..2**63-1, found {self.seed}")

@@ -160,7 +160,13 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: Any = None) -> dict
     # --precision (issue 19): autocast around the step, fp16's loss scaling and scaled step;
     # the found-inf flag is agreed over every rank (sparkgrad/engine/precision.py)
     collective = ctx is not None and world > 1 and not config.uses_parameter_server
-    amp = MixedPrecision(config.precision, config.device, ctx.pg if collective else None)
+    amp = MixedPrecision(
+        config.precision,
+        config.device,
+        ctx.pg if collective else None,
+        init_scale=config.init_scale,
+        growth_interval=config.growth_interval,
+    )
     if config.uses_parameter_server:  # issue 20: a worker of the parameter server
         from sparkgrad.parallel.asynchronous.worker import AsyncWorker
 
@@ -222,6 +228,7 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: Any = None) -> dict
                 scheduler.last_epoch = start_epoch - 1
             if "rng" in ckpt.meta:  # the same dropout masks as an uninterrupted run
                 sg.set_rng_state(ckpt.meta["rng"])
+            amp.load_state_dict(ckpt.meta.get("scaler", {}))  # fp16: the scale goes on
             say(f"resumed from checkpoint step {ckpt.step} (epoch {start_epoch}, batch {skip})")
         elif attempt > 0:
             say("no checkpoint yet: starting again from step 0")
@@ -247,6 +254,8 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: Any = None) -> dict
                     "history": [m.as_dict() for m in tr.history],
                     # dropout's generator: every rank draws alike, so rank 0's state is all
                     "rng": sg.get_rng_state(),
+                    # fp16: the loss scale, growth tracker and skips (the same on every rank)
+                    "scaler": amp.state_dict(),
                 },
             )
         if rank == 0 and ctx is not None:

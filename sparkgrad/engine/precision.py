@@ -17,7 +17,16 @@ attached from the outside, so one block serves every model and every strategy:
    more than one rank the found-inf flag is all-reduced over the world group, so a rank
    whose gradients (or gradient shard, or pipeline stage) overflowed makes every rank skip.
 
-The run reports the final loss scale and how many steps were skipped.
+The run reports the final loss scale and how many steps were skipped; ``--init-scale`` and
+``--growth-interval`` are GradScaler's ``init_scale`` and ``growth_interval``, and
+checkpoints carry the scaler's state (:meth:`MixedPrecision.state_dict`), so a resumed
+run goes on with the scale it had.
+
+**ZeRO** goes further than autocast: under ``--precision fp16|bf16`` it holds its
+parameters and gradients in 16 bits and an fp32 master copy of its shard for the
+optimizer (the paper's precision, :mod:`sparkgrad.parallel.zero.master_weights`). The
+pieces above compose with it unchanged: the scaler sees the fp32 master shards' gradients,
+unscales and checks *this rank's shard*, and the all-reduced flag makes every rank skip.
 """
 
 from __future__ import annotations
@@ -57,7 +66,14 @@ class _Unpatched:
 class MixedPrecision:
     """The pieces ``--precision`` attaches: autocast dtype, scaler, and the wrappers."""
 
-    def __init__(self, precision: str, device: str = "cpu", process_group: Any = None) -> None:
+    def __init__(
+        self,
+        precision: str,
+        device: str = "cpu",
+        process_group: Any = None,
+        init_scale: float = 2.0**16,
+        growth_interval: int = 2000,
+    ) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(
                 f"--precision must be one of {', '.join(PRECISIONS)}, found {precision!r}"
@@ -68,9 +84,14 @@ class MixedPrecision:
         )
         if precision == "bf16" and self.dtype is None:
             raise ConfigError("--precision bf16 needs the ml_dtypes package: pip install ml_dtypes")
-        self.scaler = (
-            GradScaler(device, process_group=process_group) if precision == "fp16" else None
-        )
+        self.scaler = None
+        if precision == "fp16":
+            self.scaler = GradScaler(
+                device,
+                init_scale=init_scale,
+                growth_interval=growth_interval,
+                process_group=process_group,
+            )
 
     @property
     def enabled(self) -> bool:
@@ -129,6 +150,28 @@ class MixedPrecision:
 
     def _start_scale(self) -> None:
         self.scaler._lazy_init_scale_growth_tracker()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The scaler's state for a checkpoint (``{}`` without a scaler): GradScaler's
+        ``state_dict`` (``scale``, ``_growth_tracker``, the factors) plus ``skipped_steps``."""
+        if self.scaler is None:
+            return {}
+        return {**self.scaler.state_dict(), "skipped_steps": self.scaler.skipped_steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Go on from a checkpoint's scale, growth tracker and skip count. The factors and
+        the interval stay this run's (``--growth-interval``): a checkpoint carries state,
+        never settings."""
+        if self.scaler is None or not state:
+            return
+        own = self.scaler.state_dict()
+        keep = ("growth_factor", "backoff_factor", "growth_interval")
+        # a shorter --growth-interval than the checkpoint's tracker: grow at the next clean step
+        tracker = min(int(state["_growth_tracker"]), own["growth_interval"] - 1)
+        self.scaler.load_state_dict(
+            {**state, **{k: own[k] for k in keep}, "_growth_tracker": tracker}
+        )
+        self.scaler.skipped_steps = int(state.get("skipped_steps", 0))
 
     def report(self) -> dict[str, Any]:
         """``{"precision", "loss_scale", "skipped_steps"}`` (scale 1.0 and 0 without a scaler)."""

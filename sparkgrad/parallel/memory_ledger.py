@@ -23,12 +23,16 @@ and, in the optimizer, a 4-byte fp32 master copy next to the moments: ``K = 12``
     2 (+ gradients)     2Ψ           2Ψ/N        12Ψ/N              2Ψ + 14Ψ/N
     3 (+ parameters)    2Ψ/N         2Ψ/N        12Ψ/N              16Ψ/N
 
-The measured side counts bytes **by dtype** (:func:`held_bytes_by_dtype`, the
-``measured_by_dtype`` entry of :meth:`MemoryLedger.as_dict`), so a float16 copy shows up as
-float16 and the fp32 master weights as float32. Note that sparkgrad's autocast-style
-``--precision`` (:mod:`sparkgrad.engine.precision`, like ``torch.amp``) keeps the
-strategies' parameters and gradients in fp32 and makes the 2-byte copies per step, so a
-ZeRO run under it still measures the fp32 table above.
+Both sides count bytes **by dtype**: the measured one (:func:`held_bytes_by_dtype`, the
+``measured_by_dtype`` entry of :meth:`MemoryLedger.as_dict`) shows a float16 copy as float16
+and the fp32 master weights as float32, and :meth:`MemoryLedger.expected_by_dtype` splits the
+formula the same way. ZeRO built with ``precision="fp16"`` or ``"bf16"`` (what ``--precision``
+gives ``--strategy zero1|zero2|zero3``) holds exactly this layout -- 16-bit flat parameters
+and gradients, an fp32 master copy of its shard in the optimizer
+(:mod:`sparkgrad.parallel.zero.master_weights`) -- so it measures the paper's table above.
+The other strategies under ``--precision`` (autocast, like ``torch.amp``,
+:mod:`sparkgrad.engine.precision`) keep fp32 parameters and gradients, make the 2-byte
+copies per step, and measure the fp32 table.
 
 SGD with momentum keeps one buffer (4P instead of 8P); plain SGD none. :meth:`expected`
 evaluates these formulas. The ledger itself does *not*: it measures the arrays a strategy
@@ -192,6 +196,19 @@ class MemoryLedger:
         return out
 
     @staticmethod
+    def expected_by_dtype(  # noqa: N803
+        stage: int, P: int, N: int, optimizer: str = "adam", precision: str = "fp32"
+    ) -> dict[str, dict[str, float]]:
+        """:meth:`expected` per kind and dtype: ``{"parameters": {"float16": 2P}, ...}``."""
+        out = MemoryLedger.expected(stage, P, N, optimizer, precision)
+        low = {"fp16": "float16", "bf16": "bfloat16"}.get(precision, "float32")
+        return {
+            "parameters": {low: out["parameters"]},
+            "gradients": {low: out["gradients"]},
+            "optimizer": {"float32": out["optimizer"]} if out["optimizer"] else {},
+        }
+
+    @staticmethod
     def expected_activations(
         recompute: str,
         layers: int,
@@ -244,9 +261,13 @@ class MemoryLedger:
         formula = self.expected(
             self.stage, self.numel, self.world_size, self.optimizer, self.precision
         )
+        by_dtype = self.expected_by_dtype(
+            self.stage, self.numel, self.world_size, self.optimizer, self.precision
+        )
         return {
             "precision": self.precision,
             "measured_by_dtype": self.by_dtype,
+            "expected_by_dtype": by_dtype,
             "stage": self.stage,
             "world_size": self.world_size,
             "numel": self.numel,

@@ -44,6 +44,11 @@ def reference(op: ReduceOp, inputs: list[np.ndarray]) -> np.ndarray:
     return stack.sum(axis=0, dtype=stack.dtype) / stack.dtype.type(len(inputs))
 
 
+def floating(dtype: Any) -> bool:
+    """float16/32/64, and ml_dtypes' bfloat16 (NumPy calls its kind "V")."""
+    return np.dtype(dtype).kind == "f" or np.dtype(dtype).name == "bfloat16"
+
+
 def wrong(actual: Any, expected: np.ndarray) -> int:
     """nccl-tests' ``#wrong``: elements that differ (shapes and dtypes must match too)."""
     actual = np.asarray(actual)
@@ -75,7 +80,7 @@ def check_every_collective(pg: ProcessGroup, dtypes: list = DTYPES, counts: list
         for count in counts:
             ins = [exact_input(i, count, dtype) for i in range(n)]
             for op in OPS:
-                if op is ReduceOp.AVG and np.dtype(dtype).kind != "f":
+                if op is ReduceOp.AVG and not floating(dtype):
                     continue
                 xs = [exact_input(i, count, dtype, op) for i in range(n)]
                 for algo in REGISTRY["all_reduce"]:
@@ -121,6 +126,21 @@ def tcp_matrix_worker(rank: int, world_size: int) -> int:
     pg = ProcessGroup(transport, timeout=20, segment_bytes=4096)
     try:
         return check_every_collective(pg, counts=[3, 20000])
+    finally:
+        transport.close()
+
+
+def tcp_sixteen_bit_worker(rank: int, world_size: int) -> int:
+    """Every collective in float16 and bfloat16 over TCP (ZeRO's 2-byte params and grads);
+    50000 elements make frames over the transport's one-write limit (64 KiB)."""
+    from ml_dtypes import bfloat16
+
+    from sparkgrad.comms.rendezvous import tcp_rendezvous
+
+    transport = tcp_rendezvous("env://", timeout=20)
+    pg = ProcessGroup(transport, timeout=20)
+    try:
+        return check_every_collective(pg, dtypes=[np.float16, bfloat16], counts=[3, 50000])
     finally:
         transport.close()
 

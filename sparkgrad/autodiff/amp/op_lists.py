@@ -37,8 +37,10 @@ float32 weights answers float32 — exactly PyTorch's "ops not listed" rule. Not
 means on the CPU: ``softmax(linear(x))`` is bfloat16 there in PyTorch and here alike, while
 a softmax of float32 data stays float32 (autocast never lowers it). ``dot`` is not listed
 on the CPU (it keeps its inputs' dtype) but ``matmul`` of two vectors is (as in PyTorch).
-ZeRO-3's gathered linear (``GatheredLinear``) is not listed: its inputs are flat fp32
-master shards, and it computes in the dtype it is given.
+ZeRO-3's gathered linear (``GatheredLinear``, sparkgrad.parallel.zero.shard_unit) is
+lowered like ``Linear``: its input is rounded and its output is 16-bit, so a stage-3 layer
+computes what an ``nn.Linear`` does under autocast (its weights are gathered 16-bit shards in
+ZeRO's own precision, and its weight shard's gradient comes back through the cast).
 
 The lists name op *classes* (``Function`` subclasses); ``tests/autodiff/amp`` checks that
 each name still exists, so a renamed op cannot silently fall off a list.
@@ -51,7 +53,7 @@ FP32 = "fp32"  # run in float32
 PROMOTE = "promote"  # run in the widest floating dtype among the inputs
 BANNED = "banned"  # unsafe under autocast: raise, as PyTorch does
 
-_LOWER_OPS = ("MatMul", "Linear", "Conv2d", "ScaledDotProductAttention")
+_LOWER_OPS = ("MatMul", "Linear", "Conv2d", "ScaledDotProductAttention", "GatheredLinear")
 _CPU_FP32_OPS = (
     "CrossEntropy",
     "NLLLoss",

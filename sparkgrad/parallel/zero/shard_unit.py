@@ -18,6 +18,11 @@ returns for its ``shard`` input is already averaged over the ranks, so after
 ``loss.backward()`` each ``unit.shard.grad`` is this rank's slice of the data-parallel
 gradient and the optimizer can step at once. Every other layer goes through the generic
 unit of :mod:`~sparkgrad.parallel.zero.stage3` (hooks around the layer's own forward).
+
+In the paper's precision (``dtype=float16`` or ``bfloat16``) the flat buffer, the shard and
+so everything gathered and reduced are 16-bit, and the optimizer steps an fp32 copy of the
+shard instead (``unit.optimized``, :mod:`~sparkgrad.parallel.zero.master_weights`). 16-bit
+gradients are averaged as ``Σ (g / N)`` rather than ``(Σ g) / N``: no partial sum overflows.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.comms.process_group import ProcessGroup
 from sparkgrad.comms.reduce_ops import ReduceOp
 from sparkgrad.parallel.zero.flat_buffer import FlatBuffer
+from sparkgrad.parallel.zero.master_weights import MasterShard
 
 
 class ShardUnit:
@@ -43,6 +49,10 @@ class ShardUnit:
         arrays: their values (rank 0's are broadcast, so every rank starts the same).
         pg: the data-parallel process group.
         keep_full: keep the full flat buffer (stages 1, 2) or only this rank's shard (3).
+        dtype: what the model computes with (default: the arrays' own). A 2-byte dtype
+            (float16, bfloat16) makes the flat buffer and the shard 16-bit and keeps this
+            rank's shard in fp32 beside them, as ``master``
+            (:class:`~sparkgrad.parallel.zero.master_weights.MasterShard`).
     """
 
     def __init__(
@@ -51,15 +61,29 @@ class ShardUnit:
         arrays: list[Any],
         pg: ProcessGroup,
         keep_full: bool,
+        dtype: Any = None,
     ) -> None:
         self.names, self.pg = names, pg
-        self.layout = FlatBuffer.like(arrays, pg.size)
-        full = self.layout.flatten(arrays)
+        exact = FlatBuffer.like(arrays, pg.size)  # the arrays' own dtype (fp32)
+        full = exact.flatten(arrays)
         pg.broadcast(full, root=0)  # every rank starts from rank 0's values
+        self.master: MasterShard | None = None
+        self.layout = exact
+        if dtype is not None and np.dtype(dtype) != exact.dtype:
+            self.layout = FlatBuffer(exact.shapes, pg.size, dtype)
+            master_values = exact.shard(full, pg.rank)
+            full = full.astype(self.layout.dtype)  # the 16-bit copy the model computes with
         mine = self.layout.shard(full, pg.rank)
         self.full = full if keep_full else None
         self.shard = Tensor._wrap(mine if keep_full else mine.copy())  # a view, or our own copy
         self.shard.requires_grad = True
+        if self.layout is not exact:
+            self.master = MasterShard(master_values, self.shard)
+
+    @property
+    def optimized(self) -> Tensor:
+        """The tensor the optimizer steps: the fp32 master, or the shard itself."""
+        return self.shard if self.master is None else self.master.tensor
 
     # ---- collectives on this unit --------------------------------------------------------
     def gather(self, shard: Any = None, out: Any = None) -> Any:
@@ -73,25 +97,49 @@ class ShardUnit:
 
     def reduce_scatter(self, full: Any, out: Any = None) -> Any:
         """This rank's shard of the average over ranks of the flat array ``full``."""
-        return self.pg.reduce_scatter(full, op=ReduceOp.AVG, out=out)
+        return self.pg.reduce_scatter(*self._averaging(full), out=out)
+
+    def all_reduce(self, full: Any) -> Any:
+        """``full`` averaged over the ranks, in place."""
+        self.pg.all_reduce(*self._averaging(full))
+        return full
+
+    def _averaging(self, full: Any) -> tuple[Any, ReduceOp]:
+        """``(array, op)`` whose reduction is the average. 16-bit arrays are divided by N
+        first and summed, as DeepSpeed does: a ring's partial sums of N scaled fp16
+        gradients could pass 65504 (fp16's largest) where their average does not."""
+        if full.dtype.itemsize > 2:
+            return full, ReduceOp.AVG  # summed, divided once at the end
+        full /= full.dtype.type(self.pg.size)
+        return full, ReduceOp.SUM
 
     # ---- whole tensors, for checkpoints ----------------------------------------------------
     def full_arrays(self, shard: Any = None) -> list[np.ndarray]:
-        """Per-parameter NumPy copies of the gathered ``shard`` (default: the parameters)."""
+        """Per-parameter NumPy copies of the gathered ``shard`` (default: the parameters,
+        in fp32: the master weights when the model computes in 16 bits)."""
+        if shard is None and self.master is not None:
+            shard = self.master.tensor.array
         flat = self.full if shard is None and self.full is not None else self.gather(shard)
         return [np.array(to_numpy(v)) for v in self.layout.views(flat)]
 
-    def shard_of(self, arrays: list[Any]) -> np.ndarray:
-        """This rank's shard of full per-parameter ``arrays`` (a fresh flat copy)."""
-        flat = self.layout.flatten([np.asarray(a, dtype=self.layout.dtype) for a in arrays])
-        return self.layout.shard(flat, self.pg.rank).copy()
+    def shard_of(self, arrays: list[Any], dtype: Any = None) -> np.ndarray:
+        """This rank's shard of full per-parameter ``arrays`` (a fresh flat copy), in
+        ``dtype`` (default: the layout's)."""
+        dtype = self.layout.dtype if dtype is None else dtype
+        layout = FlatBuffer(self.layout.shapes, self.pg.size, dtype)
+        flat = layout.flatten([np.asarray(a, dtype=layout.dtype) for a in arrays])
+        return layout.shard(flat, self.pg.rank).copy()
 
     def load(self, arrays: list[Any]) -> None:
         """Overwrite the parameters with full per-parameter ``arrays``."""
+        if self.master is not None:  # the fp32 master; its shard is cast down from it
+            xp = array_module(self.master.tensor.array)
+            self.master.load(xp.asarray(self.shard_of(arrays, np.float32)))
         if self.full is not None:  # the shard is a view into it
-            flat = self.layout.flatten([np.asarray(a) for a in arrays])
+            exact = None if self.master is None else np.float32  # 16 bits: cast from fp32
+            flat = self.layout.flatten([np.asarray(a, dtype=exact) for a in arrays])
             self.full[...] = array_module(self.full).asarray(flat)
-        else:
+        elif self.master is None:
             self.shard.array[...] = array_module(self.shard.array).asarray(self.shard_of(arrays))
 
 

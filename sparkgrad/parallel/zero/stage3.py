@@ -111,8 +111,9 @@ class ShardedModule:
             owner._parameters[name] = param
 
 
-def shard_model(model: Module, pg: ProcessGroup) -> tuple[Module, list]:
-    """Shard ``model`` in place for ZeRO-3 (see the module docstring).
+def shard_model(model: Module, pg: ProcessGroup, dtype: Any = None) -> tuple[Module, list]:
+    """Shard ``model`` in place for ZeRO-3 (see the module docstring); ``dtype``: the
+    units' compute dtype (a 16-bit one keeps fp32 masters, see :class:`ShardUnit`).
 
     Returns the model (a new object only when the model itself is one Linear) and its
     :class:`ShardUnit` s, whose parameter names follow ``model.named_parameters()``.
@@ -132,7 +133,7 @@ def shard_model(model: Module, pg: ProcessGroup) -> tuple[Module, list]:
         mine = list({id(p): p for p in params if id(p) not in where}.values())
         if mine:  # the parameters no earlier unit holds: this unit's own
             arrays = [p.array for p in mine]
-            unit = ShardUnit([names[id(p)] for p in mine], arrays, pg, keep_full=False)
+            unit = ShardUnit([names[id(p)] for p in mine], arrays, pg, False, dtype)
             units.append(unit)
             where.update((id(p), (unit, i)) for i, p in enumerate(mine))
         if type(module) is DenseLayer and all(uses[id(p)] == 1 for p in params):

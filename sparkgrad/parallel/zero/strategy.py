@@ -21,16 +21,26 @@ The optimizer works on one flat shard tensor per unit (``optimizer_factory([shar
 SGD and Adam are elementwise, so stepping a slice of the flattened parameters equals
 stepping the parameters. Shards are padded flat buffers as in DeepSpeed
 (:mod:`~sparkgrad.parallel.zero.flat_buffer`), and :meth:`ZeRO.memory_ledger` measures the
-bytes each rank really holds (:mod:`~sparkgrad.parallel.memory_ledger`; everything is fp32
-here, so with Adam a data-parallel rank holds params 4P + grads 4P + ``exp_avg`` and
-``exp_avg_sq`` 8P = 16P bytes, and ZeRO 1/2/3 hold 8P + 8P/N, 4P + 12P/N, 16P/N)::
+bytes each rank really holds (:mod:`~sparkgrad.parallel.memory_ledger`). In fp32 with Adam a
+data-parallel rank holds params 4P + grads 4P + ``exp_avg`` and ``exp_avg_sq`` 8P = 16P
+bytes, and ZeRO 1/2/3 hold 8P + 8P/N, 4P + 12P/N, 16P/N::
 
     s = ZeRO(model, lambda p: sg.optim.Adam(p, lr=1e-3), F.cross_entropy, stage=2)
     loss = s.train_step(x_rows, y_rows)
     print(s.memory_ledger().table())
 
-Checkpoints hold the full, unsharded model and optimizer state in the single-process
-layout, so they load under any strategy and world size (``load_full_state`` re-shards):
+**The paper's precision** (``precision="fp16"`` or ``"bf16"``; ``--precision`` on the command
+line): parameters and gradients are 16-bit -- the flat buffer the model reads, the
+gradient buffer, every all_gather and reduce_scatter -- and the optimizer steps an fp32
+master copy of this rank's shard (:mod:`~sparkgrad.parallel.zero.master_weights`), so its
+state is 12 bytes per parameter with Adam and the ledger shows the paper's table:
+2Ψ + 2Ψ + 12Ψ/N (stage 1), 2Ψ + 2Ψ/N + 12Ψ/N (stage 2), 16Ψ/N (stage 3). Loss scaling is
+the engine's GradScaler (:mod:`sparkgrad.engine.precision`), which then unscales and checks
+the fp32 master shards' gradients and agrees with the other ranks on skipping.
+
+Checkpoints hold the full, unsharded model (the fp32 masters, gathered, in a 16-bit run) and
+optimizer state in the single-process layout, so they load under any strategy, world size
+and precision (``load_full_state`` re-shards):
 the plain model's state-dict keys (a tied weight under both its names, buffers such as
 ``positions.pe`` whole), parameters numbered in ``model.parameters()`` order.
 """
@@ -41,10 +51,10 @@ from typing import Any
 
 import numpy as np
 
-from sparkgrad.autodiff.backend import array_module, to_numpy
+from sparkgrad.autodiff import dtypes
+from sparkgrad.autodiff.backend import array_module, device_of, to_numpy
 from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.tensor import Tensor
-from sparkgrad.comms.reduce_ops import ReduceOp
 from sparkgrad.distributed.state import resolve
 from sparkgrad.errors import ConfigError
 from sparkgrad.parallel.memory_ledger import MemoryLedger, optimizer_arrays
@@ -59,6 +69,8 @@ from sparkgrad.parallel.timeline import timed
 from sparkgrad.parallel.zero.shard_unit import ShardUnit
 from sparkgrad.parallel.zero.stage3 import shard_model
 
+PRECISIONS = ("fp32", "fp16", "bf16")
+
 
 class ZeRO(Strategy):
     """ZeRO stage 1, 2 or 3 over the data-parallel ranks of ``process_group``.
@@ -70,6 +82,10 @@ class ZeRO(Strategy):
         loss_fn: a mean loss ``loss_fn(logits, labels)``.
         process_group: the data-parallel group (default: the default group).
         stage: 1, 2 or 3 (anything else is a :class:`~sparkgrad.errors.ConfigError`).
+        precision: ``"fp32"`` (everything fp32), or ``"fp16"``/``"bf16"``: the paper's
+            mixed precision, 16-bit parameters and gradients and an fp32 master copy of
+            this rank's shard for the optimizer
+            (:mod:`~sparkgrad.parallel.zero.master_weights`).
     """
 
     name = "zero"
@@ -82,15 +98,22 @@ class ZeRO(Strategy):
         loss_fn: LossFn,
         process_group: Any = None,
         stage: int = 1,
+        precision: str = "fp32",
     ) -> None:
         if stage not in (1, 2, 3):
             raise ConfigError(
                 f"ZeRO: expected stage 1 (optimizer state), 2 (+ gradients) or 3 "
                 f"(+ parameters), found stage={stage!r}"
             )
+        low = _sixteen_bit(precision)  # None for fp32
+        if precision == "bf16" and any(device_of(p.array) == "cuda" for p in model.parameters()):
+            raise ConfigError(
+                "ZeRO: precision bf16 on cuda: CuPy has no bfloat16 arrays; use fp16 on cuda"
+            )
         group = resolve(process_group)
         super().__init__(group.rank(), group.size(), group)
         self.name, self.stage, self.loss_fn = f"zero{stage}", stage, loss_fn
+        self.precision = precision
         self.predict_is_collective = stage == 3  # stage 3 gathers weights to predict
         self.pg = group.pg
         self.param_names = [n for n, _ in model.named_parameters()]
@@ -103,31 +126,42 @@ class ZeRO(Strategy):
         self._param_of = {k: named[id(v)] for k, v in state.items() if id(v) in named}
         self._buffer_keys = [k for k in state if k not in self._param_of]
         if stage == 3:
-            self.model, self.units = shard_model(model, self.pg)
+            self.model, self.units = shard_model(model, self.pg, low)
             self._params: list[Tensor] = []
             self._grad_buffer = None
         else:
             self.model, self._params = model, list(model.parameters())
-            unit = ShardUnit(self.param_names, [p.array for p in self._params], self.pg, True)
+            arrays = [p.array for p in self._params]
+            unit = ShardUnit(self.param_names, arrays, self.pg, True, low)
             for p, view in zip(self._params, unit.layout.views(unit.full)):
                 p.array = view  # the model now reads and writes the flat buffer
             self.units = [unit]
             size = unit.layout.padded_numel if stage == 1 else unit.layout.shard_numel
             self._grad_buffer = array_module(unit.full).zeros(size, dtype=unit.layout.dtype)
-        self.optimizer = optimizer_factory([u.shard for u in self.units])
+        self.masters = [u.master for u in self.units if u.master is not None]  # 16-bit runs
+        self.optimizer = optimizer_factory([u.optimized for u in self.units])
+
+    @classmethod
+    def options_from(cls, config: Any) -> dict[str, Any]:
+        """``--precision fp16|bf16``: the paper's precision (16-bit params and grads)."""
+        return {**super().options_from(config), "precision": config.precision}
 
     # ---- one step ---------------------------------------------------------------------------
     def train_step(self, x: Tensor, y: Tensor) -> float:
         self.model.train()
         self.optimizer.zero_grad()
-        for p in self._params:
+        for p in [*self._params, *(u.shard for u in self.units)]:
             p.grad = None
         loss = timed(self.timeline, "forward", lambda: self.loss_fn(self.model(x), y))
         timed(self.timeline, "backward", loss.backward)  # stage 3 reduce_scatters in here
         if self.stage < 3:
             self._reduce_gradients()
         with self.timeline.span("optimizer"):
-            self.optimizer.step()
+            for m in self.masters:
+                m.grad_to_master()  # fp32(16-bit grad shard)
+            self.optimizer.step()  # on the fp32 masters (the GradScaler may skip it)
+            for m in self.masters:
+                m.params_from_master()  # 16-bit shard = cast(master)
         if self.stage < 3:
             unit = self.units[0]
             unit.gather(out=unit.full)  # every rank gets every updated shard
@@ -138,8 +172,7 @@ class ZeRO(Strategy):
         unit = self.units[0]
         grads = [None if p.grad is None else p.grad.array for p in self._params]
         if self.stage == 1:
-            flat = unit.layout.flatten(grads, out=self._grad_buffer)
-            self.pg.all_reduce(flat, op=ReduceOp.AVG)
+            flat = unit.all_reduce(unit.layout.flatten(grads, out=self._grad_buffer))
             shard_grad = unit.layout.shard(flat, self.rank)
         else:
             flat = unit.layout.flatten(grads)  # temporary: only the shard survives
@@ -159,9 +192,9 @@ class ZeRO(Strategy):
 
     # ---- checkpoints: full state in, full state out --------------------------------------------
     def full_state_dict(self) -> dict[str, np.ndarray]:
-        if self.stage < 3:
+        if self.stage < 3 and not self.masters:
             return numpy_state(self.model)  # the full flat buffer is here already
-        params = {}
+        params = {}  # gathered shards (the fp32 masters in a 16-bit run)
         for unit in self.units:
             params.update(zip(unit.names, unit.full_arrays()))
         buffers = numpy_state(self.model)  # whole buffers (and parameters emptied or gone)
@@ -240,7 +273,7 @@ class ZeRO(Strategy):
     def _shard_entry(self, unit: ShardUnit, key: str, entries: list[dict]) -> np.ndarray:
         values = [_host(e[key]) for e in entries]
         if [v.shape for v in values] == unit.layout.shapes:
-            return unit.shard_of(values)  # a buffer shaped like each parameter
+            return unit.shard_of(values, unit.optimized.dtype)  # shaped like each parameter
         if all(v.ndim == 0 for v in values):
             return values[0]  # a scalar such as step
         raise ConfigError(
@@ -263,15 +296,29 @@ class ZeRO(Strategy):
         return MemoryLedger(
             params,
             grads,
-            optimizer_arrays(self.optimizer),
+            optimizer_arrays(self.optimizer) + [m.tensor for m in self.masters],
             stage=self.stage,
             world_size=self.world_size,
             numel=sum(u.layout.numel for u in self.units),
             optimizer=kind if kind in ("adam", "adamw", "sgd") else "none",
+            precision=self.precision,
         )
 
     def report(self) -> dict[str, Any]:
         return {**super().report(), "stage": self.stage, "memory": self.memory_ledger().as_dict()}
+
+
+def _sixteen_bit(precision: str) -> Any:
+    """The 16-bit dtype of ``precision`` (None for fp32)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(
+            f"ZeRO: precision must be one of {', '.join(PRECISIONS)}, found {precision!r}"
+        )
+    if precision == "fp32":
+        return None
+    if precision == "bf16" and getattr(dtypes, "bfloat16", None) is None:
+        raise ConfigError("ZeRO: precision bf16 needs the ml_dtypes package: pip install ml_dtypes")
+    return dtypes.float16 if precision == "fp16" else dtypes.bfloat16
 
 
 def _host(value: Any) -> np.ndarray:
