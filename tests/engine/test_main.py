@@ -51,20 +51,26 @@ def _assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> 
 
 
 # ---- errors: one clear line, exit code 2 ------------------------------------------------------
+def slow(*values):  # the full suite runs every case; the quick loop three (one subprocess each)
+    return pytest.param(*values, marks=pytest.mark.slow)
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [
         (["--batch-size", "0"], "--batch-size must be >= 1"),
-        (["--batch-size", "63", "--world-size", "2"], "divide evenly"),
-        (["--hidden", "256,x"], "--hidden"),
-        (["--optimizer", "lbfgs"], "--optimizer"),
-        (["--resume"], "--checkpoint-dir"),
-        (["--strategy", "pipeline", "--micro-batches", "5"], "--micro-batches 5 must divide"),
-        (["--strategy", "pipeline", "--world-size", "4"], "--model mlp has only 3"),
-        (["--strategy", "model", "--split", "3,1"], "--split needs 2"),
-        (["--strategy", "tensor", "--world-size", "3", "--hidden", "256,100"], "do not divide"),
+        slow(["--batch-size", "63", "--world-size", "2"], "divide evenly"),
+        slow(["--hidden", "256,x"], "--hidden"),
+        slow(["--optimizer", "lbfgs"], "--optimizer"),
+        slow(["--resume"], "--checkpoint-dir"),
+        slow(["--strategy", "pipeline", "--micro-batches", "5"], "--micro-batches 5 must divide"),
+        slow(["--strategy", "pipeline", "--world-size", "4"], "--model mlp has only 3"),
+        slow(["--strategy", "model", "--split", "3,1"], "--split needs 2"),
+        slow(["--strategy", "tensor", "--world-size", "3", "--hidden", "256,100"], "do not divide"),
         (["--strategy", "hybrid", "--world-size", "2", "--mesh", "dp=2,tp=2"], "dp=2,tp=2"),
-        (["--strategy", "hybrid", "--world-size", "2", "--mesh", "pp=2"], "data x tensor meshes"),
+        slow(
+            ["--strategy", "hybrid", "--world-size", "2", "--mesh", "pp=2"], "data x tensor meshes"
+        ),
         (["--strategy", "zero4"], "--strategy"),
     ],
 )

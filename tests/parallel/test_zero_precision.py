@@ -91,7 +91,7 @@ def test_bad_precisions_are_config_errors(device: str):
 
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
-@pytest.mark.parametrize("world", [2, 4])
+@pytest.mark.parametrize("world", [2, pytest.param(4, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("stage", [1, 2, 3])
 def test_gpt_equals_one_process_with_master_weights(stage, world, precision, optimizer):
     batches, factory, loss = gpt_batches(), gpt.optimizer_factory(optimizer), TokenCrossEntropy()
