@@ -261,6 +261,14 @@ def run_strategies(
     return rows
 
 
+def bubble_cell(r: dict) -> str:
+    """``measured/simulated/theoretical`` bubble of a pipelined row ('' for the others)."""
+    if "bubble_theoretical" not in r:
+        return ""
+    simulated = r.get("bubble_simulated", float("nan"))
+    return f"{r['bubble_measured']:.2f}/{simulated:.2f}/{r['bubble_theoretical']:.2f}"
+
+
 def format_table(rows: list[dict]) -> str:
     """The per-strategy table: milliseconds per step, averaged over ranks."""
     head = (
@@ -269,12 +277,7 @@ def format_table(rows: list[dict]) -> str:
     )
     lines = [head, "-" * len(head)]
     for r in rows:
-        bubble = ""
-        if "bubble_theoretical" in r:
-            bubble = (
-                f"{r['bubble_measured']:.2f}/{r.get('bubble_simulated', float('nan')):.2f}/"
-                f"{r['bubble_theoretical']:.2f}"
-            )
+        bubble = bubble_cell(r)
         lines.append(
             f"{r.get('label', r['strategy']):<20} {r['world_size']:>5} {r['step_s'] * 1e3:>8.2f} "
             f"{r['compute_s'] * 1e3:>8.2f} {r['comm_s'] * 1e3:>8.2f} {r['idle_s'] * 1e3:>8.2f} "

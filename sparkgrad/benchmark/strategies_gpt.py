@@ -166,6 +166,8 @@ def memory_summary(row: dict) -> dict[str, float]:
 
 def format_gpt_table(rows: list[dict]) -> str:
     """The GPT table: milliseconds per step, KiB sent, MB per rank, modelled H100 steps."""
+    from sparkgrad.benchmark.strategies import bubble_cell
+
     clusters = "/".join(map(str, CLUSTERS))
     head = (
         f"{'strategy':<22} {'ranks':>5} {'step ms':>8} {'compute':>8} {'comm':>8} {'idle':>8} "
@@ -174,10 +176,7 @@ def format_gpt_table(rows: list[dict]) -> str:
     )
     lines = [head, "-" * len(head)]
     for r in rows:
-        bubble = ""
-        if "bubble_theoretical" in r:
-            bubble = (f"{r['bubble_measured']:.2f}/{r['bubble_simulated']:.2f}/"
-                      f"{r['bubble_theoretical']:.2f}")  # fmt: skip
+        bubble = bubble_cell(r)
         mem = memory_summary(r)
         sim = "/".join(f"{r['simulated_step_s'][str(n)] * 1e3:.2f}" for n in CLUSTERS)
         lines.append(
