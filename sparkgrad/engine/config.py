@@ -155,6 +155,11 @@ class RunConfig:
             raise ConfigError(f"--device must be cpu or cuda, found {self.device!r}")
         if self.precision not in ("fp32", "fp16", "bf16"):  # mixed precision (issue 19)
             raise ConfigError(f"--precision must be fp32, fp16 or bf16, found {self.precision!r}")
+        if self.precision == "bf16" and self.device == "cuda":  # found here, before any task
+            raise ConfigError(
+                "--precision bf16 --device cuda: CuPy has no bfloat16 arrays, so bf16 runs only "
+                "on the CPU (through ml_dtypes); use --precision fp16 on cuda"
+            )
         if self.profile is not None and ("://" in self.profile or not self.profile.strip()):
             raise ConfigError(  # profiler (issue 19): every rank writes its own trace there
                 f"--profile needs a local directory (every rank writes its trace there), "

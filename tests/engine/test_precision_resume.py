@@ -79,6 +79,7 @@ def test_scaler_state_round_trips_and_the_checkpoint_never_changes_the_interval(
         (["--init-scale", "nan"], "--init-scale must be in (0, 3.40282e+38]"),
         (["--init-scale", "1e39"], "--init-scale must be in (0, 3.40282e+38]"),
         (["--growth-interval", "0"], "--growth-interval must be >= 1, found 0"),
+        (["--precision", "bf16", "--device", "cuda"], "CuPy has no bfloat16 arrays"),
     ],
 )
 def test_bad_scaler_flags_are_config_errors(capsys, args, message) -> None:
