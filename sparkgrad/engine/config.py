@@ -155,6 +155,14 @@ class RunConfig:
             raise ConfigError(f"--device must be cpu or cuda, found {self.device!r}")
         if self.precision not in ("fp32", "fp16", "bf16"):  # mixed precision (issue 19)
             raise ConfigError(f"--precision must be fp32, fp16 or bf16, found {self.precision!r}")
+        scaler_flags = {"--init-scale": self.init_scale != 65536.0,
+                        "--growth-interval": self.growth_interval != 2000}  # fmt: skip
+        given = [flag for flag, changed in scaler_flags.items() if changed]
+        if given and self.precision != "fp16":  # they would do nothing: say so
+            raise ConfigError(
+                f"{' and '.join(given)} set the fp16 loss scaler; --precision {self.precision} "
+                "has none (bf16 and fp32 need no loss scaling): add --precision fp16 or drop them"
+            )
         if self.precision == "bf16" and self.device == "cuda":  # found here, before any task
             raise ConfigError(
                 "--precision bf16 --device cuda: CuPy has no bfloat16 arrays, so bf16 runs only "

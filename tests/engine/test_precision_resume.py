@@ -80,9 +80,13 @@ def test_scaler_state_round_trips_and_the_checkpoint_never_changes_the_interval(
         (["--init-scale", "1e39"], "--init-scale must be in (0, 3.40282e+38]"),
         (["--growth-interval", "0"], "--growth-interval must be >= 1, found 0"),
         (["--precision", "bf16", "--device", "cuda"], "CuPy has no bfloat16 arrays"),
+        (["--precision", "bf16", "--init-scale", "1024"], "--init-scale set the fp16 loss"),
+        (["--precision", "fp32", "--growth-interval", "5"], "--precision fp32 has none"),
     ],
 )
 def test_bad_scaler_flags_are_config_errors(capsys, args, message) -> None:
+    if "--precision" not in args:
+        args = ["--precision", "fp16", *args]
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse_config(["--strategy", "single", *args])
     assert main(["--strategy", "single", *args]) == 2
