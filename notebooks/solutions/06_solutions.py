@@ -26,3 +26,13 @@ solution_1 = bytes_per_rank
 #   stage 2: 4P + 12P/N = 30e9 + 90e9/N <= 50e9  <=>  N >= 4.5  ->  N = 5
 #   stage 3: 16P/N = 120e9/N <= 50e9             <=>  N >= 2.4  ->  N = 3
 solution_2 = {1: None, 2: 5, 3: 3}
+
+
+# Exercise 3: the paper's mixed precision. Parameters 2P (float16, whole on every rank in
+# stage 2), gradients 2P/N (float16, sharded), and the optimizer state K = 12 bytes per
+# parameter (fp32 master 4 + exp_avg 4 + exp_avg_sq 4), sharded: 12P/N.
+def paper_stage2_bytes(P: int, N: int) -> float:  # noqa: N803
+    return 2 * P + 2 * P / N + 12 * P / N
+
+
+solution_3 = paper_stage2_bytes
