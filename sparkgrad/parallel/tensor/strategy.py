@@ -29,6 +29,12 @@ and the loss becomes :class:`~sparkgrad.parallel.tensor.vocab.VocabParallelCross
 With ``sequence_parallel=True`` (``--sequence-parallel``) the LayerNorm/dropout regions hold
 ``T/tp`` positions and the replicated parameters' gradients are summed after backward.
 
+**The encoder-decoder** (``--model seq2seq``) is split by
+:func:`~sparkgrad.parallel.tensor.seq2seq.shard_seq2seq`: every attention (encoder self,
+decoder causal self, decoder cross over the memory) by heads, every feed-forward
+column-then-row; its 13-token embedding and head stay replicated, so the loss is the plain
+one and :meth:`predict` returns the full logits as they are.
+
 Checkpoints are the plain model's: :meth:`TensorParallel.full_state_dict` gathers the
 slices (``all_gather``) and glues them back as each parameter's
 :class:`~sparkgrad.parallel.tensor.splits.Split` says (rows, columns, Q/K/V blocks,
@@ -52,8 +58,10 @@ from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.distributed.state import resolve
 from sparkgrad.errors import CheckpointError, ConfigError
 from sparkgrad.models.gpt import GPT
+from sparkgrad.models.seq2seq import Seq2SeqTransformer
 from sparkgrad.parallel.strategy import LossFn, OptimizerFactory, Strategy, numpy_optimizer_state
 from sparkgrad.parallel.tensor.layers import ColumnParallelDense, RowParallelDense
+from sparkgrad.parallel.tensor.seq2seq import shard_seq2seq
 from sparkgrad.parallel.tensor.splits import Split, cut_full, gather_full, split_specs
 from sparkgrad.parallel.tensor.transformer import (
     check_sequence_length,
@@ -104,7 +112,7 @@ class TensorParallel(Strategy):
     name = "tensor"
 
     cuts_layers = True
-    models = ("mlp", "gpt")  # the models whose layers it knows how to cut
+    models = ("mlp", "gpt", "seq2seq")  # the models whose layers it knows how to cut
 
     @classmethod
     def tensor_ways(cls, config: Any) -> int:
@@ -115,12 +123,12 @@ class TensorParallel(Strategy):
     def check_config(cls, config: Any) -> None:
         ways = cls.tensor_ways(config)
         sp = getattr(config, "sequence_parallel", False)
-        if config.model != "gpt":
-            if sp:
-                raise ConfigError(
-                    f"--sequence-parallel splits a Transformer's sequence: expected "
-                    f"--model gpt, found --model {config.model}"
-                )
+        if config.model != "gpt" and sp:
+            raise ConfigError(
+                f"--sequence-parallel splits a Transformer's sequence: expected "
+                f"--model gpt, found --model {config.model}"
+            )
+        if config.model == "mlp":
             bad = [w for w in config.hidden if w % ways]
             if bad:
                 raise ConfigError(
@@ -139,7 +147,7 @@ class TensorParallel(Strategy):
                     f"tensor parallelism over {ways} ranks splits {what} evenly: expected a "
                     f"multiple of {ways}, found {size}"
                 )
-        if getattr(config, "precision", "fp32") == "fp16":
+        if config.model == "gpt" and getattr(config, "precision", "fp32") == "fp16":
             raise ConfigError(
                 "--precision fp16 wraps the loss for scaling, and tensor parallelism on the "
                 "GPT needs its own vocab-parallel loss: use fp32 or bf16"
@@ -169,6 +177,8 @@ class TensorParallel(Strategy):
                 f"sequence parallelism splits a Transformer's sequence: expected a GPT, "
                 f"found {type(model).__name__}"
             )
+        elif isinstance(model, Seq2SeqTransformer):  # the 13-token vocabulary: replicated
+            self.model, self.loss_fn = shard_seq2seq(model, group), loss_fn
         else:
             self.model, self.loss_fn = shard_sequential(model, group), loss_fn
         self._splits = split_specs(self.model)  # state_dict key -> Split (None: replicated)

@@ -72,14 +72,21 @@ def check_sequence_length(length: int, group: Any) -> None:
 
 
 class TensorParallelAttention(Module):
-    """Self-attention with this rank's ``num_heads / tp`` heads (``nn.MultiheadAttention``'s
+    """Attention with this rank's ``num_heads / tp`` heads (``nn.MultiheadAttention``'s
     parameter names, so the keys stay ``in_proj_weight``, ``out_proj.weight``...).
 
     ``in_proj_weight`` keeps rows ``[b·E + r·E/tp, b·E + (r+1)·E/tp)`` for ``b`` = Q, K, V
     (``Split(0, blocks=3)``); ``out_proj`` is a :class:`RowParallelDense`. The attention
     itself is ``self.attention_kernel(q, k, v, attn_mask=, dropout_p=, is_causal=)`` on
     ``(N, heads_local, L, head_dim)``, the fused SDPA unless someone (ring attention) sets
-    another. Accepts the call ``TransformerEncoderLayer._sa_block`` makes.
+    another. Accepts the calls ``TransformerEncoderLayer._sa_block`` and
+    ``TransformerDecoderLayer._mha_block`` make.
+
+    **Cross-attention** (``query`` from the decoder ``(N, L, E)``, ``key is value`` the
+    encoder's memory ``(N, S, E)``): as ``MultiheadAttention``, ``Q = f(query) Wq_rᵀ`` and
+    ``K, V = f(memory) [Wk_r; Wv_r]ᵀ`` as two matmuls, each behind its own ``f`` (the memory
+    is replicated, and every rank's heads add to its gradient). ``key_padding_mask`` is
+    ``(N, S)``, an ``attn_mask`` ``(L, S)`` or ``(N·H, L, S)`` (this rank's heads are kept).
     """
 
     shard_dims = {"in_proj_weight": Split(0, blocks=3), "in_proj_bias": Split(0, blocks=3)}
@@ -89,7 +96,7 @@ class TensorParallelAttention(Module):
     def from_attention(
         cls, mha: MultiheadAttention, group: Any, sequence_parallel: bool = False
     ) -> TensorParallelAttention:
-        """Keep this rank's heads of ``mha`` (a batch-first, packed self-attention)."""
+        """Keep this rank's heads of ``mha`` (batch-first, packed: kdim = vdim = embed_dim)."""
         n, r = group.size(), group.rank()
         if mha.num_heads % n:
             raise ConfigError(
@@ -98,11 +105,11 @@ class TensorParallelAttention(Module):
             )
         if not mha._qkv_same_embed_dim or mha.bias_k is not None or mha.add_zero_attn:
             raise ConfigError(
-                "TensorParallelAttention splits packed self-attention (kdim = vdim = "
+                "TensorParallelAttention splits packed attention (kdim = vdim = "
                 "embed_dim, no bias_k/bias_v, no add_zero_attn)"
             )
         if not mha.batch_first:
-            raise ConfigError("TensorParallelAttention expects batch_first=True, as the GPT's")
+            raise ConfigError("TensorParallelAttention expects batch_first=True, as the models'")
         layer, E, width = cls(), mha.embed_dim, mha.embed_dim // n
         rows = [i for b in range(3) for i in range(b * E + r * width, b * E + (r + 1) * width)]
         xp = array_module(mha.in_proj_weight.array)
@@ -131,21 +138,14 @@ class TensorParallelAttention(Module):
         average_attn_weights: bool = True,
         is_causal: bool = False,
     ) -> tuple[Tensor, None]:
-        if not (query is key and key is value) or need_weights or query.ndim != 3:
+        if key is not value or need_weights or query.ndim != 3:
             raise ConfigError(
-                "TensorParallelAttention runs batched self-attention without weights: "
-                "expected query is key is value (N, L, E) and need_weights=False"
+                "TensorParallelAttention runs batched self- or cross-attention without "
+                "weights: expected key is value (N, S, E) and need_weights=False"
             )
-        qkv = column_parallel_linear(  # f, or all-gather the (N, L/tp, E) shards first
-            query, self.in_proj_weight, self.in_proj_bias, self.group, self.sequence_parallel,
-            self.regather_input,
-        )  # fmt: skip
-        n, length = qkv.shape[0], qkv.shape[1]
-        q, k, v = (  # (N, L, heads_local·hd) each -> (N, heads_local, L, hd), views
-            t.reshape(n, length, self.local_heads, self.head_dim).permute(0, 2, 1, 3)
-            for t in F.chunk(qkv, 3, -1)
-        )
-        mask, is_causal = self._mask(attn_mask, key_padding_mask, is_causal, n, length)
+        q, k, v = self._project(query, key)
+        n, length = query.shape[0], q.shape[2]
+        mask, is_causal = self._mask(attn_mask, key_padding_mask, is_causal, n, length, k.shape[2])
         dropout_p = self.dropout if self.training else 0.0
 
         def attend(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -160,8 +160,31 @@ class TensorParallelAttention(Module):
         out = out.permute(0, 2, 1, 3).reshape(n, length, self.local_heads * self.head_dim)
         return self.out_proj(out), None  # row parallel: g (or reduce-scatter along L)
 
-    def _mask(self, attn_mask: Any, padding: Any, is_causal: bool, n: int, length: int) -> Any:
-        """MultiheadAttention's mask rules, restricted to this rank's heads."""
+    def _project(self, query: Tensor, memory: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """This rank's heads of Q, K, V, each ``(N, heads_local, L or S, head_dim)`` (views)."""
+        w, b, sp = self.in_proj_weight, self.in_proj_bias, self.sequence_parallel
+        if query is memory:  # self-attention: f (or all-gather the (N, L/tp, E) shards) once
+            qkv = column_parallel_linear(query, w, b, self.group, sp, self.regather_input)
+            q, k, v = F.chunk(qkv, 3, -1)
+        else:
+            if sp:
+                raise ConfigError(
+                    "sequence parallelism shards one sequence; cross-attention reads two: "
+                    "expected sequence_parallel=False for a TensorParallelAttention over memory"
+                )
+            width = w.shape[0] // 3  # heads_local · head_dim: [Wq_r; Wk_r; Wv_r]
+            bq, bkv = (None, None) if b is None else (b[:width], b[width:])
+            q = column_parallel_linear(query, w[:width], bq, self.group, False)
+            k, v = F.chunk(column_parallel_linear(memory, w[width:], bkv, self.group, False), 2, -1)
+        return tuple(  # (N, len, heads_local·hd) -> (N, heads_local, len, hd), views
+            t.reshape(t.shape[0], t.shape[1], self.local_heads, self.head_dim).permute(0, 2, 1, 3)
+            for t in (q, k, v)
+        )
+
+    def _mask(
+        self, attn_mask: Any, padding: Any, is_causal: bool, n: int, length: int, keys: int
+    ) -> Any:
+        """MultiheadAttention's mask rules, restricted to this rank's heads (``keys``: S)."""
         if is_causal and attn_mask is None:
             raise ConfigError("Need attn_mask if specifying the is_causal hint")
         if is_causal and padding is None:
@@ -170,10 +193,10 @@ class TensorParallelAttention(Module):
         mask = canonical_mask(attn_mask, "attn_mask", None, "", dtype, False)
         if mask is not None and mask.ndim == 3:  # (N·H, L, S) -> this rank's heads
             lo = self.group.rank() * self.local_heads
-            mask = mask.reshape(n, self.num_heads, length, -1)[:, lo : lo + self.local_heads]
+            mask = mask.reshape(n, self.num_heads, length, keys)[:, lo : lo + self.local_heads]
         padding = canonical_mask(padding, "key_padding_mask", None, "", dtype)
         if padding is not None:
-            padding = padding.reshape(n, 1, 1, length)
+            padding = padding.reshape(n, 1, 1, keys)
             mask = padding if mask is None else mask + padding
         return mask, False
 
