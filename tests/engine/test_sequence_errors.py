@@ -38,7 +38,7 @@ pytestmark = pytest.mark.slow  # a main.py subprocess per case: the full suite r
             ["--model", "seq2seq", "--data", "pydoc-topics"],
             ["--model seq2seq learns to reverse digit strings", "reverse:N"],
         ),
-        (  # tensor splits mlp and gpt (issue 18), not the LSTM
+        (  # tensor splits mlp, gpt and seq2seq (issue 18), not the LSTM
             ["--model", "lstm-lm", "--strategy", "tensor"],
             ["cannot split --model lstm-lm", "single, data"],
         ),

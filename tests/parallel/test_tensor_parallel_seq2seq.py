@@ -263,6 +263,7 @@ def test_heads_that_do_not_divide_are_a_clear_error() -> None:
 def test_config_errors_say_what_was_expected(options: dict, message: str) -> None:
     fields = {"strategy": "tensor", "model": "seq2seq", "data": "reverse:40", "world_size": 2,
               "heads": 4, "d_model": 16}  # fmt: skip
-    RunConfig(**fields).validate()  # tensor parallelism splits the seq2seq now
+    RunConfig(**fields).validate()  # tensor parallelism splits the seq2seq now, and the mesh
+    RunConfig(**{**fields, "strategy": "hybrid", "world_size": 4, "mesh": "dp=2,tp=2"}).validate()
     with pytest.raises(ConfigError, match=message):
         RunConfig(**{**fields, **options}).validate()
