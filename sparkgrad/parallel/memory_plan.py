@@ -82,6 +82,8 @@ class MemoryJob:
     optimizer: str = "adam"
     momentum: float = 0.0
     options: dict = field(default_factory=dict)
+    precision: str = "fp32"
+    device: str = "cpu"
 
     @classmethod
     def from_config(cls, config: Any, vocab_size: int | None = None) -> MemoryJob:
@@ -92,7 +94,7 @@ class MemoryJob:
         options = {**config.strategy_options(), **fixed} if config.world_size > 1 else {}
         return cls(
             ModelShape.from_config(config, vocab_size), config.batch_size, config.world_size,
-            config.optimizer, config.momentum, options,
+            config.optimizer, config.momentum, options, config.precision, config.device,
         )  # fmt: skip
 
     def with_options(self, **options: Any) -> MemoryJob:
