@@ -71,11 +71,55 @@ until backward (:mod:`sparkgrad.parallel.zero.stage3`), their padded flat buffer
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from sparkgrad.errors import ConfigError
 from sparkgrad.parallel.memory_shapes import ModelShape
 
 F32, I64 = 4, 8
+
+
+@dataclass(frozen=True)
+class Widths:
+    """Bytes per saved element, by the dtype an op runs in (the module docstring's table).
+
+    ``stream``: the parameters' dtype, in which the embeddings, the residual stream, the
+    LayerNorms and their dropout run (float32; 2 under ZeRO's 16-bit parameters);
+    ``low``: a lowered op's output and what the unlisted ops it feeds save (ReLU, GELU,
+    dropout masks, ring attention): 2 under autocast; ``copy``: what a lowered op saves of
+    its inputs and computes in (NumPy: float32 arrays holding 16-bit values, so 4);
+    ``weights``: per element of a lowered op's weight, its saved cast copy (4 under
+    autocast on the CPU: an activation, not a parameter; 0 in fp32, where the op saves the
+    parameter itself).
+    """
+
+    stream: int = F32
+    low: int = F32
+    copy: int = F32
+    weights: int = 0
+
+    @property
+    def autocast(self) -> bool:
+        return self.weights > 0
+
+
+FP32 = Widths()
+
+
+def widths_of(precision: str, device: str = "cpu", sixteen_bit_params: bool = False) -> Widths:
+    """The :class:`Widths` of ``--precision`` on ``device``; ``sixteen_bit_params``: ZeRO
+    holds 16-bit parameters (fp16/bf16), so its stream is 16-bit too."""
+    if precision == "fp32":
+        return FP32
+    if precision not in ("fp16", "bf16"):
+        raise ConfigError(f"memory plan: precision must be fp32, fp16 or bf16, found {precision!r}")
+    if device != "cpu":
+        raise ConfigError(
+            f"memory plan: the activations under --precision {precision} are derived for the "
+            f"CPU's autocast (NumPy: 16-bit values in float32 copies); on {device} CuPy lowers "
+            "natively (2-byte copies, LayerNorm and softmax in float32): no prediction there"
+        )
+    return Widths(stream=2 if sixteen_bit_params else F32, low=2, copy=F32, weights=F32)
 
 
 @dataclass(frozen=True)
@@ -89,7 +133,8 @@ class ActivationShare:
     pipeline units ``[first_unit, last_unit)`` (None: to the end); ``in_flight``
     micro-batches held at once; ``zero3_world``: ZeRO-3's ``N`` (0: no ZeRO-3);
     ``scaled_loss``: the loss is scaled by a number before backward (the pipeline's ``1/m``,
-    context parallelism's token weight): the op keeps it, 4 bytes.
+    context parallelism's token weight): the op keeps it, 4 bytes; ``widths``: the bytes
+    of each kind of saved element (:func:`widths_of`: fp32, or autocast).
     """
 
     rows: int
@@ -103,6 +148,23 @@ class ActivationShare:
     in_flight: int = 1
     zero3_world: int = 0
     scaled_loss: bool = False
+    widths: Widths = field(default=FP32)
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """One micro-batch: its ``forward`` bytes, its ``backward`` peak (0: none beyond the
+    forward), bytes held ``once`` per stage, and the weights' cast copies (shared by every
+    micro-batch of the step: autocast casts a weight once per region) alive at the end of
+    its forward (``w_forward``), at its backward peak (``w_backward``) and at that peak
+    while other micro-batches' forwards are alive too (``w_both``)."""
+
+    forward: int
+    backward: int = 0
+    once: int = 0
+    w_forward: int = 0
+    w_backward: int = 0
+    w_both: int = 0
 
 
 def activation_bytes(shape: ModelShape, share: ActivationShare) -> dict[str, int]:
@@ -110,68 +172,94 @@ def activation_bytes(shape: ModelShape, share: ActivationShare) -> dict[str, int
     micro-batch's ``micro_batch`` / ``micro_batch_peak`` (see the module docstring)."""
     last = shape.units if share.last_unit is None else share.last_unit
     units = range(share.first_unit, last)
-    if shape.kind == "mlp":
-        forward, backward, once = _mlp(shape, share, units), 0, 0
-        if 0 in units:  # the first Linear keeps the batch (a view of it, per micro-batch)
-            once = F32 * share.rows * share.micro_batches * shape.widths[0]
-    else:
-        forward, backward, once = _gpt(shape, share, units)
-    k = share.in_flight
-    peak_one = max(forward, backward)
+    parts = _mlp(shape, share, units) if shape.kind == "mlp" else _gpt(shape, share, units)
+    k, f = share.in_flight, parts.forward
+    at_forward = k * f + parts.w_forward
+    peak = at_forward
+    if parts.backward:  # one micro-batch's backward peak, k - 1 others still alive
+        shared = parts.w_both if k > 1 else parts.w_backward
+        peak = max(peak, (k - 1) * f + parts.backward + shared)
     return {
-        "forward": k * forward + once,
-        "peak": (k - 1) * forward + peak_one + once,
-        "micro_batch": forward,
-        "micro_batch_peak": peak_one,
+        "forward": at_forward + parts.once,
+        "peak": peak + parts.once,
+        "micro_batch": f + parts.w_forward,
+        "micro_batch_peak": max(f + parts.w_forward, parts.backward + parts.w_backward),
     }
 
 
 # -- the MLP -------------------------------------------------------------------------------
-def _mlp(shape: ModelShape, share: ActivationShare, units: range) -> int:
-    widths, b, t = shape.widths, share.rows, share.tp
+def _mlp(shape: ModelShape, share: ActivationShare, units: range) -> _Parts:
+    widths, b, t, w = shape.widths, share.rows, share.tp, share.widths
     n = len(widths) - 1
-    total = 0
+
+    def row_parallel(i: int) -> bool:
+        return t > 1 and i < n - n % 2 and i % 2 == 1
+
+    def relu(i: int) -> int:  # the ReLU after Linear i: 16-bit, unless a row-parallel
+        return w.stream if row_parallel(i) else w.low  # layer added its bias after the sum
+
+    total, once, copies = 0, 0, 0
     for i in units:
-        if i == 0:
-            continue  # the batch itself: counted once (activation_bytes)
-        row_parallel = t > 1 and i < n - n % 2 and i % 2 == 1
-        total += F32 * b * (widths[i] // t if row_parallel else widths[i])
+        width = widths[i] // t if row_parallel(i) else widths[i]
+        copies += width * (widths[i + 1] // t if row_parallel(i + 1) else widths[i + 1])
+        if i == 0 and not w.autocast:  # the first Linear keeps the batch (a view of it, per
+            once = F32 * b * share.micro_batches * widths[0]  # micro-batch): counted once
+        elif i == units.start or not w.autocast:  # its input: the batch's rounded copy, a
+            total += w.copy * b * width  # received float32 leaf's copy, or (fp32) the ReLU's
+        else:  # output; under autocast the ReLU keeps its output, the Linear its cast copy
+            total += (relu(i - 1) + w.copy) * b * width
     if units.stop < n:  # the stage ends in a ReLU, which keeps its output
-        total += F32 * b * widths[units.stop]
+        total += relu(units.stop - 1) * b * widths[units.stop]
     if units.stop == n:  # cross-entropy: logits, and per row target, mask, softmax sum
         total += F32 * b * widths[-1] + 13 * b + F32 * share.scaled_loss
-    return total
+    weights = 0 if share.zero3_world else w.weights * copies  # GatheredLinear keeps no weight
+    return _Parts(total, once=once, w_forward=weights)
 
 
 # -- the GPT -------------------------------------------------------------------------------
-def _gpt(shape: ModelShape, share: ActivationShare, units: range) -> tuple[int, int, int]:
-    """(one micro-batch's forward bytes, its backward peak, bytes held once per stage)."""
-    h, a, p = shape.d_model, shape.heads, int(shape.dropout > 0)
-    t, cp = share.tp, share.cp
+def _gpt(shape: ModelShape, share: ActivationShare, units: range) -> _Parts:
+    """One micro-batch's parts (:class:`_Parts`) on this rank's units."""
+    h, a, p, w = shape.d_model, shape.heads, int(shape.dropout > 0), share.widths
+    t, cp, sp = share.tp, share.cp, share.sequence_parallel
     s = shape.context // cp  # positions of each sequence on this rank
     n = share.rows * s  # tokens
-    r = n // t if share.sequence_parallel else n  # tokens of the LayerNorm/dropout regions
+    r = n // t if sp else n  # tokens of the LayerNorm/dropout regions
     ring = cp > 1
+    zero3 = share.zero3_world > 0
+    # the column layers (in_proj, linear1, head) are lowered Linears, unless sequence
+    # parallelism fuses them with the all-gather (SequenceGatherLinear: unlisted, float32)
+    column = w.low if not sp else F32  # the dtype of their outputs
+    column_in = (w.stream if sp else w.copy) * r * h  # what they keep of their input
     # one layer, by part (module docstring)
-    norm1 = F32 * r * h + F32 * r
-    qkv_in = F32 * r * h
-    qkv = 12 * n * h // t  # Q, K, V: SDPA's copies, or views of in_proj's output
-    if ring:
-        scores = F32 * n * h // t + F32 * share.rows * (a // t) * s  # output, log-sum-exp
-    else:
-        scores = (F32 + p) * share.rows * (a // t) * s * s  # P, the dropout mask
-    after_core = F32 * n * h // t + p * F32 * r * h  # out_proj input, dropout mask
-    mlp = (F32 * r * h + F32 * r) + F32 * r * h + 32 * n * h // t + p * 16 * n * h // t
-    mlp += 16 * n * h // t + p * F32 * r * h  # linear2 input, dropout mask
+    norm1 = w.stream * (r * h + r)
+    qkv_in = column_in
+    if ring:  # ring attention (unlisted) keeps views of in_proj's output, its output, lse
+        qkv = 3 * column * n * h // t
+        scores = column * n * h // t + column * share.rows * (a // t) * s
+    else:  # SDPA (lowered) keeps its copies of Q, K, V, and P and the mask
+        qkv = 3 * w.copy * n * h // t
+        scores = (w.copy + p) * share.rows * (a // t) * s * s
+    # the row layers (out_proj, linear2) are lowered too, but under tensor parallelism they
+    # add their float32 bias after the sum: the dropout after them runs in float32
+    row = w.low if t == 1 else w.stream
+    after_core = w.copy * n * h // t + p * row * r * h  # out_proj input, dropout mask
+    mlp = w.stream * (r * h + r) + column_in + 2 * column * 4 * n * h // t  # LN2, GELU
+    mlp += p * column * 4 * n * h // t + w.copy * 4 * n * h // t  # its dropout, linear2 input
+    mlp += p * row * r * h  # the dropout after the MLP
     layer = norm1 + qkv_in + qkv + scores + after_core + mlp
     mode = shape.recompute
+    # the weights' cast copies under autocast (ZeRO-3: in _zero3_gathered)
+    cast = 0 if zero3 else w.weights
+    cols, rows_w = (0 if sp else 7 * h * h // t), 5 * h * h // t  # in_proj + linear1; rest
+    w_layer = cast * (cols + rows_w)
+    w_late = cast * (5 * h * h // t + (0 if sp else 4 * h * h // t))  # out_proj, linear1, 2
 
     blocks = [u for u in units if 1 <= u <= shape.layers]
     embedding, head = 0 in units, shape.layers + 1 in units
     once = 0
     emb = 0
     if embedding:
-        emb = p * F32 * r * h  # the dropout mask
+        emb = p * w.stream * r * h  # the dropout mask
         if t > 1:  # the vocabulary-parallel lookup keeps local ids and a mask, per micro-batch
             emb += (I64 + 1) * n
         else:  # the embedding keeps the ids: views of the rank's whole batch
@@ -180,47 +268,57 @@ def _gpt(shape: ModelShape, share: ActivationShare, units: range) -> tuple[int, 
             emb += I64 * s  # this rank's positions, made per forward
         else:
             once += I64 * shape.context  # the GPT's cached arange (a view of it under SP)
-    tail = 0
+    tail, w_head = 0, 0
     if head:
-        head_in = F32 * (r if share.sequence_parallel else n) * h
+        head_in = (w.stream * r if sp else w.copy * n) * h
+        vocab = shape.vocab
         if t > 1:  # vocab-parallel loss: exp of this rank's logits, per token 8 + 1 + 1 bytes
-            rows = shape.vocab // t + (share.tp_rank < shape.vocab % t)
-            loss = F32 * n * rows + 10 * n
+            vocab = shape.vocab // t + (share.tp_rank < shape.vocab % t)
+            loss = F32 * n * vocab + 10 * n
         else:  # cross-entropy: logits, target (int64), mask (bool), softmax sum (fp32)
             loss = F32 * n * shape.vocab + 13 * n
-        tail = (F32 * r * h + F32 * r) + head_in + loss + F32 * share.scaled_loss
-    gathered_layer, gathered_once = _zero3_gathered(shape, share.zero3_world, head)
+        tail = w.stream * (r * h + r) + head_in + loss + F32 * share.scaled_loss
+        w_head = 0 if sp else cast * vocab * h
+    gathered_layer, gathered_once = _zero3_gathered(shape, share, head)
 
     if mode == "blocks":
-        kept = F32 * r * h  # a checkpoint keeps the block's input
+        kept = w.stream * r * h  # a checkpoint keeps the block's input
         forward = len(blocks) * kept + emb + tail + gathered_once
         backward = len(blocks) * kept + layer + gathered_layer + emb if blocks else 0
-        return forward, backward, once
-    per_layer = layer - (scores if mode == "selective" else 0)
+        w_block = w_layer if blocks else 0
+        return _Parts(forward, backward, once, w_head, w_block, w_head + w_block)
+    per_layer = layer
+    if mode == "selective":  # the attention core is checkpointed: it keeps its inputs
+        per_layer += (0 if ring else 3 * column * n * h // t - qkv) - scores  # (not copies)
     forward = len(blocks) * (per_layer + gathered_layer) + emb + tail + gathered_once
-    backward = 0
+    w_all = len(blocks) * w_layer + w_head
     if mode == "selective" and blocks:  # the last layer's attention runs again: its core
         freed = tail + gathered_once + mlp + after_core  # (SDPA's copies and P, or the ring's
         backward = forward - freed + scores + (0 if ring else qkv)  # output) is back
-    return forward, backward, once
+        return _Parts(forward, backward, once, w_all, w_all - w_head - w_late, w_all)
+    return _Parts(forward, 0, once, w_all)
 
 
-def _zero3_gathered(shape: ModelShape, world: int, head: bool) -> tuple[int, int]:
+def _zero3_gathered(shape: ModelShape, share: ActivationShare, head: bool) -> tuple[int, int]:
     """ZeRO-3: bytes of gathered flat buffers a GPT keeps in the graph (per layer, once).
 
     Its attention (in_proj, out_proj) and LayerNorms are generic units: their ops keep the
     gathered weights until backward. Linears gather again in backward (nothing kept), the
     embeddings' backward needs no weight. A tied head reads the token table: kept too.
+    Under autocast the LayerNorms keep their 16-bit buffers and attention's Linears the
+    weights' cast copies (``widths.weights`` per element), not its buffer.
     """
+    world, w = share.zero3_world, share.widths
     if not world or shape.kind != "gpt":
         return 0, 0
     h = shape.d_model
 
     def padded(numel: int) -> int:
-        return F32 * -(-numel // world) * world
+        return w.stream * -(-numel // world) * world
 
-    layer = padded(4 * h * h + 4 * h) + 2 * padded(2 * h)
+    attention = w.weights * 4 * h * h if w.autocast else padded(4 * h * h + 4 * h)
+    layer = attention + 2 * padded(2 * h)
     once = padded(2 * h) if head else 0
     if head and shape.tie_weights:
-        once += padded(shape.vocab * h)
+        once += w.weights * shape.vocab * h if w.autocast else padded(shape.vocab * h)
     return layer, once

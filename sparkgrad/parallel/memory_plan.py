@@ -44,7 +44,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sparkgrad.errors import ConfigError
-from sparkgrad.parallel.activation_memory import ActivationShare, activation_bytes
+from sparkgrad.parallel.activation_memory import ActivationShare, activation_bytes, widths_of
 from sparkgrad.parallel.memory_ledger import OPTIMIZER_BYTES_PER_ELEMENT
 from sparkgrad.parallel.memory_shapes import ModelShape, ParamSpec
 
@@ -210,7 +210,7 @@ def rank_plan(
     states = job.states(sum(p.local_numel(tp, tp_rank) for p in specs), len(specs))
     share = ActivationShare(
         rows, micro_batches, tp, tp_rank, sequence_parallel, cp, first, last, in_flight,
-        scaled_loss=scaled_loss,
+        scaled_loss=scaled_loss, widths=widths_of(job.precision, job.device),
     )  # fmt: skip
     acts = activation_bytes(job.model, share)
     return MemoryPlan(name, rank, {**states, "activations": acts["peak"]}, notes=notes or [])
@@ -264,16 +264,24 @@ def zero_plan(name: str, job: MemoryJob, rank: int, stage: int) -> MemoryPlan:
     numels = [sum(p.numel for p in g) for g in groups]
     shard = sum(-(-k // n) for k in numels)
     per, step = optimizer_bytes(job.optimizer, job.momentum)
-    full = F32 * shard * n  # stages 1, 2: the padded flat buffer, whole on every rank
+    sixteen = job.precision != "fp32"  # the paper's precision: 16-bit params and grads,
+    w = 2 if sixteen else F32  # and an fp32 master of this rank's shard in the optimizer
+    per += F32 if sixteen else 0
+    full = w * shard * n  # stages 1, 2: the padded flat buffer, whole on every rank
     predicted = {
-        "parameters": full if stage < 3 else F32 * shard,
-        "gradients": full if stage == 1 else F32 * shard,
+        "parameters": full if stage < 3 else w * shard,
+        "gradients": full if stage == 1 else w * shard,
         "optimizer": per * shard + step * len(groups),
     }
-    share = ActivationShare(job.batch_size // n, zero3_world=n if stage == 3 else 0)
+    share = ActivationShare(
+        job.batch_size // n, zero3_world=n if stage == 3 else 0,
+        widths=widths_of(job.precision, job.device, sixteen_bit_params=True),
+    )  # fmt: skip
     predicted["activations"] = activation_bytes(job.model, share)["peak"]
     pad = shard * n - sum(numels)
     notes = [f"flat buffer{'s' if stage == 3 else ''} padded by {pad} elements to multiples of {n}"]
+    if sixteen:
+        notes.append(f"{job.precision}: 2-byte parameters and gradients, fp32 master shard")
     return MemoryPlan(name, rank, predicted, notes=notes)
 
 

@@ -45,6 +45,7 @@ def build(shape: ModelShape, seed: int = 0) -> sg.nn.Module:
 def measure(
     strategy: str, world: int, shape: ModelShape, options: dict | None = None,
     batch: int = 8, optimizer: str = "adam", momentum: float = 0.9, precision: str = "fp32",
+    init_scale: float = 2.0**16,
 ) -> list[MemoryPlan]:  # fmt: skip
     """Every rank's plan for one step of ``strategy``, with its measured bytes; under
     ``precision`` fp16/bf16 built as the engine builds a run (``MixedPrecision`` around the
@@ -67,7 +68,7 @@ def measure(
             dist.init_process_group("threads", rank=rank, world_size=size)
         try:
             group = None if strategy == "single" else resolve(None)  # the found-inf flag, agreed
-            amp = MixedPrecision(precision, "cpu", group)
+            amp = MixedPrecision(precision, "cpu", group, init_scale=init_scale)
             s = make_strategy(
                 strategy, build(shape),
                 amp.optimizer_factory(lambda p: build_optimizer(optimizer, p, 1e-3, momentum)),
