@@ -55,6 +55,55 @@ rank's slice) and per token its target, masks and softmax sums.
 **The MLP** keeps each ``Linear``'s input ``4·b·i`` (a row-parallel layer's ``i/t``), a
 ``ReLU`` ending a pipeline stage its output, and the loss ``4·b·10 + 13b``.
 
+**Under autocast** (``--precision fp16|bf16``, :mod:`sparkgrad.engine.precision`; the op
+lists in :mod:`sparkgrad.autodiff.amp.op_lists`) the ops save other dtypes, and the table is
+derived again from what each op gets and keeps, with four widths
+(:class:`~sparkgrad.parallel.activation_widths.Widths`): ``σ`` the residual stream's (the
+parameters' dtype: the embeddings, ``x + ...``, LayerNorm, the embedding's dropout), ``λ``
+a lowered op's 16-bit output and what the unlisted ops fed by it save, ``κ`` what a lowered
+op saves of its inputs and ``ω`` per element of its weight (its cast copy: not a parameter,
+so an activation). On the CPU the lowering is emulated: a lowered op saves float32 copies
+holding 16-bit values (``κ = ω = 4``) and answers 16-bit (``λ = 2``); float32 parameters
+keep ``σ = 4`` (x + a 16-bit value is float32), ZeRO's 16-bit ones make it ``σ = 2``::
+
+    op (pre-norm block)   gets                       saves                     bytes
+    LayerNorm 1 and 2     the residual stream (σ)    x̂, 1/σ in σ (unlisted)    2σ·(rh + r)
+    in_proj, linear1      LN's output                its cast copy             2κ·rh
+    (lowered Linear)      their weights              their cast copies         ω·7h²/t
+    SDPA (lowered)        16-bit Q, K, V (views)     float32 copies, P, mask   3κ·nh/t +
+                                                                               (κ+[p])·(a/t)·s²·b
+    out_proj, linear2     16-bit heads, dropout out  cast copies               5κ·nh/t
+    (lowered Linear)      their weights              their cast copies         ω·5h²/t
+    dropout after both    their 16-bit outputs       masks in λ                [p]·2λ·rh
+    GELU, its dropout     linear1's 16-bit output    input, tanh, mask in λ    (8 + 4[p])·λ·nh/t
+    cross-entropy (fp32)  16-bit logits              a float32 copy, ...       4nV + 13n
+
+    one layer = s·b·h·(64 + 12·[p]) + 8·s·b + (4 + [p])·a·s²·b + 48h²     (CPU; fp32 params)
+    ZeRO fp16/bf16 (σ = 2): s·b·h·(60 + 12·[p]) + 4·s·b + (4 + [p])·a·s²·b + 48h²
+
+With ``σ = λ = κ = 4, ω = 0`` it is the float32 table. The weights' copies are made once
+per step (the region's cast cache) and shared by every micro-batch of a pipeline stage:
+they count once, not per micro-batch in flight. The shares and modes change: under
+**tensor parallelism** a row layer adds its float32 bias after the sum, so the dropout
+after out_proj and linear2 keeps float32 masks (``[p]·2σ·rh``); under **sequence
+parallelism** the column layers are the fused all-gather + matmul
+(``SequenceGatherLinear``, unlisted): they run in float32, keep their input shard in
+``σ`` and no weight copy, and so GELU and its dropout are float32 too -- the layer is the
+float32 one plus the row layers' copies ``20h²/t``; **ring attention** (unlisted) keeps
+16-bit views of in_proj's output, its 16-bit output and log-sum-exp (``λ`` instead of 4);
+**selective** recompute checkpoints the attention core, which keeps Q, K, V as in_proj
+made them (``3λ·nh/t``) instead of SDPA's copies; **blocks** keep each input in ``σ``.
+**ZeRO-3**'s GatheredLinear keeps no weight; its attention keeps the cast copies
+(``ω·4h²``) rather than the gathered buffer, its LayerNorms their 16-bit gathered buffers.
+
+**The MLP** under autocast: the first Linear keeps a rounded copy of the batch (``κ·b·784``
+per micro-batch: no longer a view of the batch), each later one a cast copy of its input
+beside the ReLU's 16-bit output (``(λ + κ)·b·i``, where float32 shares one array), the ReLU
+after a tensor-parallel row layer is float32 (its bias), a stage's first Linear copies the
+float32 activation it received, and every Linear keeps its weight's copy, ``ω·o·i``. On
+cuda (CuPy lowers natively: 2-byte copies, LayerNorm and softmax on the float32 list) the
+table is not derived here: :func:`widths_of` refuses.
+
 **Recompute** (``--recompute``; :meth:`MemoryLedger.expected_activations` has the
 identical-blocks version): ``selective`` drops the score terms ``(4 + [p])·(a/t)·s²·b``
 (the kernel runs again in backward); ``blocks`` keeps only each block's input ``4·r·h``
@@ -73,53 +122,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sparkgrad.errors import ConfigError
+from sparkgrad.parallel.activation_widths import F32, FP32, Widths, widths_of
 from sparkgrad.parallel.memory_shapes import ModelShape
 
-F32, I64 = 4, 8
-
-
-@dataclass(frozen=True)
-class Widths:
-    """Bytes per saved element, by the dtype an op runs in (the module docstring's table).
-
-    ``stream``: the parameters' dtype, in which the embeddings, the residual stream, the
-    LayerNorms and their dropout run (float32; 2 under ZeRO's 16-bit parameters);
-    ``low``: a lowered op's output and what the unlisted ops it feeds save (ReLU, GELU,
-    dropout masks, ring attention): 2 under autocast; ``copy``: what a lowered op saves of
-    its inputs and computes in (NumPy: float32 arrays holding 16-bit values, so 4);
-    ``weights``: per element of a lowered op's weight, its saved cast copy (4 under
-    autocast on the CPU: an activation, not a parameter; 0 in fp32, where the op saves the
-    parameter itself).
-    """
-
-    stream: int = F32
-    low: int = F32
-    copy: int = F32
-    weights: int = 0
-
-    @property
-    def autocast(self) -> bool:
-        return self.weights > 0
-
-
-FP32 = Widths()
-
-
-def widths_of(precision: str, device: str = "cpu", sixteen_bit_params: bool = False) -> Widths:
-    """The :class:`Widths` of ``--precision`` on ``device``; ``sixteen_bit_params``: ZeRO
-    holds 16-bit parameters (fp16/bf16), so its stream is 16-bit too."""
-    if precision == "fp32":
-        return FP32
-    if precision not in ("fp16", "bf16"):
-        raise ConfigError(f"memory plan: precision must be fp32, fp16 or bf16, found {precision!r}")
-    if device != "cpu":
-        raise ConfigError(
-            f"memory plan: the activations under --precision {precision} are derived for the "
-            f"CPU's autocast (NumPy: 16-bit values in float32 copies); on {device} CuPy lowers "
-            "natively (2-byte copies, LayerNorm and softmax in float32): no prediction there"
-        )
-    return Widths(stream=2 if sixteen_bit_params else F32, low=2, copy=F32, weights=F32)
+I64 = 8
+__all__ = ["ActivationShare", "Widths", "activation_bytes", "widths_of"]
 
 
 @dataclass(frozen=True)
