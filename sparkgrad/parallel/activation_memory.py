@@ -109,7 +109,11 @@ identical-blocks version): ``selective`` drops the score terms ``(4 + [p])·(a/t
 (the kernel runs again in backward); ``blocks`` keeps only each block's input ``4·r·h``
 until backward, which then recomputes one block at a time: the peak is ``L`` inputs plus
 one block's activations, ``L·4rh + A``. On the MLP ``blocks`` saves nothing here: each
-block's input *is* what its ``Linear`` keeps anyway.
+block's input *is* what its ``Linear`` keeps anyway. ``sequential`` (not a ``--recompute``
+mode: ``python -m sparkgrad.benchmark.recompute --sweep`` runs it) is
+``checkpoint_sequential(blocks, S = ceil(sqrt(L)), x)``: ``S − 1`` segments of ``k = L // S``
+blocks keep their input, the last one (``L − (S − 1)·k`` blocks) runs plain, and the peak
+is the end of forward, ``(S − 1)·4rh + (L − (S − 1)·k)·A``: O(sqrt(L)) for ``L = S²``.
 
 **Pipeline** stages hold their units' activations for every micro-batch in flight (``k``:
 GPipe ``m``, 1F1B ``min(p − stage, m)``); the peak is ``k`` forwards, or ``k − 1`` of them
@@ -120,6 +124,7 @@ until backward (:mod:`sparkgrad.parallel.zero.stage3`), their padded flat buffer
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from sparkgrad.parallel.activation_widths import F32, FP32, Widths, widths_of
@@ -294,6 +299,15 @@ def _gpt(shape: ModelShape, share: ActivationShare, units: range) -> _Parts:
         backward = len(blocks) * kept + layer + gathered_layer + emb if blocks else 0
         w_block = w_layer if blocks else 0
         return _Parts(forward, backward, once, w_head, w_block, w_head + w_block)
+    if mode == "sequential" and blocks:  # checkpoint_sequential(blocks, ceil(sqrt(L)))
+        segments, kept = math.isqrt(len(blocks) - 1) + 1, w.stream * r * h
+        size = len(blocks) // segments  # blocks per segment; the last runs plain, with the
+        plain = len(blocks) - (segments - 1) * size  # rest, and keeps its activations
+        one = layer + gathered_layer
+        forward = (segments - 1) * kept + plain * one + emb + tail + gathered_once
+        backward = (segments - 1) * kept + size * one + emb  # a segment recomputed, all the
+        w_plain, w_seg = plain * w_layer + w_head, size * w_layer  # earlier inputs still kept
+        return _Parts(forward, backward, once, w_plain, w_seg, w_plain + w_seg)
     per_layer = layer
     if mode == "selective":  # the attention core is checkpointed: it keeps its inputs
         per_layer += (0 if ring else 3 * column * n * h // t - qkv) - scores  # (not copies)
