@@ -36,6 +36,15 @@ Adam, RMSprop, Adagrad, Adadelta)::
 and the activations are :mod:`~sparkgrad.parallel.activation_memory`'s formulas, with the
 strategy's share of the batch (rows per rank and micro-batch), of the sequence (``/cp``;
 ``/t`` under sequence parallelism), of the layers and of the micro-batches in flight.
+
+**Under** ``--precision fp16|bf16`` (the job's ``precision``, from the run config) ZeRO
+holds what its mixed precision holds: 2-byte parameters and gradients by the same shard
+rules, and the optimizer an fp32 master of its shard beside the moments, ``(4 + K)`` bytes
+per shard element (Adam: 12) plus the steps -- the paper's 2Ψ + 2Ψ + 12Ψ/N family. Every
+other strategy runs autocast around fp32 parameters, gradients and optimizer state (the
+rows above, unchanged); only the activations change, to what autocast's ops save
+(activation_memory's second table; ZeRO's 16-bit parameters make its residual stream
+16-bit too). Those are derived for the CPU: on cuda under autocast there is no plan.
 """
 
 from __future__ import annotations
@@ -72,9 +81,9 @@ def optimizer_bytes(optimizer: str, momentum: float = 0.0) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class MemoryJob:
-    """What a plan needs: the model's shape, the global batch, the world, the optimizer and
+    """What a plan needs: the model's shape, the global batch, the world, the optimizer,
     the strategy's constructor options (``micro_batches``, ``schedule``, ``split``, ``mesh``,
-    ``sequence_parallel``, ZeRO's ``stage``)."""
+    ``sequence_parallel``, ZeRO's ``stage``) and ``--precision`` and ``--device``."""
 
     model: ModelShape
     batch_size: int
@@ -102,7 +111,7 @@ class MemoryJob:
 
     def states(self, numel: int, tensors: int) -> dict[str, int]:
         """Parameters, gradients and optimizer state of ``numel`` elements in ``tensors``
-        optimized tensors, all on this rank (float32)."""
+        optimized tensors, all on this rank (float32: autocast keeps them so)."""
         per, step = optimizer_bytes(self.optimizer, self.momentum)
         return {"parameters": F32 * numel, "gradients": F32 * numel,
                 "optimizer": per * numel + step * tensors}  # fmt: skip
