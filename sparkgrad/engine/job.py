@@ -193,7 +193,11 @@ def train_rank(ctx: Any, config: RunConfig | dict, test_set: Any = None) -> dict
         )
         amp.attach(strategy)
     # issue 18: this rank's memory, predicted from shapes now and measured on the first step
-    memory = None if config.uses_parameter_server else FirstStepMemory(config, vocab, strategy)
+    # (under fp16 the first one the loss scaler took)
+    memory = (
+        None if config.uses_parameter_server
+        else FirstStepMemory(config, vocab, strategy, amp.scaler)
+    )  # fmt: skip
     scheduler = None
     if config.gamma is not None:  # made before a resume loads the (already decayed) lr
         scheduler = sg.optim.lr_scheduler.StepLR(strategy.optimizer, 1, gamma=config.gamma)

@@ -12,8 +12,11 @@ the run prints::
     memory rank 0: predicted 3.57 MB, measured 3.57 MB (params 1.08/1.08, grads 1.08/1.08,
     optimizer 1.08/1.08, activations 0.34/0.34 MB predicted/measured)
 
-Predictions exist for the models whose shapes the plans know (``mlp``, ``gpt``), in float32:
-under ``--precision fp16/bf16`` the autocast copies make the measured activations differ.
+Predictions exist for the models whose shapes the plans know (``mlp``, ``gpt``), in every
+``--precision`` on the CPU: under fp16/bf16 ZeRO's 2-byte parameters and gradients and fp32
+master shard, and for every strategy what autocast's ops save (the cast copies of inputs
+and weights, 16-bit activations, float32 losses; :mod:`sparkgrad.parallel.activation_memory`).
+On cuda under fp16 there is no prediction (CuPy lowers natively: not derived here).
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ FIELDS = tuple(f"memory_{side}_{kind}" for side in ("predicted", "measured") for
 
 class FirstStepMemory:
     """This rank's plan (None when the model has no known shapes) and, once the first
-    ``train_step`` ran, what it measured (the step is wrapped once, then unwrapped)."""
+    ``train_step`` ran, what it measured (the step is wrapped once, then unwrapped). With
+    fp16's ``scaler``, the first step it did not skip: a skipped step leaves an optimizer
+    that never stepped, without its moments (Adam makes them on its first step)."""
 
-    def __init__(self, config: Any, vocab: str, strategy: Any) -> None:
+    def __init__(self, config: Any, vocab: str, strategy: Any, scaler: Any = None) -> None:
         name = config.strategy if config.world_size > 1 else "single"
         try:
             job = MemoryJob.from_config(config, len(vocab) or None)
@@ -43,9 +48,12 @@ class FirstStepMemory:
         inner = strategy.train_step
 
         def measured_first_step(*args: Any, **kwargs: Any) -> float:
-            strategy.train_step = inner  # later steps run as they always do
+            skipped = scaler.skipped_steps if scaler is not None else 0
             with ActivationTracker() as tracker:
                 loss = inner(*args, **kwargs)
+            if scaler is not None and scaler.skipped_steps > skipped:
+                return loss  # fp16 skipped it (an overflow): no optimizer state yet, next one
+            strategy.train_step = inner  # later steps run as they always do
             self.measured = strategy.memory_measured(tracker.peak_bytes)
             return loss
 
@@ -88,6 +96,6 @@ def memory_lines(ranks: list[dict], strategy: str = "") -> list[str]:
             parts = ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in zip(KINDS, measured))
             lines.append(
                 f"memory rank {int(row['rank'])}: measured {sum(measured) / 1e6:.2f} MB "
-                f"({parts}); no prediction for this model"
+                f"({parts}); no prediction for this run"
             )
     return lines

@@ -31,8 +31,9 @@ gives ``--strategy zero1|zero2|zero3``) holds exactly this layout -- 16-bit flat
 and gradients, an fp32 master copy of its shard in the optimizer
 (:mod:`sparkgrad.parallel.zero.master_weights`) -- so it measures the paper's table above.
 The other strategies under ``--precision`` (autocast, like ``torch.amp``,
-:mod:`sparkgrad.engine.precision`) keep fp32 parameters and gradients, make the 2-byte
-copies per step, and measure the fp32 table.
+:mod:`sparkgrad.engine.precision`) keep fp32 parameters and gradients and measure the fp32
+table; the weights' 16-bit copies autocast makes per step are activations (kept by the ops
+that use them: :mod:`sparkgrad.parallel.activation_memory` counts them).
 
 SGD with momentum keeps one buffer (4P instead of 8P); plain SGD none. :meth:`expected`
 evaluates these formulas. The ledger itself does *not*: it measures the arrays a strategy

@@ -36,6 +36,15 @@ Adam, RMSprop, Adagrad, Adadelta)::
 and the activations are :mod:`~sparkgrad.parallel.activation_memory`'s formulas, with the
 strategy's share of the batch (rows per rank and micro-batch), of the sequence (``/cp``;
 ``/t`` under sequence parallelism), of the layers and of the micro-batches in flight.
+
+**Under** ``--precision fp16|bf16`` (the job's ``precision``, from the run config) ZeRO
+holds what its mixed precision holds: 2-byte parameters and gradients by the same shard
+rules, and the optimizer an fp32 master of its shard beside the moments, ``(4 + K)`` bytes
+per shard element (Adam: 12) plus the steps -- the paper's 2Ψ + 2Ψ + 12Ψ/N family. Every
+other strategy runs autocast around fp32 parameters, gradients and optimizer state (the
+rows above, unchanged); only the activations change, to what autocast's ops save
+(activation_memory's second table; ZeRO's 16-bit parameters make its residual stream
+16-bit too). Those are derived for the CPU: on cuda under autocast there is no plan.
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sparkgrad.errors import ConfigError
-from sparkgrad.parallel.activation_memory import ActivationShare, activation_bytes
+from sparkgrad.parallel.activation_memory import ActivationShare, activation_bytes, widths_of
 from sparkgrad.parallel.memory_ledger import OPTIMIZER_BYTES_PER_ELEMENT
 from sparkgrad.parallel.memory_shapes import ModelShape, ParamSpec
 
@@ -72,9 +81,9 @@ def optimizer_bytes(optimizer: str, momentum: float = 0.0) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class MemoryJob:
-    """What a plan needs: the model's shape, the global batch, the world, the optimizer and
+    """What a plan needs: the model's shape, the global batch, the world, the optimizer,
     the strategy's constructor options (``micro_batches``, ``schedule``, ``split``, ``mesh``,
-    ``sequence_parallel``, ZeRO's ``stage``)."""
+    ``sequence_parallel``, ZeRO's ``stage``) and ``--precision`` and ``--device``."""
 
     model: ModelShape
     batch_size: int
@@ -82,6 +91,8 @@ class MemoryJob:
     optimizer: str = "adam"
     momentum: float = 0.0
     options: dict = field(default_factory=dict)
+    precision: str = "fp32"
+    device: str = "cpu"
 
     @classmethod
     def from_config(cls, config: Any, vocab_size: int | None = None) -> MemoryJob:
@@ -92,7 +103,7 @@ class MemoryJob:
         options = {**config.strategy_options(), **fixed} if config.world_size > 1 else {}
         return cls(
             ModelShape.from_config(config, vocab_size), config.batch_size, config.world_size,
-            config.optimizer, config.momentum, options,
+            config.optimizer, config.momentum, options, config.precision, config.device,
         )  # fmt: skip
 
     def with_options(self, **options: Any) -> MemoryJob:
@@ -100,7 +111,7 @@ class MemoryJob:
 
     def states(self, numel: int, tensors: int) -> dict[str, int]:
         """Parameters, gradients and optimizer state of ``numel`` elements in ``tensors``
-        optimized tensors, all on this rank (float32)."""
+        optimized tensors, all on this rank (float32: autocast keeps them so)."""
         per, step = optimizer_bytes(self.optimizer, self.momentum)
         return {"parameters": F32 * numel, "gradients": F32 * numel,
                 "optimizer": per * numel + step * tensors}  # fmt: skip
@@ -208,7 +219,7 @@ def rank_plan(
     states = job.states(sum(p.local_numel(tp, tp_rank) for p in specs), len(specs))
     share = ActivationShare(
         rows, micro_batches, tp, tp_rank, sequence_parallel, cp, first, last, in_flight,
-        scaled_loss=scaled_loss,
+        scaled_loss=scaled_loss, widths=widths_of(job.precision, job.device),
     )  # fmt: skip
     acts = activation_bytes(job.model, share)
     return MemoryPlan(name, rank, {**states, "activations": acts["peak"]}, notes=notes or [])
@@ -262,16 +273,24 @@ def zero_plan(name: str, job: MemoryJob, rank: int, stage: int) -> MemoryPlan:
     numels = [sum(p.numel for p in g) for g in groups]
     shard = sum(-(-k // n) for k in numels)
     per, step = optimizer_bytes(job.optimizer, job.momentum)
-    full = F32 * shard * n  # stages 1, 2: the padded flat buffer, whole on every rank
+    sixteen = job.precision != "fp32"  # the paper's precision: 16-bit params and grads,
+    w = 2 if sixteen else F32  # and an fp32 master of this rank's shard in the optimizer
+    per += F32 if sixteen else 0
+    full = w * shard * n  # stages 1, 2: the padded flat buffer, whole on every rank
     predicted = {
-        "parameters": full if stage < 3 else F32 * shard,
-        "gradients": full if stage == 1 else F32 * shard,
+        "parameters": full if stage < 3 else w * shard,
+        "gradients": full if stage == 1 else w * shard,
         "optimizer": per * shard + step * len(groups),
     }
-    share = ActivationShare(job.batch_size // n, zero3_world=n if stage == 3 else 0)
+    share = ActivationShare(
+        job.batch_size // n, zero3_world=n if stage == 3 else 0,
+        widths=widths_of(job.precision, job.device, sixteen_bit_params=True),
+    )  # fmt: skip
     predicted["activations"] = activation_bytes(job.model, share)["peak"]
     pad = shard * n - sum(numels)
     notes = [f"flat buffer{'s' if stage == 3 else ''} padded by {pad} elements to multiples of {n}"]
+    if sixteen:
+        notes.append(f"{job.precision}: 2-byte parameters and gradients, fp32 master shard")
     return MemoryPlan(name, rank, predicted, notes=notes)
 
 

@@ -225,6 +225,27 @@ def test_weight_cast_once_per_region_and_decorator() -> None:
     assert w.grad.dtype == sg.float32
 
 
+@pytest.mark.parametrize(
+    ("name", "sg_dtype", "torch_dtype", "tol"), DTYPES, ids=[d[0] for d in DTYPES]
+)
+def test_two_backwards_through_one_cached_weight_cast_as_torch(name, sg_dtype, torch_dtype, tol):
+    """Two forwards in one region share the weight's cached copy; two separate backwards
+    (a pipeline's micro-batches) both pass through it, and the gradients are torch's."""
+    w, b, x1, x2 = _x(3, 4), _x(3), _x(2, 4), _x(5, 4)
+    lin, ref = sg.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    lin.load_state_dict({"weight": w, "bias": b})
+    ref.load_state_dict({"weight": torch.tensor(w), "bias": torch.tensor(b)})
+    with sg.autocast("cpu", dtype=sg_dtype):
+        y1, y2 = lin(sg.tensor(x1)), lin(sg.tensor(x2))
+    with torch.autocast("cpu", dtype=torch_dtype):
+        z1, z2 = ref(torch.tensor(x1)), ref(torch.tensor(x2))
+    for y, z in ((y1, z1), (y2, z2)):
+        y.float().sum().backward()
+        z.float().sum().backward()
+        np.testing.assert_array_equal(lin.weight.grad.numpy(), ref.weight.grad.numpy())
+        np.testing.assert_array_equal(lin.bias.grad.numpy(), ref.bias.grad.numpy())
+
+
 def test_unsupported_dtype_warns_and_disables() -> None:
     w = sg.randn(2, 2)
     with pytest.warns(UserWarning, match="Disabling autocast"):

@@ -15,7 +15,9 @@ import numpy as np
 
 import sparkgrad as sg
 import sparkgrad.distributed as dist
+from sparkgrad.distributed.state import resolve
 from sparkgrad.engine.model import build_optimizer
+from sparkgrad.engine.precision import MixedPrecision
 from sparkgrad.models.gpt import build_gpt
 from sparkgrad.models.mlp import build_mlp
 from sparkgrad.models.sequence_parts import TokenCrossEntropy
@@ -42,11 +44,16 @@ def build(shape: ModelShape, seed: int = 0) -> sg.nn.Module:
 
 def measure(
     strategy: str, world: int, shape: ModelShape, options: dict | None = None,
-    batch: int = 8, optimizer: str = "adam", momentum: float = 0.9,
+    batch: int = 8, optimizer: str = "adam", momentum: float = 0.9, precision: str = "fp32",
+    init_scale: float = 2.0**16,
 ) -> list[MemoryPlan]:  # fmt: skip
-    """Every rank's plan for one step of ``strategy``, with its measured bytes."""
+    """Every rank's plan for one step of ``strategy``, with its measured bytes; under
+    ``precision`` fp16/bf16 built as the engine builds a run (``MixedPrecision`` around the
+    strategy, ZeRO given the precision as its option)."""
     options = dict(options or {})
-    job = MemoryJob(shape, batch, world, optimizer, momentum, options)
+    job = MemoryJob(shape, batch, world, optimizer, momentum, options, precision)
+    if strategy.startswith("zero"):
+        options["precision"] = precision
     rng = np.random.default_rng(0)
     if shape.kind == "mlp":
         xs, ys = rng.random((batch, 784)).astype(np.float32), rng.integers(0, 10, batch)
@@ -60,10 +67,14 @@ def measure(
         if strategy != "single":
             dist.init_process_group("threads", rank=rank, world_size=size)
         try:
+            group = None if strategy == "single" else resolve(None)  # the found-inf flag, agreed
+            amp = MixedPrecision(precision, "cpu", group, init_scale=init_scale)
             s = make_strategy(
                 strategy, build(shape),
-                lambda p: build_optimizer(optimizer, p, 1e-3, momentum), loss_fn, **options,
+                amp.optimizer_factory(lambda p: build_optimizer(optimizer, p, 1e-3, momentum)),
+                amp.loss_fn(loss_fn), **options,
             )  # fmt: skip
+            amp.attach(s)
             per = batch // s.data_parallel_size
             rows = slice(s.data_parallel_rank * per, (s.data_parallel_rank + 1) * per)
             _, measured = measured_step(s, sg.tensor(xs[rows]), sg.tensor(ys[rows]))

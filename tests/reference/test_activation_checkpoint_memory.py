@@ -143,7 +143,9 @@ def test_the_benchmark_table_shows_the_memory_falling_and_the_same_gradients():
 
     text = main(["--layers", "4", "--context", "16", "--d-model", "16", "--steps", "1"])
     rows = {line.split()[0]: line.split() for line in text.splitlines()[2:]}
-    assert set(rows) == {"none", "blocks", "selective"}
+    assert set(rows) == {"none", "blocks", "selective", "sqrt"}
     assert all(row[-1] == "yes" for row in rows.values())
-    share = {mode: float(row[3]) for mode, row in rows.items()}  # peak / none's peak
+    assert all(row[4] == "1.000" for row in rows.values())  # predicted / measured peak
+    share = {mode: float(row[5]) for mode, row in rows.items()}  # peak / none's peak
     assert share["blocks"] < share["selective"] < share["none"] == 1.0
+    assert share["blocks"] < share["sqrt"] < share["none"]  # 2 segments of 2 blocks

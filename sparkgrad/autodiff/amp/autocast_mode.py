@@ -38,7 +38,7 @@ import numpy as np
 from sparkgrad.autodiff import autocast_state
 from sparkgrad.autodiff.amp.op_lists import BANNED, BANNED_MESSAGE, FP32, LOWER, POLICIES
 from sparkgrad.autodiff.backend import device_of, is_floating, normalize_device
-from sparkgrad.autodiff.function import Context, Function
+from sparkgrad.autodiff.function import Context, Function, Node
 from sparkgrad.autodiff.ops.shape import Cast
 from sparkgrad.autodiff.tensor import Tensor
 from sparkgrad.errors import DeviceError
@@ -185,7 +185,28 @@ def _lowered(t: Tensor, region: _Region) -> Tensor:
         out = RoundTo.apply(src, dtype=region.dtype)
     if cacheable:
         cache[id(t)] = (t, region.dtype, out)
+        _keep(out, t)
     return out
+
+
+class _KeptNode(Node):
+    """A cached weight cast's node: it saved nothing (only a dtype), so a backward leaves it
+    runnable -- PyTorch's ``ToCopyBackward`` likewise saves no tensors, and a second,
+    separate backward through the same cached copy works (the micro-batches of a pipeline,
+    each with its own ``backward()`` in one autocast region)."""
+
+    __slots__ = ()
+
+    def release(self) -> None:
+        pass
+
+
+def _keep(out: Tensor, weight: Tensor) -> None:
+    """Make the cast nodes between ``weight`` (a leaf) and its cached copy ``out`` kept."""
+    node = out._node
+    while isinstance(node, Node) and node is not weight:
+        node.__class__ = _KeptNode
+        node = node.edges[0]
 
 
 def _widest(args: tuple) -> Any:

@@ -177,11 +177,11 @@ class GPTMesh(Strategy):
                 pipe.pg.recv(inp.array, pipe.stage - 1)
             out = pipe.module(inp)
             if not pipe.is_last:
-                pipe.pg.send(out.array, pipe.stage + 1)
+                pipe.pg.send(pipe.wire(out.array), pipe.stage + 1)
         pipe.module.train()
         shape = plan.logits_shape(local_x, len(x))
         if pipe.is_last:
-            logits = np.array(to_numpy(out.array))
+            logits = np.array(to_numpy(pipe.wire(out.array)))  # 16-bit under autocast
             if tp.size() > 1:
                 sizes = vocab_sizes(self.vocab_size, tp.size())
                 logits = gather_full(logits, Split(-1, sizes=sizes), tp)

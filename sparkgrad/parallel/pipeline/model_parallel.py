@@ -128,7 +128,15 @@ class ModelParallel(Strategy):
         return buf
 
     def _send(self, array: Any, peer: int, label: str) -> None:
-        self.pg.send(array, peer)  # the timeline records it as a comm span (see watch)
+        self.pg.send(self.wire(array), peer)  # the timeline records it as a comm span
+
+    def wire(self, array: Any) -> Any:
+        """``array`` in the stages' wire dtype (the parameters' float32): under autocast a
+        stage may end in a 16-bit activation (an MLP stage's ReLU of a lowered Linear), and
+        the neighbour's buffer is allocated before it knows; the cast is exact (every
+        float16/bfloat16 value is a float32 value), and the gradient coming back is cast to
+        the activation's dtype again (:meth:`_backward`)."""
+        return array if array.dtype == self.dtype else array.astype(self.dtype)
 
     def _forward(self, x: Tensor, y: Tensor, mb: int, rows: slice, scale: int) -> tuple:
         """Forward of one (micro-)batch on this stage; returns ``(input leaf, output)``.
@@ -156,7 +164,8 @@ class ModelParallel(Strategy):
         grad = None
         if not self.is_last:
             shape = tuple(out.array.shape)  # d(loss)/d(out) has the shape of out
-            grad = Tensor(self._recv(shape, self.stage + 1, "grad"))
+            buf = self._recv(shape, self.stage + 1, "grad")
+            grad = Tensor(buf if buf.dtype == out.dtype else buf.astype(out.dtype))
         with self.timeline.span("backward", f"B{mb}"):
             out.backward(grad)
         if not self.is_first:
@@ -192,10 +201,10 @@ class ModelParallel(Strategy):
                 self.pg.recv(inp.array, self.stage - 1)
             out = self.module(inp)
             if not self.is_last:
-                self.pg.send(out.array, self.stage + 1)
+                self.pg.send(self.wire(out.array), self.stage + 1)
         self.module.train()
         logits = (
-            np.array(out.array)
+            np.array(self.wire(out.array))
             if self.is_last
             else np.empty(self.plan.logits_shape(x, len(x)), self.dtype)
         )
