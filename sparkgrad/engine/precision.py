@@ -107,6 +107,9 @@ class MixedPrecision:
             self._start_scale()
             return ScaleGrad.apply(loss_fn(*args, **kwargs), self.scaler)
 
+        # a strategy that must compute the loss its own way (tensor parallelism's
+        # vocab-parallel cross-entropy) swaps the inner loss and keeps this scaling
+        scaled.with_loss = self.loss_fn
         return scaled
 
     def optimizer_factory(self, factory: Any) -> Any:

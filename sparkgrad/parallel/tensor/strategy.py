@@ -147,11 +147,6 @@ class TensorParallel(Strategy):
                     f"tensor parallelism over {ways} ranks splits {what} evenly: expected a "
                     f"multiple of {ways}, found {size}"
                 )
-        if config.model == "gpt" and getattr(config, "precision", "fp32") == "fp16":
-            raise ConfigError(
-                "--precision fp16 wraps the loss for scaling, and tensor parallelism on the "
-                "GPT needs its own vocab-parallel loss: use fp32 or bf16"
-            )
 
     @classmethod
     def options_from(cls, config: Any) -> dict[str, Any]:

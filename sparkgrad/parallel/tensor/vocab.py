@@ -224,22 +224,27 @@ class VocabParallelCrossEntropy(Module):
         )  # fmt: skip
 
 
-def vocab_parallel_loss(loss_fn: Any, group: Any) -> VocabParallelCrossEntropy:
+def vocab_parallel_loss(loss_fn: Any, group: Any) -> Any:
     """The vocab-parallel loss that stands in for ``loss_fn`` (a token cross-entropy).
 
     Accepts a :class:`VocabParallelCrossEntropy` (kept), or a ``TokenCrossEntropy`` /
     ``nn.CrossEntropyLoss`` without class weights or smoothing (its ``ignore_index`` kept).
-    Anything else, such as fp16's loss-scaling wrapper, cannot be split: ConfigError.
+    fp16's loss scaling (:meth:`sparkgrad.engine.precision.MixedPrecision.loss_fn`) is kept
+    around the vocab-parallel loss: its ``with_loss`` wraps the replacement the same way.
+    Any other loss (or wrapper) cannot be split: ConfigError.
     """
     if isinstance(loss_fn, VocabParallelCrossEntropy):
         return loss_fn
+    with_loss = getattr(loss_fn, "with_loss", None)
+    if with_loss is not None:  # the same loss scaling, around the split loss
+        return with_loss(vocab_parallel_loss(inspect.unwrap(loss_fn), group))
     plain = getattr(loss_fn, "weight", None) is None and not getattr(loss_fn, "label_smoothing", 0)
     if type(loss_fn).__name__ in ("TokenCrossEntropy", "CrossEntropyLoss") and plain:
         reduction = getattr(loss_fn, "reduction", "mean")
         return VocabParallelCrossEntropy(group, loss_fn.ignore_index, reduction)
     inner = inspect.unwrap(loss_fn)
     found = type(inner).__name__ if isinstance(inner, Module) else repr(inner)
-    wrapped = " inside a wrapper (such as fp16's loss scaling)" if inner is not loss_fn else ""
+    wrapped = " inside a wrapper" if inner is not loss_fn else ""
     raise ConfigError(
         "tensor parallelism on the GPT computes the loss from vocabulary slices: expected a "
         f"TokenCrossEntropy (or VocabParallelCrossEntropy) loss, found {found}{wrapped}"
