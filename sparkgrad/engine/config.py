@@ -23,6 +23,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from sparkgrad.autodiff.amp.precision_names import PRECISIONS
 from sparkgrad.engine.model import MODELS, OPTIMIZERS
 from sparkgrad.errors import ConfigError
 from sparkgrad.parallel.registry import STRATEGIES, strategy_class
@@ -153,11 +154,13 @@ class RunConfig:
             )
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"--device must be cpu or cuda, found {self.device!r}")
-        if self.precision not in ("fp32", "fp16", "bf16"):  # mixed precision (issue 19)
+        if self.precision not in PRECISIONS:  # mixed precision (issue 19)
             raise ConfigError(f"--precision must be fp32, fp16 or bf16, found {self.precision!r}")
-        scaler_flags = {"--init-scale": self.init_scale != 65536.0,
-                        "--growth-interval": self.growth_interval != 2000}  # fmt: skip
-        given = [flag for flag, changed in scaler_flags.items() if changed]
+        given = [  # the loss scaler's flags, changed from their defaults
+            f"--{name.replace('_', '-')}"
+            for name in ("init_scale", "growth_interval")
+            if getattr(self, name) != getattr(RunConfig, name)
+        ]
         if given and self.precision != "fp16":  # they would do nothing: say so
             raise ConfigError(
                 f"{' and '.join(given)} set the fp16 loss scaler; --precision {self.precision} "

@@ -34,13 +34,10 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sparkgrad.autodiff import dtypes
 from sparkgrad.autodiff.amp import GradScaler, autocast
+from sparkgrad.autodiff.amp.precision_names import sixteen_bit_dtype
 from sparkgrad.autodiff.function import Context, Function
 from sparkgrad.autodiff.grad_mode import no_grad
-from sparkgrad.errors import ConfigError
-
-PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 class ScaleGrad(Function):
@@ -74,16 +71,8 @@ class MixedPrecision:
         init_scale: float = 2.0**16,
         growth_interval: int = 2000,
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ConfigError(
-                f"--precision must be one of {', '.join(PRECISIONS)}, found {precision!r}"
-            )
+        self.dtype = sixteen_bit_dtype(precision)  # None for fp32
         self.precision, self.device = precision, device
-        self.dtype = {"fp16": dtypes.float16, "bf16": getattr(dtypes, "bfloat16", None)}.get(
-            precision
-        )
-        if precision == "bf16" and self.dtype is None:
-            raise ConfigError("--precision bf16 needs the ml_dtypes package: pip install ml_dtypes")
         self.scaler = None
         if precision == "fp16":
             self.scaler = GradScaler(

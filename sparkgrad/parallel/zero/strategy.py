@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from sparkgrad.autodiff import dtypes
+from sparkgrad.autodiff.amp.precision_names import sixteen_bit_dtype
 from sparkgrad.autodiff.backend import array_module, device_of, to_numpy
 from sparkgrad.autodiff.nn.module import Module
 from sparkgrad.autodiff.tensor import Tensor
@@ -68,8 +68,6 @@ from sparkgrad.parallel.strategy import (
 from sparkgrad.parallel.timeline import timed
 from sparkgrad.parallel.zero.shard_unit import ShardUnit
 from sparkgrad.parallel.zero.stage3 import shard_model
-
-PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 class ZeRO(Strategy):
@@ -105,7 +103,7 @@ class ZeRO(Strategy):
                 f"ZeRO: expected stage 1 (optimizer state), 2 (+ gradients) or 3 "
                 f"(+ parameters), found stage={stage!r}"
             )
-        low = _sixteen_bit(precision)  # None for fp32
+        low = sixteen_bit_dtype(precision, "ZeRO: precision")  # None for fp32
         if precision == "bf16" and any(device_of(p.array) == "cuda" for p in model.parameters()):
             raise ConfigError(
                 "ZeRO: precision bf16 on cuda: CuPy has no bfloat16 arrays; use fp16 on cuda"
@@ -306,19 +304,6 @@ class ZeRO(Strategy):
 
     def report(self) -> dict[str, Any]:
         return {**super().report(), "stage": self.stage, "memory": self.memory_ledger().as_dict()}
-
-
-def _sixteen_bit(precision: str) -> Any:
-    """The 16-bit dtype of ``precision`` (None for fp32)."""
-    if precision not in PRECISIONS:
-        raise ConfigError(
-            f"ZeRO: precision must be one of {', '.join(PRECISIONS)}, found {precision!r}"
-        )
-    if precision == "fp32":
-        return None
-    if precision == "bf16" and getattr(dtypes, "bfloat16", None) is None:
-        raise ConfigError("ZeRO: precision bf16 needs the ml_dtypes package: pip install ml_dtypes")
-    return dtypes.float16 if precision == "fp16" else dtypes.bfloat16
 
 
 def _host(value: Any) -> np.ndarray:
