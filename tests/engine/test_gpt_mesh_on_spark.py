@@ -9,11 +9,10 @@ tests/engine/test_tensor_parallel_gpt_on_spark.py for why SGD).
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from sparkgrad.engine.cli import parse_config
-from sparkgrad.export import load_safetensors
+from tests.engine.export_truth import assert_export_equals_single
 from tests.engine.test_tensor_parallel_gpt_on_spark import _corpus
 
 
@@ -44,11 +43,7 @@ def _compare(tmp_path, mesh: str, world: int) -> None:
         )
     )
     assert mesh_run.comms["calls"] > 0 and len(mesh_run.ranks) == world
-    ours, meta = load_safetensors(tmp_path / "mesh.st")
-    truth, _ = load_safetensors(tmp_path / "1.st")
-    assert meta["strategy"] == "hybrid" and sorted(ours) == sorted(truth)
-    for key, want in truth.items():
-        np.testing.assert_allclose(ours[key], want, rtol=1e-5, atol=1e-6, err_msg=key)
+    assert_export_equals_single(tmp_path, "mesh.st", "hybrid")
     assert mesh_run.history[-1]["test_loss"] == pytest.approx(
         single.history[-1]["test_loss"], rel=1e-5
     )

@@ -8,11 +8,10 @@ back. SGD with momentum (see tests/engine/test_tensor_parallel_gpt_on_spark.py f
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from sparkgrad.engine.cli import parse_config
-from sparkgrad.export import load_safetensors
+from tests.engine.export_truth import assert_export_equals_single
 from tests.engine.test_tensor_parallel_gpt_on_spark import _corpus
 
 
@@ -37,10 +36,5 @@ def test_gpt_pipeline_on_spark_equals_a_single_process(spark_local, tmp_path):
         )
     )
     assert pipe.comms["calls"] > 0  # the stages talked
-    ours, meta = load_safetensors(tmp_path / "pp.st")
-    truth, _ = load_safetensors(tmp_path / "1.st")
-    assert meta["strategy"] == "pipeline" and meta["world_size"] == "2"
-    assert sorted(ours) == sorted(truth)
-    for key, want in truth.items():
-        np.testing.assert_allclose(ours[key], want, rtol=1e-5, atol=1e-6, err_msg=key)
+    assert_export_equals_single(tmp_path, "pp.st", "pipeline", 2)
     assert pipe.history[-1]["test_loss"] == pytest.approx(single.history[-1]["test_loss"], rel=1e-5)

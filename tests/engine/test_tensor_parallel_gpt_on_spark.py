@@ -15,7 +15,7 @@ import pytest
 
 from sparkgrad.engine.cli import parse_config
 from sparkgrad.engine.model import MODELS
-from sparkgrad.export import load_safetensors
+from tests.engine.export_truth import assert_export_equals_single
 
 
 def _corpus(tmp_path, chars: int = 3000) -> str:
@@ -47,13 +47,7 @@ def test_gpt_tensor_and_sequence_parallel_on_spark_equals_a_single_process(spark
         )
     )
     assert tensor.config.sequence_parallel and tensor.comms["calls"] > 0  # 2 ranks talked
-    ours, meta = load_safetensors(tmp_path / "tp.st")
-    truth, _ = load_safetensors(tmp_path / "1.st")
-    assert meta["strategy"] == "tensor" and meta["world_size"] == "2"
-    assert sorted(ours) == sorted(truth)
-    for key, want in truth.items():
-        assert ours[key].shape == want.shape, key  # the whole tensors, glued from the slices
-        np.testing.assert_allclose(ours[key], want, rtol=1e-5, atol=1e-6, err_msg=key)
+    truth = assert_export_equals_single(tmp_path, "tp.st", "tensor", 2)
     fresh = MODELS["gpt"].build(single.config, single.vocab).state_dict()
     for key in ("token.weight", "blocks.layers.1.self_attn.in_proj_weight", "head.weight"):
         assert not np.allclose(fresh[key].numpy(), truth[key]), key  # it trained
