@@ -30,17 +30,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from sparkgrad.autodiff.threads import usable_cores
 from sparkgrad.benchmark.collectives_table import MiB, format_report
+from sparkgrad.benchmark.rank_processes import free_port, rank_env, run_ranks
 from sparkgrad.comms.model import (
     Topology,
     bus_bandwidth_factor,
@@ -71,12 +68,6 @@ def message_sizes(min_size: int, max_size: int, factor: int = 4) -> list[int]:
     return sizes if sizes[-1] == max_size else [*sizes, max_size]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_backend(
     backend: str,
     world_size: int,
@@ -88,47 +79,19 @@ def run_backend(
     algo: str | None = None,
 ) -> dict[str, Any]:
     """Start ``world_size`` worker processes on 127.0.0.1 and return rank 0's JSON result."""
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "OMP_NUM_THREADS": "1"}
-    env["SPARKGRAD_SECRET"] = secrets.token_hex(32)  # a fresh random per-job secret (TCP)
-    if algo is not None:
-        env["NCCL_ALGO"] = algo
+    env = rank_env({"NCCL_ALGO": algo} if algo is not None else None)
     with tempfile.TemporaryDirectory(prefix="sg-bench-") as tmp:
         out = os.path.join(tmp, "rank0.json")
         common = ["--backend", backend, "--world-size", str(world_size), "--port"]
-        common += [str(_free_port()), "--port2", str(_free_port())]
+        common += [str(free_port()), "--port2", str(free_port())]
         common += ["--sizes", ",".join(map(str, sizes)), "--iters", str(iters)]
         common += ["--warmup", str(warmup), "--timeout", str(min(timeout, 120.0)), "--out", out]
         common += ["--calibrate"] if calibrate_link else []
-        procs, logs = [], []
-        for rank in range(world_size):
-            log = open(os.path.join(tmp, f"rank{rank}.log"), "w+", encoding="utf-8")  # noqa: SIM115
-            cmd = [sys.executable, "-m", "sparkgrad.benchmark.collective_worker", "--rank"]
-            procs.append(
-                subprocess.Popen([*cmd, str(rank), *common], env=env, stdout=log, stderr=log)
-            )
-            logs.append(log)
-        deadline = time.monotonic() + timeout
-        try:
-            for p in procs:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        failed = [r for r, p in enumerate(procs) if p.returncode != 0]
-        tails = []
-        for rank, log in enumerate(logs):
-            log.seek(0)
-            if rank in failed:
-                tails.append(f"rank {rank}: " + log.read()[-600:].strip())
-            log.close()
-        if failed or not os.path.exists(out):
-            raise CommError(
-                f"{backend} benchmark with {world_size} ranks failed (ranks {failed} exited "
-                f"non-zero or timed out after {timeout:.0f} s):\n" + "\n".join(tails)
-            )
+        ranks = [["--rank", str(rank), *common] for rank in range(world_size)]
+        what = f"{backend} benchmark"
+        run_ranks("sparkgrad.benchmark.collective_worker", ranks, what, timeout, env)
+        if not os.path.exists(out):
+            raise CommError(f"{what} with {world_size} ranks wrote no result to {out}")
         with open(out, encoding="utf-8") as f:
             return json.load(f)
 

@@ -11,8 +11,12 @@
 - :mod:`.predict`    ``simulate_step(StepConfig(...))`` -> step time, tokens/s, MFU, memory
 - :mod:`.trace`      the predicted timeline as a Chrome trace (the profiler's format)
 - :mod:`.validation` published results the model is checked against (docs/simulator.md)
-- :mod:`.local_calibrate`, :mod:`.local`  this machine measured; predicted vs measured MLP
-                     steps of every strategy on thread-ranks (``--validate-local``)
+- :mod:`.local`      predicted vs measured MLP steps of every strategy on this machine, on
+                     thread-ranks or TCP processes (``--validate-local [--transport tcp]``):
+                     :mod:`.local_case` calibrates and measures each row in the same
+                     seconds, from :mod:`.local_calibrate` (device, per-op overhead and
+                     efficiency) and :mod:`.local_links` (the collectives, timed after
+                     compute); :mod:`.local_worker` is one TCP rank
 - :mod:`.cli`        ``python -m sparkgrad.simulate --model gpt ... --cluster 32x8-h100``
 """
 

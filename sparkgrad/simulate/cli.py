@@ -81,10 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--validate-local",
         action="store_true",
-        help="predict and measure every strategy's MLP step on this machine's thread-ranks "
-        "(the cpu device, the threads links) and print the table (about a minute)",
+        help="predict and measure every strategy's MLP step on this machine (calibrated "
+        "on the measured ranks, in the same seconds) and print the table (about a minute)",
     )
     p.add_argument("--repeats", type=int, default=3, help="measured runs per strategy (local)")
+    p.add_argument(
+        "--transport",
+        choices=("threads", "tcp"),
+        default="threads",
+        help="--validate-local's ranks: threads of one process, or a process each over tcp",
+    )
     return p
 
 
@@ -165,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             from sparkgrad.simulate.local import markdown as local_table
             from sparkgrad.simulate.local import validate_local
 
-            print(local_table(validate_local(repeats=args.repeats)))
+            rows = validate_local(repeats=args.repeats, transport=args.transport)
+            print(local_table(rows))
             return 0
         pred = simulate_step(config_from(args))
         print(report(pred))

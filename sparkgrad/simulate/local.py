@@ -1,35 +1,37 @@
-"""Predicted vs measured on *this* machine: every strategy's MLP step on thread-ranks.
+"""Predicted vs measured on *this* machine: every strategy's MLP step, on thread-ranks or
+on TCP processes.
 
-``python -m sparkgrad.simulate --validate-local`` (or :func:`validate_local`) does three
-things; the whole run takes about a minute:
+``python -m sparkgrad.simulate --validate-local [--transport threads|tcp]`` (or
+:func:`validate_local`), about a minute. For every row (strategy), ``repeats`` times, on
+the very ranks that are measured and in the same seconds (:mod:`.local_case`):
 
-1. **Calibrates** (:func:`~sparkgrad.simulate.local_calibrate.calibrate_local`): the ``cpu``
-   device (a timed matmul, a timed copy), sparkgrad's per-op Python overhead (each op's
-   forward + backward at 1 element) and the ``threads`` transport's links.
+1. **Calibrates**: the ``cpu`` device (a timed matmul, a timed copy), the engine's per-op
+   overhead (each op at 1 element) and efficiency (each op kind at a reference shape
+   against its roofline, :func:`~.local_calibrate.engine_efficiency`), ``sharing`` (how
+   much slower the device's kernels and the engine's reference step run while every rank
+   runs them: cores, caches, memory and, for threads, the GIL shared) and the links
+   (collectives timed on these ranks, :mod:`.local_links`).
 2. **Predicts** (:func:`predict_local`): :mod:`.mlp` lists the strategy's ops; each costs
-   ``overhead[kind] x calls + max(FLOPs / peak, bytes / bandwidth)``, each collective its
-   calibrated link's time, and :mod:`.schedule` lays them out on the lanes.
-   **The shared-core model** (thread-ranks share ``cores`` cores and one GIL), stated
-   simply: if ``k`` ranks compute at the same moment (:func:`concurrent_ranks`: all of
-   them, but one for naive model parallelism) and ``k > cores``, every compute segment
-   takes ``k / cores`` times as long (``shared``); and since only one thread runs Python
-   at a time, the step is at least every rank's Python overhead one after another plus
-   the communication the schedule leaves exposed (the *GIL floor*). The prediction is the
-   larger of the two. Collectives were calibrated with all ranks taking part, so they
-   price their own sharing.
-3. **Measures** with :func:`sparkgrad.benchmark.strategies.run_case` (the wall time of the
-   timed steps, the slowest rank's, idle included) ``repeats`` times and keeps the median.
+   ``overhead[kind] x calls + roofline / efficiency[kind]``, stretched by
+   ``sharing["step"]`` while more than one rank computes (:func:`concurrent_ranks`); each
+   collective costs its fitted link's time; :mod:`.schedule` lays them out on the lanes.
+3. **Measures** the strategy's timed steps: the wall time, the slowest rank's, idle
+   included.
+
+A row's error is the median over its repeats of predicted / measured - 1, each prediction
+against the measurement taken right after its own calibration.
 """
 
 from __future__ import annotations
 
 import statistics
 
-from sparkgrad.simulate.local_calibrate import LocalCosts, calibrate_local
+from sparkgrad.errors import ConfigError
+from sparkgrad.simulate.local_calibrate import LocalCosts
 from sparkgrad.simulate.mlp import MLPShape, mlp_plan
 from sparkgrad.simulate.schedule import run_step
 
-__all__ = ["CASES", "LocalCosts", "calibrate_local", "predict_local", "validate_local"]
+__all__ = ["CASES", "LocalCosts", "predict_local", "validate_local"]
 
 CASES = (  # (label, strategy, options): the strategies benchmark's cases, hybrid left out
     ("single", "single", {}),
@@ -59,50 +61,31 @@ def concurrent_ranks(strategy: str, world: int, micro_batches: int) -> int:
 def predict_local(
     costs: LocalCosts, strategy: str, shape: MLPShape, world: int, options: dict, m: int = 8
 ) -> dict[str, float]:
-    """Seconds of one step: alone, shared (stretched), the GIL floor, and the prediction."""
+    """Seconds of one step: alone, and shared -- the prediction: the strategy's schedule
+    with every compute segment stretched by ``costs.sharing["step"]`` whenever more than
+    one rank computes at once (:func:`concurrent_ranks`)."""
     sched = options.get("schedule", "gpipe")
-    stretch = max(1.0, concurrent_ranks(strategy, world, m) / costs.cores)
+    shared = concurrent_ranks(strategy, world, m) > 1
 
-    def plan(part: str, factor: float = 1.0):
-        return mlp_plan(
+    def seconds(share: bool) -> float:
+        plan, _ = mlp_plan(
             strategy,
             shape,
             world,
-            lambda ops: factor * costs.compute(ops, part),
+            lambda ops: costs.compute(ops, "all", share),
             costs.comm_seconds,
             m,
             sched,
         )
+        return run_step(plan)[0]
 
-    alone, _ = run_step(plan("all")[0])
-    shared_plan, busy = plan("all", stretch)
-    shared, _ = run_step(shared_plan)
-    _, py = plan("python")
-    ranks_per_stage = world if len(busy) == 1 else 1
-    exposed = max(0.0, shared - busy[0]) if len(busy) == 1 else 0.0
-    gil = ranks_per_stage * sum(py) + exposed
+    alone = seconds(False)
+    predicted = seconds(shared)
     return {
         "alone_s": alone,
-        "shared_s": shared,
-        "gil_floor_s": gil,
-        "stretch": stretch,
-        "predicted_s": max(shared, gil),
+        "predicted_s": predicted,
+        "stretch": predicted / alone,
     }
-
-
-def measure(
-    strategy: str, world: int, options: dict, shape: MLPShape, repeats: int, steps: int, m: int
-) -> list[float]:
-    """The strategies benchmark's step time (seconds), ``repeats`` times."""
-    from sparkgrad.benchmark.strategies import run_case
-
-    opts = dict(options)
-    if strategy == "pipeline":
-        opts["micro_batches"] = m
-    return [
-        run_case(strategy, world, opts, shape.hidden, shape.batch, steps)["step_s"]
-        for _ in range(repeats)
-    ]
 
 
 def validate_local(
@@ -110,59 +93,92 @@ def validate_local(
     batch: int = 256,
     world: int = 4,
     repeats: int = 3,
-    steps: int = 4,
+    steps: int = 8,
     micro_batches: int = 8,
     labels: tuple | None = None,
+    transport: str = "threads",
 ) -> list[dict]:
-    """One row per strategy: predicted, measured (median and runs), error; the last row is
-    ``{"costs": LocalCosts}``, the calibration the predictions used."""
-    costs = calibrate_local(world)
+    """One row per strategy: predicted and measured (medians, and every repeat's), error;
+    the last row is ``{"costs": LocalCosts}``, the last calibration. ``transport``:
+    ``threads`` (thread-ranks, one process) or ``tcp`` (a process per rank, sockets)."""
+    from sparkgrad.simulate.local_case import (
+        costs_of_repeat,
+        measured_steps,
+        run_tcp,
+        run_threads,
+    )
+
+    if transport not in ("threads", "tcp"):
+        raise ConfigError(f"transport must be 'threads' or 'tcp', found {transport!r}")
     shape = MLPShape(tuple(hidden), batch)
-    rows = []
+    rows, costs = [], None
     for label, strategy, options in CASES:
         if labels and label not in labels:
             continue
         w = 1 if strategy == "single" else world
-        pred = predict_local(costs, strategy, shape, w, options, micro_batches)
-        runs = measure(strategy, w, options, shape, repeats, steps, micro_batches)
-        measured = statistics.median(runs)
+        opts = dict(options)
+        if strategy == "pipeline":
+            opts["micro_batches"] = micro_batches
+        job = {"strategy": strategy, "options": opts, "hidden": list(hidden), "batch": batch}
+        job.update(steps=steps, repeats=repeats)
+        ranks = (run_tcp if transport == "tcp" else run_threads)(job, w)
+        measured = measured_steps(ranks)
+        predicted, alone = [], []
+        for i in range(repeats):
+            costs = costs_of_repeat(ranks, i, transport)
+            p = predict_local(costs, strategy, shape, w, options, micro_batches)
+            predicted.append(p["predicted_s"])
+            alone.append(p["alone_s"])
+        errors = [p / m - 1.0 for p, m in zip(predicted, measured)]
         rows.append(
             {
                 "label": label,
                 "ranks": w,
-                **pred,
-                "measured_s": measured,
-                "runs_s": runs,
-                "error": pred["predicted_s"] / measured - 1.0,
+                "alone_s": statistics.median(alone),
+                "predicted_s": statistics.median(predicted),
+                "stretch": statistics.median(p / a for p, a in zip(predicted, alone)),
+                "measured_s": statistics.median(measured),
+                "runs_s": measured,
+                "predicted_runs_s": predicted,
+                "error": statistics.median(errors),
             }
         )
     rows.append({"costs": costs})
     return rows
 
 
+def _ranks_are(costs: LocalCosts) -> str:
+    kind = "thread-ranks of one process" if costs.transport == "threads" else "tcp processes"
+    share = ", ".join(f"{k} x{v:.2f}" for k, v in costs.sharing.items())
+    return f"{costs.world} {kind} running the kernels at once: {share or 'no sharing'}"
+
+
 def markdown(rows: list[dict]) -> str:
-    """The table of docs/simulator.md's "On this machine" section."""
+    """The table of docs/simulator.md's "On this machine" sections."""
     costs = rows[-1]["costs"]
     o = costs.overhead
+    e = costs.efficiency
     out = [
         f"cpu: {costs.device.peak('fp32') / 1e9:.0f} GFLOP/s fp32 matmul, "
-        f"{costs.device.memory_bandwidth / 1e9:.1f} GB/s copy; engine overhead per op "
-        f"(forward + backward at 1 element): Linear {o['linear'] * 1e6:.0f} us, ReLU "
-        f"{o['relu'] * 1e6:.0f} us, cross-entropy + backward() {o['loss'] * 1e6:.0f} us, "
-        f"Adam per tensor {o['adam'] * 1e6:.0f} us, rest of a train step "
-        f"{o['step'] * 1e6:.0f} us; {costs.cores} cores, one GIL",
+        f"{costs.device.memory_bandwidth / 1e9:.1f} GB/s copy; engine overhead per op at 1 "
+        f"element (forward + backward): Linear {(o['linear'] + o['linear_grad']) * 1e6:.0f} us, "
+        f"ReLU {(o['relu'] + o['relu_grad']) * 1e6:.0f} us, cross-entropy + backward() "
+        f"{o['loss'] * 1e6:.0f} us, Adam per tensor {o['adam'] * 1e6:.0f} us, rest of a "
+        f"train step {o['step'] * 1e6:.0f} us; efficiency against the roofline: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in e.items())
+        + f"; {costs.cores} cores; {_ranks_are(costs)}",
         "",
-        "| strategy | ranks | alone ms | shared (x stretch) ms | GIL floor ms | predicted ms | "
+        "| strategy | ranks | alone ms | predicted ms (x stretch) | "
         "measured ms (median; range) | error |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows[:-1]:
         lo, hi = min(r["runs_s"]) * 1e3, max(r["runs_s"]) * 1e3
         verdict = "" if abs(r["error"]) <= 0.15 else " **MISS**"
         out.append(
             f"| {r['label']} | {r['ranks']} | {r['alone_s'] * 1e3:.2f} | "
-            f"{r['shared_s'] * 1e3:.2f} (x{r['stretch']:.0f}) | {r['gil_floor_s'] * 1e3:.2f} | "
-            f"{r['predicted_s'] * 1e3:.2f} | {r['measured_s'] * 1e3:.2f} ({lo:.1f}-{hi:.1f}) | "
+            f"{r['predicted_s'] * 1e3:.2f} (x{r['stretch']:.2f}) | "
+            f"{r['measured_s'] * 1e3:.2f} ({lo:.1f}-{hi:.1f}) | "
             f"{r['error'] * 100:+.0f}%{verdict} |"
         )
     return "\n".join(out)

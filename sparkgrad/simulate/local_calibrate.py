@@ -1,16 +1,18 @@
-"""This machine, measured for :mod:`.local`: the ``cpu`` device, sparkgrad's per-op
-overhead and the ``threads`` transport's links (each a fraction of a second).
+"""This machine's single-rank costs, measured for :mod:`.local` (a fraction of a second):
 
 - :func:`measure_cpu`: the median of a timed 256 x 256 float32 matmul (the MLP's hidden
   width) and of a 1 MiB copy (its arrays stay in cache);
-- :func:`engine_overheads`: sparkgrad's Python cost per op, the median time of the op's
-  forward + backward on a 1-element input (``Linear(1, 1)``, ``ReLU``, the cross-entropy
-  with its ``backward()``, an Adam ``step`` + ``zero_grad`` per parameter tensor) and, as
-  ``step``, a whole ``single`` train step of a 1-2-2 MLP on one row less those ops: at that
-  size the arrays cost nothing, so what is left is the engine's bookkeeping;
-- :func:`calibrate_comm`: one :class:`~sparkgrad.comms.model.links.Link` per collective,
-  fitted by :func:`~sparkgrad.comms.model.calibrate.calibrate` from calls timed on
-  ``world`` thread-ranks, each after a barrier (in a step the ranks arrive, then talk).
+- :func:`engine_overheads`: sparkgrad's Python cost per op, the median time of each op's
+  forward, and of its backward, on a 1-element input (``Linear(1, 1)``, ``ReLU``, the
+  cross-entropy with its ``backward()``, an Adam ``step`` + ``zero_grad`` per parameter
+  tensor) and, as ``step``, a whole ``single`` train step of a 1-2-2 MLP on one row less
+  those ops: at that size the arrays cost nothing, so what is left is bookkeeping;
+- :func:`engine_efficiency`: how close each op kind's array work comes to its roofline,
+  measured at a reference shape;
+- :func:`reference_step`: the engine step :mod:`.local_case` times every rank running at
+  once, for ``sharing``.
+
+:class:`LocalCosts` holds them with the links (:mod:`.local_links`) and prices an op list.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from sparkgrad.comms.model.calibrate import Measurement, calibrate
+from sparkgrad.comms.model.calibrate import Measurement
 from sparkgrad.simulate.devices import Device, cpu_device
 from sparkgrad.simulate.mlp import Work
 
@@ -33,22 +35,39 @@ COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "send")
 
 @dataclass
 class LocalCosts:
-    """What :func:`calibrate_local` measured: device, per-op overheads (s), comm fits."""
+    """What :func:`calibrate_local` measured: device, per-op overheads (s), comm fits.
+
+    ``transport`` is the ranks' kind: ``threads`` (one process, one GIL) or ``tcp`` (a
+    process each, :mod:`.local_tcp`). ``sharing`` holds how much slower each of
+    :func:`time_kernels`' kernels ran while all ``world`` ranks of that kind ran it at
+    once: ``flops`` and ``bytes`` (the device's kernels: cores, caches and memory shared)
+    and ``step`` (the engine's reference step: for threads, the GIL shared too).
+    """
 
     device: Device
     overhead: dict[str, float]
     comm: dict[str, tuple[str, object]] = field(default_factory=dict)  # -> (algo, fit)
     cores: int = 2
     world: int = 4
+    transport: str = "threads"
+    sharing: dict[str, float] = field(default_factory=dict)
+    efficiency: dict[str, float] = field(default_factory=dict)
 
     def array_seconds(self, op: Work) -> float:
-        """The roofline of the op's arrays (no launch overhead: ``overhead`` has it)."""
-        return max(op.flops / self.device.peak("fp32"), op.nbytes / self.device.memory_bandwidth)
+        """The roofline of the op's arrays over its kind's measured ``efficiency`` (no
+        launch overhead: ``overhead`` has it)."""
+        roof = max(op.flops / self.device.peak("fp32"), op.nbytes / self.device.memory_bandwidth)
+        return roof / self.efficiency.get(op.kind, 1.0)
 
-    def compute(self, ops: list[Work], part: str = "all") -> float:
-        """Seconds of ``ops`` on one rank alone; ``part`` ``python`` or ``arrays`` for one half."""
-        py = sum(self.overhead[op.kind] * op.calls for op in ops)
-        arr = sum(self.array_seconds(op) for op in ops)
+    def compute(self, ops: list[Work], part: str = "all", shared: bool = False) -> float:
+        """Seconds of ``ops`` on one rank; ``part`` ``python`` or ``arrays`` for one half.
+
+        ``shared``: while the other ranks compute too, every op takes as much longer as
+        the engine's reference step did with all ``world`` ranks running it at once
+        (``sharing["step"]``)."""
+        factor = self.sharing.get("step", 1.0) if shared else 1.0
+        py = factor * sum(self.overhead[op.kind] * op.calls for op in ops)
+        arr = factor * sum(self.array_seconds(op) for op in ops)
         return {"all": py + arr, "python": py, "arrays": arr}[part]
 
     def comm_seconds(self, collective: str, nbytes: float) -> float:
@@ -63,7 +82,7 @@ class LocalCosts:
         return fit.predicted(m)
 
 
-def _median_time(
+def median_time(
     fn: Callable[[], object], repeats: int, before: Callable[[], object] | None = None
 ) -> float:
     times = []
@@ -77,7 +96,8 @@ def _median_time(
 
 
 def engine_overheads(repeats: int = 200) -> dict[str, float]:
-    """sparkgrad's per-op seconds at 1 element (see the module docstring)."""
+    """sparkgrad's per-op seconds at 1 element (see the module docstring): each op kind's
+    forward alone, and its backward as forward + backward less the forward."""
     import sparkgrad as sg
 
     x = sg.tensor(np.ones((1, 1), np.float32))
@@ -85,7 +105,7 @@ def engine_overheads(repeats: int = 200) -> dict[str, float]:
     lin, relu, ce = sg.nn.Linear(1, 1), sg.nn.ReLU(), sg.nn.CrossEntropyLoss()
     logits = sg.tensor(np.ones((1, 2), np.float32), requires_grad=True)
     target = sg.tensor(np.zeros(1, np.int64))
-    p = sg.nn.Parameter(sg.tensor(np.ones(1, np.float32))) if hasattr(sg.nn, "Parameter") else leaf
+    p = sg.nn.Parameter(sg.tensor(np.ones(1, np.float32)))
     opt = sg.optim.Adam([p], lr=1e-3)
 
     def adam() -> None:
@@ -93,13 +113,18 @@ def engine_overheads(repeats: int = 200) -> dict[str, float]:
         opt.step()
         opt.zero_grad()
 
-    base = _median_time(lambda: leaf.sum().backward(), repeats)
+    def both(fn: Callable[[], Any]) -> float:  # forward + backward, less a bare backward
+        return max(0.0, median_time(lambda: fn().sum().backward(), repeats) - base)
+
+    base = median_time(lambda: leaf.sum().backward(), repeats)
     out = {
-        "linear": max(0.0, _median_time(lambda: lin(x).sum().backward(), repeats) - base),
-        "relu": max(0.0, _median_time(lambda: relu(leaf).sum().backward(), repeats) - base),
-        "loss": _median_time(lambda: ce(logits, target).backward(), repeats),
-        "adam": _median_time(adam, repeats),
+        "linear": median_time(lambda: lin(x), repeats),
+        "relu": median_time(lambda: relu(leaf), repeats),
+        "loss": median_time(lambda: ce(logits, target).backward(), repeats),
+        "adam": median_time(adam, repeats),
     }
+    out["linear_grad"] = max(0.0, both(lambda: lin(x)) - out["linear"])
+    out["relu_grad"] = max(0.0, both(lambda: relu(leaf)) - out["relu"])
     # the rest of a step: a whole `single` train_step of a 1-2-2 MLP on one row, less its
     # ops (2 Linear, 1 ReLU, the loss, Adam on 4 tensors) as just measured
     from sparkgrad.engine.model import build_optimizer
@@ -112,92 +137,116 @@ def engine_overheads(repeats: int = 200) -> dict[str, float]:
         lambda ps: build_optimizer("adam", ps, 1e-3),
         sg.nn.CrossEntropyLoss(),
     )
-    step = _median_time(lambda: tiny.train_step(x, target), repeats)
-    ops = 2 * out["linear"] + out["relu"] + out["loss"] + 4 * out["adam"]
-    out["step"] = max(0.0, step - ops)
+    step = median_time(lambda: tiny.train_step(x, target), repeats)
+    linear, relu_ = out["linear"] + out["linear_grad"], out["relu"] + out["relu_grad"]
+    out["step"] = max(0.0, step - (2 * linear + relu_ + out["loss"] + 4 * out["adam"]))
     return out
 
 
-def _one_call(pg: Any, coll: str, rank: int, full: np.ndarray, shard: np.ndarray) -> Callable:
-    """One timed call of ``coll``: ``send`` goes rank 0 -> 1, the others use every rank."""
-    if coll == "all_reduce":
-        return lambda: pg.all_reduce(full.copy())
-    if coll == "all_gather":
-        return lambda: pg.all_gather(shard)
-    if coll == "reduce_scatter":
-        return lambda: pg.reduce_scatter(full.copy())
-    if rank == 0:
-        return lambda: pg.send(full, 1)
-    if rank == 1:
-        return lambda: pg.recv(np.empty_like(full), 0)
-    return lambda: None
+REFERENCE = (96, 512, 384)  # batch, inputs, outputs: a layer the validated MLPs do not have
 
 
-def calibrate_comm(world: int = 4, repeats: int = 5) -> dict[str, tuple[str, object]]:
-    """One fitted link per collective on ``world`` thread-ranks (4 KiB, 256 KiB, 1 MiB).
+def engine_efficiency(device: Device, overhead: dict[str, float], repeats: int = 31) -> dict:
+    """How close each op kind's array work comes to its roofline on ``device``, measured at
+    the ``REFERENCE`` shape: roofline seconds / (measured seconds - overhead), so that an
+    op of that kind at any shape costs ``overhead + roofline / efficiency``. NumPy runs
+    every operator as a pass of its own (the matmul, then the bias add, then ReLU's
+    mask...) where a GPU fuses them; that, and fresh arrays' page faults, is what the
+    efficiency prices."""
+    import sparkgrad as sg
+    from sparkgrad.simulate.mlp import ADAM_PASSES, linear_work
 
-    Every call follows a barrier and its time is the slowest rank's median, since a step
-    waits for the last rank to finish a collective."""
-    import sparkgrad.distributed as dist
-    from sparkgrad.benchmark.strategies import one_blas_thread
+    b, i, o = REFERENCE
+    rng = np.random.default_rng(2)
+    x = sg.tensor(rng.random((b, i), dtype=np.float32))
+    h = sg.tensor(rng.standard_normal((b, o), dtype=np.float32), requires_grad=True)
+    lin, relu = sg.nn.Linear(i, o), sg.nn.ReLU()
+    fwd, bwd = linear_work(i, o, b, first=True, last=False)  # x needs no gradient: first
+    opt = sg.optim.Adam(lin.parameters(), lr=1e-3)
+    for q in lin.parameters():
+        q.grad = sg.tensor(np.ones(q.shape, np.float32))
 
-    sizes = (4 << 10, 256 << 10, 1 << 20)
+    def seconds_of(fn: Callable[[], Any]) -> float:
+        return median_time(fn, repeats)
 
-    def rank_fn(rank: int, n: int) -> dict:
-        dist.init_process_group("threads", rank=rank, world_size=n)
-        try:
-            pg = dist.state.default_group().pg
-            out: dict = {}
-            for coll in COLLECTIVES:
-                for size in sizes:
-                    full = np.ones(size // 4, np.float32)
-                    shard = np.ones(size // 4 // n, np.float32)
-                    call = _one_call(pg, coll, rank, full, shard)
-                    pg.barrier()
-                    call()  # warm-up: buffers
-                    pg.reset_history()
-                    # a barrier before every call: in a step the ranks arrive, then talk;
-                    # back-to-back calls would overlap one call's tail with the next one
-                    seconds = _median_time(call, repeats, pg.barrier)
-                    algo = next(
-                        (c.get("algorithm") for c in pg.calls() if c["collective"] == coll),
-                        "p2p",
-                    )
-                    out[(coll, size)] = (algo, seconds)
-            return out
-        finally:
-            dist.destroy_process_group()
-
-    with one_blas_thread():
-        ranks = dist.spawn(rank_fn, world)
-    fits = {}
-    for coll in COLLECTIVES:
-        points, algo = [], "p2p"
-        for size in sizes:
-            algo = ranks[0][(coll, size)][0]
-            seconds = max(r[(coll, size)][1] for r in (ranks[:2] if coll == "send" else ranks))
-            if coll == "send":
-                points.append(Measurement.send(size, seconds))
-            else:
-                points.append(Measurement.of(coll, algo, size, world, seconds))
-        fits[coll] = (algo, calibrate(points))
-    return fits
+    lin_f = seconds_of(lambda: lin(x))
+    lin_fb = seconds_of(lambda: lin(x).sum().backward())
+    relu_f = seconds_of(lambda: relu(h))
+    relu_fb = seconds_of(lambda: relu(h).sum().backward())
+    sum_b = seconds_of(lambda: h.sum().backward())  # the .sum().backward() both include
+    params = i * o + o
+    measured = {
+        "linear": (lin_f - overhead["linear"], fwd[0]),
+        "linear_grad": (lin_fb - lin_f - sum_b - overhead["linear_grad"], bwd[-1]),
+        "relu": (relu_f - overhead["relu"], fwd[1]),
+        "relu_grad": (relu_fb - relu_f - sum_b - overhead["relu_grad"], bwd[0]),
+        "adam": (
+            seconds_of(opt.step) - 2 * overhead["adam"],
+            Work("adam", "adam", 0.0, ADAM_PASSES * 12.0 * params),
+        ),
+    }
+    out = {}
+    for kind, (array_s, work) in measured.items():
+        roof = max(work.flops / device.peak("fp32"), work.nbytes / device.memory_bandwidth)
+        out[kind] = roof / array_s if array_s > 0 else 1.0
+    return out
 
 
-def measure_cpu(n: int = 256, copy_bytes: int = 1 << 20, repeats: int = 21) -> Device:
-    """The ``cpu`` device at the MLP's sizes, with *medians* (a shared machine's best time is
-    luck): a float32 ``n x n`` matmul (the hidden width) and a copy of ``copy_bytes`` (the
-    MLP's arrays, about 1 MiB, stay in cache; :func:`cpu_device` copies 32 MiB, DRAM)."""
+def _kernels(n: int = 256, copy_bytes: int = 1 << 20) -> dict[str, Callable[[], object]]:
+    """The ``cpu`` device's two benchmark kernels: ``flops``, a float32 ``n x n`` matmul (the
+    MLP's hidden width), and ``bytes``, a copy of ``copy_bytes`` (the MLP's arrays, about
+    1 MiB, stay in cache; :func:`cpu_device` copies 32 MiB, DRAM)."""
     a = np.ones((n, n), np.float32)
     src = np.ones(copy_bytes // 4, np.float32)
     dst = np.empty_like(src)
-    flops = 2.0 * n**3 / _median_time(lambda: a @ a, repeats)
-    bandwidth = 2.0 * copy_bytes / _median_time(lambda: np.copyto(dst, src), repeats)
+    return {"flops": lambda: a @ a, "bytes": lambda: np.copyto(dst, src)}
+
+
+def reference_step(hidden: tuple[int, ...] = (512,), batch: int = 128) -> Callable[[], object]:
+    """One ``single`` train step of a *reference* model, 784-512-10 with Adam on 128 random
+    rows: the engine's kind of work (matmuls, element-wise passes, fresh arrays, Python),
+    but not any of the models the validation predicts."""
+    import sparkgrad as sg
+    from sparkgrad.engine.model import build_optimizer
+    from sparkgrad.models.mlp import build_mlp
+    from sparkgrad.parallel.registry import make_strategy
+
+    s = make_strategy(
+        "single",
+        build_mlp(hidden, seed=1),
+        lambda ps: build_optimizer("adam", ps, 1e-3),
+        sg.nn.CrossEntropyLoss(),
+    )
+    rng = np.random.default_rng(1)
+    x = sg.tensor(rng.random((batch, 784), dtype=np.float32))
+    y = sg.tensor(rng.integers(0, 10, batch))
+    return lambda: s.train_step(x, y)
+
+
+def time_kernels(seconds: float = 0.3) -> dict[str, float]:
+    """Seconds per call of each kernel of :func:`_kernels` and of :func:`reference_step`
+    (``step``), called back to back for about ``seconds``: a *throughput*, so that when
+    several ranks run it at once, the time the others hold the core counts (the median of
+    single calls would skip it: a call either runs whole or is cut by the scheduler's
+    slice, and most run whole)."""
+    out = {}
+    for name, kernel in {**_kernels(), "step": reference_step()}.items():
+        kernel()  # warm-up
+        calls, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            kernel()
+            calls += 1
+        out[name] = (time.perf_counter() - start) / calls
+    return out
+
+
+def cpu_from(flops_per_s: float, bytes_per_s: float) -> Device:
+    """The ``cpu`` device with this machine's measured matmul rate and copy bandwidth."""
     base = cpu_device()
     return Device(
         "cpu",
-        dict.fromkeys(base.peaks, flops),
-        memory_bandwidth=bandwidth,
+        dict.fromkeys(base.peaks, flops_per_s),
+        memory_bandwidth=bytes_per_s,
         memory_bytes=base.memory_bytes,
         matmul_efficiency=1.0,
         memory_efficiency=1.0,
@@ -205,13 +254,41 @@ def measure_cpu(n: int = 256, copy_bytes: int = 1 << 20, repeats: int = 21) -> D
     )
 
 
-def calibrate_local(world: int = 4, cores: int | None = None) -> LocalCosts:
-    """Device, engine overheads and the threads links of this machine, measured now."""
+def measure_cpu(n: int = 256, copy_bytes: int = 1 << 20, repeats: int = 21) -> Device:
+    """The ``cpu`` device at the MLP's sizes, from the *medians* of :func:`_kernels` (a
+    shared machine's best time is luck)."""
+    kernels = _kernels(n, copy_bytes)
+    flops = 2.0 * n**3 / median_time(kernels["flops"], repeats)
+    return cpu_from(flops, 2.0 * copy_bytes / median_time(kernels["bytes"], repeats))
+
+
+def measure_engine() -> dict[str, Any]:
+    """The single-rank half of the costs, on one BLAS thread, as JSON-ready numbers:
+    the device's ``flops_per_s`` and ``bytes_per_s``, the ``overhead`` and ``efficiency``
+    of each op kind (:func:`engine_kwargs` turns them into :class:`LocalCosts` fields)."""
     from sparkgrad.benchmark.strategies import one_blas_thread
 
     with one_blas_thread():
         device = measure_cpu()
         overhead = engine_overheads()
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
-    return LocalCosts(device, overhead, calibrate_comm(world), int(cores), world)
+        return {
+            "flops_per_s": device.peak("fp32"),
+            "bytes_per_s": device.memory_bandwidth,
+            "overhead": overhead,
+            "efficiency": engine_efficiency(device, overhead),
+        }
+
+
+def engine_kwargs(numbers: dict[str, Any]) -> dict[str, Any]:
+    """``device``, ``overhead`` and ``efficiency`` for :class:`LocalCosts` from
+    :func:`measure_engine`'s numbers."""
+    return {
+        "device": cpu_from(numbers["flops_per_s"], numbers["bytes_per_s"]),
+        "overhead": numbers["overhead"],
+        "efficiency": numbers["efficiency"],
+    }
+
+
+def usable_cores() -> int:
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2

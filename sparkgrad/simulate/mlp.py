@@ -50,8 +50,9 @@ ADAM_PASSES = 12  # NumPy calls per parameter tensor in sparkgrad's Adam.step
 
 @dataclass(frozen=True)
 class Work:
-    """One op of the step: ``kind`` names its per-call overhead (``linear``, ``relu``,
-    ``loss``, ``adam``; ``step``: the strategy's own bookkeeping, once per step and rank),
+    """One op of the step: ``kind`` names its per-call overhead (``linear``, ``linear_grad``,
+    ``relu``, ``relu_grad``, ``loss``, ``adam``; ``step``: the strategy's own bookkeeping,
+    once per step and rank),
     ``calls`` how many of them, ``flops``/``nbytes`` its array work."""
 
     name: str
@@ -94,11 +95,12 @@ CommCost = Callable[[str, float], float]  # (collective, nbytes) -> seconds on t
 def linear_work(i: int, o: int, b: int, first: bool, last: bool) -> tuple[list, list]:
     """Forward and backward ops of one ``Linear(i, o)`` (+ its ReLU unless ``last``)."""
     mm = 4.0 * (b * i + i * o + b * o)
+    grad_flops = (2.0 if first else 4.0) * b * i * o
     fwd = [Work(f"linear {i}x{o}", "linear", 2.0 * b * i * o, mm)]
-    bwd = [Work(f"linear {i}x{o} grad", "linear", (2.0 if first else 4.0) * b * i * o, 2 * mm)]
+    bwd = [Work(f"linear {i}x{o} grad", "linear_grad", grad_flops, 2 * mm)]
     if not last:
         fwd.append(Work("relu", "relu", 0.0, 8.0 * b * o))
-        bwd.insert(0, Work("relu grad", "relu", 0.0, 12.0 * b * o))
+        bwd.insert(0, Work("relu grad", "relu_grad", 0.0, 12.0 * b * o))
     return fwd, bwd
 
 

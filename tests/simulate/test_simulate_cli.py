@@ -60,9 +60,12 @@ def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys):
     assert needle in err and err.count("\n") == 1
 
 
-def test_argparse_errors_are_one_line_too(capsys):
+@pytest.mark.parametrize(
+    "argv", [["--precision", "int4"], ["--validate-local", "--transport", "udp"]]
+)
+def test_argparse_errors_are_one_line_too(argv, capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["--precision", "int4"])
+        main(argv)
     assert exc.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
 
