@@ -141,6 +141,7 @@ def validate_local(
                 "runs_s": measured,
                 "predicted_runs_s": predicted,
                 "error": statistics.median(errors),
+                "errors": errors,
             }
         )
     rows.append({"costs": costs})
@@ -148,9 +149,13 @@ def validate_local(
 
 
 def _ranks_are(costs: LocalCosts) -> str:
-    kind = "thread-ranks of one process" if costs.transport == "threads" else "tcp processes"
-    share = ", ".join(f"{k} x{v:.2f}" for k, v in costs.sharing.items())
-    return f"{costs.world} {kind} running the kernels at once: {share or 'no sharing'}"
+    kind = "thread-ranks of one process" if costs.transport == "threads" else "TCP processes"
+    if "step" not in costs.sharing:
+        return f"{costs.world} {kind}"
+    return (
+        f"the slowest of {costs.world} {kind} ran the reference step "
+        f"x{costs.sharing['step']:.2f} as long as one alone"
+    )
 
 
 def markdown(rows: list[dict]) -> str:
@@ -169,7 +174,7 @@ def markdown(rows: list[dict]) -> str:
         + f"; {costs.cores} cores; {_ranks_are(costs)}",
         "",
         "| strategy | ranks | alone ms | predicted ms (x stretch) | "
-        "measured ms (median; range) | error |",
+        "measured ms (median; range) | error (median; range) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows[:-1]:
@@ -179,6 +184,7 @@ def markdown(rows: list[dict]) -> str:
             f"| {r['label']} | {r['ranks']} | {r['alone_s'] * 1e3:.2f} | "
             f"{r['predicted_s'] * 1e3:.2f} (x{r['stretch']:.2f}) | "
             f"{r['measured_s'] * 1e3:.2f} ({lo:.1f}-{hi:.1f}) | "
-            f"{r['error'] * 100:+.0f}%{verdict} |"
+            f"{r['error'] * 100:+.0f}%{verdict} ({min(r['errors']) * 100:+.0f}.."
+            f"{max(r['errors']) * 100:+.0f}%) |"
         )
     return "\n".join(out)
