@@ -28,6 +28,7 @@ import statistics
 
 from sparkgrad.errors import ConfigError
 from sparkgrad.simulate.local_calibrate import LocalCosts
+from sparkgrad.simulate.local_case import costs_of_repeat, measured_steps, run_tcp, run_threads
 from sparkgrad.simulate.mlp import MLPShape, mlp_plan
 from sparkgrad.simulate.schedule import run_step
 
@@ -44,7 +45,6 @@ CASES = (  # (label, strategy, options): the strategies benchmark's cases, hybri
     ("pipeline-1f1b", "pipeline", {"schedule": "1f1b"}),
     ("tensor", "tensor", {}),
 )
-COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "send")
 
 
 def concurrent_ranks(strategy: str, world: int, micro_batches: int) -> int:
@@ -101,13 +101,6 @@ def validate_local(
     """One row per strategy: predicted and measured (medians, and every repeat's), error;
     the last row is ``{"costs": LocalCosts}``, the last calibration. ``transport``:
     ``threads`` (thread-ranks, one process) or ``tcp`` (a process per rank, sockets)."""
-    from sparkgrad.simulate.local_case import (
-        costs_of_repeat,
-        measured_steps,
-        run_tcp,
-        run_threads,
-    )
-
     if transport not in ("threads", "tcp"):
         raise ConfigError(f"transport must be 'threads' or 'tcp', found {transport!r}")
     shape = MLPShape(tuple(hidden), batch)

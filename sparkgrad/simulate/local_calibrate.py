@@ -35,13 +35,12 @@ COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "send")
 
 @dataclass
 class LocalCosts:
-    """What :func:`calibrate_local` measured: device, per-op overheads (s), comm fits.
+    """One calibration: device, per-op overheads (s) and efficiencies, comm fits, sharing.
 
     ``transport`` is the ranks' kind: ``threads`` (one process, one GIL) or ``tcp`` (a
-    process each, :mod:`.local_tcp`). ``sharing`` holds how much slower each of
-    :func:`time_kernels`' kernels ran while all ``world`` ranks of that kind ran it at
-    once: ``flops`` and ``bytes`` (the device's kernels: cores, caches and memory shared)
-    and ``step`` (the engine's reference step: for threads, the GIL shared too).
+    process each, :mod:`.local_worker`). ``sharing["step"]``: how much longer the slowest
+    of ``world`` ranks took for :func:`reference_step` when they all ran it at once (cores,
+    caches, memory and, for threads, the GIL shared; :mod:`.local_case` measures it).
     """
 
     device: Device
@@ -221,23 +220,6 @@ def reference_step(hidden: tuple[int, ...] = (512,), batch: int = 128) -> Callab
     x = sg.tensor(rng.random((batch, 784), dtype=np.float32))
     y = sg.tensor(rng.integers(0, 10, batch))
     return lambda: s.train_step(x, y)
-
-
-def time_kernels(seconds: float = 0.3) -> dict[str, float]:
-    """Seconds per call of each kernel of :func:`_kernels` and of :func:`reference_step`
-    (``step``), called back to back for about ``seconds``: a *throughput*, so that when
-    several ranks run it at once, the time the others hold the core counts (the median of
-    single calls would skip it: a call either runs whole or is cut by the scheduler's
-    slice, and most run whole)."""
-    out = {}
-    for name, kernel in {**_kernels(), "step": reference_step()}.items():
-        kernel()  # warm-up
-        calls, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            kernel()
-            calls += 1
-        out[name] = (time.perf_counter() - start) / calls
-    return out
 
 
 def cpu_from(flops_per_s: float, bytes_per_s: float) -> Device:

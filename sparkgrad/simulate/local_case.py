@@ -14,8 +14,7 @@ ranks that are then measured (as the collectives benchmark does):
    times; ``sharing["step"]`` is the median over the trials of the *slowest* rank's time
    over the lone one. The slowest, not the average: the cores are handed out in slices,
    not evenly, so when the ranks then meet in a collective they wait for the rank the
-   scheduler served least (a throughput measured over a long loop, where that evens out,
-   predicted the strategies' steps 20-40% short);
+   scheduler served least;
 3. **every rank**: the collectives the links are fitted to
    (:func:`~.local_links.time_collectives`);
 4. the strategy's timed steps.
