@@ -140,6 +140,7 @@ def test_gradient_bytes_come_from_the_real_parameter_count():
         assert isinstance(model, torch.nn.Module)
 
 
+@pytest.mark.slow  # processes or a timeout: ~2-3 s, kept out of the quick loop
 def test_memory_grows_with_the_batch():
     """A 4096 x 1024 float32 activation is 16 MiB: a big batch must add far more than a small."""
     from sparkgrad.benchmark.report.memory import measure

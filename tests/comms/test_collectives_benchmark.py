@@ -164,6 +164,7 @@ def test_gloo_side_runs_two_processes_with_zero_wrong():
     assert all(r["wrong"] == 0 and r["seconds"] > 0 for r in result["rows"])
 
 
+@pytest.mark.slow  # processes or a timeout: ~2-3 s, kept out of the quick loop
 def test_sparkgrad_side_table_with_calibration(capsys, tmp_path):
     out_json = tmp_path / "bench.json"
     argv = ["--backends", "sparkgrad", "--world-sizes", "2", "--max-size", "512", "--iters", "2"]

@@ -108,6 +108,7 @@ def _failing_worker(rank, world_size, kind):
     return "ok", ""
 
 
+@pytest.mark.slow  # processes or a timeout: ~2-3 s, kept out of the quick loop
 def test_a_crashed_process_makes_the_survivors_raise_collective_timeout():
     results = run_processes(_failing_worker, 3, args=("dead",), timeout=120)
     assert results[1][0] == "RankDropped"
@@ -117,6 +118,7 @@ def test_a_crashed_process_makes_the_survivors_raise_collective_timeout():
         assert "all_reduce" in text and "call #2" in text and "missing ranks [1]" in text, text
 
 
+@pytest.mark.slow  # processes or a timeout: ~2-3 s, kept out of the quick loop
 def test_mismatched_collectives_over_tcp_raise_on_every_rank():
     results = run_processes(_failing_worker, 2, args=("mismatch",), timeout=120)
     for kind, text in results:

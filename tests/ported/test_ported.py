@@ -155,6 +155,7 @@ def test_learning_pytorch_with_examples_prints_the_same_numbers(name, tmp_path):
     assert final(runs.sparkgrad, "1999 " if "dynamic" not in name else "2999 ")[0] > 0
 
 
+@pytest.mark.slow  # processes or a timeout: ~2-3 s, kept out of the quick loop
 def test_custom_autograd_function_legendre_p3_prints_the_same_numbers(tmp_path):
     """4: ``torch.autograd.Function`` with ``ctx.save_for_backward`` (quick: ~3 s)."""
     runs = run_both("04_custom_function.py", tmp_path)
