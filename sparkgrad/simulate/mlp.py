@@ -126,8 +126,8 @@ def mlp_plan(
     schedule: str = "gpipe",
 ) -> tuple[StepPlan, list[float]]:
     """The step of ``strategy`` on ``world`` ranks as a StepPlan, and each stage's compute
-    seconds *per rank* (what the ranks would compute alone; :mod:`.local` uses it for the
-    shared-core model)."""
+    seconds *per rank* (what ``compute`` priced for one micro-batch's ops, times the
+    micro-batches, plus the head and the optimizer)."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown strategy {strategy!r}: expected one of {STRATEGIES}")
     if strategy == "single" and world != 1:
