@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -269,8 +268,3 @@ def engine_kwargs(numbers: dict[str, Any]) -> dict[str, Any]:
         "overhead": numbers["overhead"],
         "efficiency": numbers["efficiency"],
     }
-
-
-def usable_cores() -> int:
-    """Cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2

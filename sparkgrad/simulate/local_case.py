@@ -31,13 +31,13 @@ import statistics
 import time
 from typing import Any
 
+from sparkgrad.autodiff.threads import usable_cores
 from sparkgrad.simulate.local_calibrate import (
     LocalCosts,
     engine_kwargs,
     measure_engine,
     median_time,
     reference_step,
-    usable_cores,
 )
 from sparkgrad.simulate.local_links import fit_links, time_collectives
 

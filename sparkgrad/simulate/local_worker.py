@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 
 def main(argv: list[str] | None = None) -> None:
     import sparkgrad.distributed as dist
+    from sparkgrad.autodiff.profiler.trace import write_json_atomic
     from sparkgrad.simulate.local_case import run_case_on_rank
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -45,10 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if world > 1:
             dist.destroy_process_group()
-    tmp = f"{args.out}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(record, f)
-    os.replace(tmp, args.out)
+    write_json_atomic(args.out, record)
 
 
 if __name__ == "__main__":
