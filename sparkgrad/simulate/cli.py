@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--repeats", type=int, default=3, help="measured runs per strategy (local)")
     p.add_argument(
+        "--world-size",
+        type=int,
+        default=None,
+        help="--validate-local's ranks per multi-rank strategy (default: one per usable core)",
+    )
+    p.add_argument(
         "--transport",
         choices=("threads", "tcp"),
         default="threads",
@@ -171,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
             from sparkgrad.simulate.local import markdown as local_table
             from sparkgrad.simulate.local import validate_local
 
-            rows = validate_local(repeats=args.repeats, transport=args.transport)
+            rows = validate_local(
+                world=args.world_size, repeats=args.repeats, transport=args.transport
+            )
             print(local_table(rows))
             return 0
         pred = simulate_step(config_from(args))

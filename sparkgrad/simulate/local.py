@@ -6,7 +6,7 @@ on TCP processes.
 the very ranks that are measured and in the same seconds (:mod:`.local_case`):
 
 1. **Calibrates**: the ``cpu`` device (a timed matmul, a timed copy), the engine's per-op
-   overhead (each op at 1 element) and efficiency (each op kind at a reference shape
+   overhead (each op on 32 x 32 arrays) and efficiency (each op kind at a reference shape
    against its roofline, :func:`~.local_calibrate.engine_efficiency`), ``sharing`` (how
    much slower the device's kernels and the engine's reference step run while every rank
    runs them: cores, caches, memory and, for threads, the GIL shared) and the links
@@ -15,8 +15,8 @@ the very ranks that are measured and in the same seconds (:mod:`.local_case`):
    ``overhead[kind] x calls + roofline / efficiency[kind]``, stretched by
    ``sharing["step"]`` while more than one rank computes (:func:`concurrent_ranks`); each
    collective costs its fitted link's time; :mod:`.schedule` lays them out on the lanes.
-3. **Measures** the strategy's timed steps: the wall time, the slowest rank's, idle
-   included.
+3. **Measures** the strategy's timed steps: each step's wall time for the whole group,
+   idle included, and their median (:func:`~.local_case.measured_steps`).
 
 A row's error is the median over its repeats of predicted / measured - 1, each prediction
 against the measurement taken right after its own calibration.
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import statistics
 
+from sparkgrad.autodiff.threads import usable_cores
 from sparkgrad.errors import ConfigError
 from sparkgrad.simulate.local_calibrate import LocalCosts
 from sparkgrad.simulate.local_case import costs_of_repeat, measured_steps, run_tcp, run_threads
@@ -91,18 +92,23 @@ def predict_local(
 def validate_local(
     hidden: tuple[int, ...] = (256, 256, 256),
     batch: int = 256,
-    world: int = 4,
+    world: int | None = None,
     repeats: int = 3,
-    steps: int = 8,
+    steps: int = 12,
     micro_batches: int = 8,
     labels: tuple | None = None,
     transport: str = "threads",
 ) -> list[dict]:
     """One row per strategy: predicted and measured (medians, and every repeat's), error;
     the last row is ``{"costs": LocalCosts}``, the last calibration. ``transport``:
-    ``threads`` (thread-ranks, one process) or ``tcp`` (a process per rank, sockets)."""
+    ``threads`` (thread-ranks, one process) or ``tcp`` (a process per rank, sockets).
+    ``world``: ranks per multi-rank strategy, by default one per usable core, as a
+    cluster runs one rank per GPU."""
     if transport not in ("threads", "tcp"):
         raise ConfigError(f"transport must be 'threads' or 'tcp', found {transport!r}")
+    world = usable_cores() if world is None else world
+    if world < 2:
+        raise ConfigError(f"the multi-rank strategies need world >= 2 ranks, found {world}")
     shape = MLPShape(tuple(hidden), batch)
     rows, costs = [], None
     for label, strategy, options in CASES:
@@ -158,8 +164,8 @@ def markdown(rows: list[dict]) -> str:
     e = costs.efficiency
     out = [
         f"cpu: {costs.device.peak('fp32') / 1e9:.0f} GFLOP/s fp32 matmul, "
-        f"{costs.device.memory_bandwidth / 1e9:.1f} GB/s copy; engine overhead per op at 1 "
-        f"element (forward + backward): Linear {(o['linear'] + o['linear_grad']) * 1e6:.0f} us, "
+        f"{costs.device.memory_bandwidth / 1e9:.1f} GB/s copy; engine overhead per op on 32 x "
+        f"32 arrays (forward + backward): Linear {(o['linear'] + o['linear_grad']) * 1e6:.0f} us, "
         f"ReLU {(o['relu'] + o['relu_grad']) * 1e6:.0f} us, cross-entropy + backward() "
         f"{o['loss'] * 1e6:.0f} us, Adam per tensor {o['adam'] * 1e6:.0f} us, rest of a "
         f"train step {o['step'] * 1e6:.0f} us; efficiency against the roofline: "

@@ -3,10 +3,11 @@
 - :func:`measure_cpu`: the median of a timed 256 x 256 float32 matmul (the MLP's hidden
   width) and of a 1 MiB copy (its arrays stay in cache);
 - :func:`engine_overheads`: sparkgrad's Python cost per op, the median time of each op's
-  forward, and of its backward, on a 1-element input (``Linear(1, 1)``, ``ReLU``, the
-  cross-entropy with its ``backward()``, an Adam ``step`` + ``zero_grad`` per parameter
-  tensor) and, as ``step``, a whole ``single`` train step of a 1-2-2 MLP on one row less
-  those ops: at that size the arrays cost nothing, so what is left is bookkeeping;
+  forward, and of its backward alone, on 32 x 32 arrays (``Linear(32, 32)``, ``ReLU``,
+  the cross-entropy with its ``backward()``, an Adam ``step`` + ``zero_grad`` per
+  parameter tensor) and, as ``step``, a whole ``single`` train step of a 1-2-2 MLP on one
+  row less those ops: at those sizes the arithmetic costs next to nothing, so what is left
+  is the engine's bookkeeping;
 - :func:`engine_efficiency`: how close each op kind's array work comes to its roofline,
   measured at a reference shape;
 - :func:`reference_step`: the engine step :mod:`.local_case` times every rank running at
@@ -93,17 +94,36 @@ def median_time(
     return statistics.median(times)
 
 
+def backward_time(make: Callable[[], Any], repeats: int) -> float:
+    """The median seconds of ``make().sum().backward()``'s backward alone: the graph is
+    built, untimed, before each timed ``backward()``."""
+    graph: dict[str, Any] = {}
+
+    def build() -> None:
+        graph["out"] = make().sum()
+
+    return median_time(lambda: graph["out"].backward(), repeats, before=build)
+
+
+SMALL = 32  # overheads are timed on 32 x 32 arrays, see engine_overheads
+
+
 def engine_overheads(repeats: int = 200) -> dict[str, float]:
-    """sparkgrad's per-op seconds at 1 element (see the module docstring): each op kind's
-    forward alone, and its backward as forward + backward less the forward."""
+    """sparkgrad's per-op seconds on arrays too small for their arithmetic to count (see
+    the module docstring): each op kind's forward, and its backward alone.
+
+    The arrays have ``SMALL**2`` = 1024 elements, not 1: above 500 elements NumPy lets the
+    GIL go during each call and takes it back after, as it does for every array of a real
+    step; a 1-element op skips that."""
     import sparkgrad as sg
 
-    x = sg.tensor(np.ones((1, 1), np.float32))
-    leaf = sg.tensor(np.ones((1, 1), np.float32), requires_grad=True)
-    lin, relu, ce = sg.nn.Linear(1, 1), sg.nn.ReLU(), sg.nn.CrossEntropyLoss()
-    logits = sg.tensor(np.ones((1, 2), np.float32), requires_grad=True)
-    target = sg.tensor(np.zeros(1, np.int64))
-    p = sg.nn.Parameter(sg.tensor(np.ones(1, np.float32)))
+    n = SMALL
+    x = sg.tensor(np.ones((n, n), np.float32))
+    leaf = sg.tensor(np.ones((n, n), np.float32), requires_grad=True)
+    lin, relu, ce = sg.nn.Linear(n, n), sg.nn.ReLU(), sg.nn.CrossEntropyLoss()
+    logits = sg.tensor(np.ones((n * n // 8, 8), np.float32), requires_grad=True)
+    target = sg.tensor(np.zeros(n * n // 8, np.int64))
+    p = sg.nn.Parameter(sg.tensor(np.ones(n * n, np.float32)))
     opt = sg.optim.Adam([p], lr=1e-3)
 
     def adam() -> None:
@@ -111,18 +131,18 @@ def engine_overheads(repeats: int = 200) -> dict[str, float]:
         opt.step()
         opt.zero_grad()
 
-    def both(fn: Callable[[], Any]) -> float:  # forward + backward, less a bare backward
-        return max(0.0, median_time(lambda: fn().sum().backward(), repeats) - base)
+    def grad(fn: Callable[[], Any]) -> float:  # its backward, less a bare sum's
+        return max(0.0, backward_time(fn, repeats) - base)
 
-    base = median_time(lambda: leaf.sum().backward(), repeats)
+    base = backward_time(lambda: leaf, repeats)
     out = {
         "linear": median_time(lambda: lin(x), repeats),
         "relu": median_time(lambda: relu(leaf), repeats),
         "loss": median_time(lambda: ce(logits, target).backward(), repeats),
         "adam": median_time(adam, repeats),
     }
-    out["linear_grad"] = max(0.0, both(lambda: lin(x)) - out["linear"])
-    out["relu_grad"] = max(0.0, both(lambda: relu(leaf)) - out["relu"])
+    out["linear_grad"] = grad(lambda: lin(x))
+    out["relu_grad"] = grad(lambda: relu(leaf))
     # the rest of a step: a whole `single` train_step of a 1-2-2 MLP on one row, less its
     # ops (2 Linear, 1 ReLU, the loss, Adam on 4 tensors) as just measured
     from sparkgrad.engine.model import build_optimizer
@@ -135,7 +155,8 @@ def engine_overheads(repeats: int = 200) -> dict[str, float]:
         lambda ps: build_optimizer("adam", ps, 1e-3),
         sg.nn.CrossEntropyLoss(),
     )
-    step = median_time(lambda: tiny.train_step(x, target), repeats)
+    one, label = sg.tensor(np.ones((1, 1), np.float32)), sg.tensor(np.zeros(1, np.int64))
+    step = median_time(lambda: tiny.train_step(one, label), repeats)
     linear, relu_ = out["linear"] + out["linear_grad"], out["relu"] + out["relu_grad"]
     out["step"] = max(0.0, step - (2 * linear + relu_ + out["loss"] + 4 * out["adam"]))
     return out
@@ -156,10 +177,10 @@ def engine_efficiency(device: Device, overhead: dict[str, float], repeats: int =
 
     b, i, o = REFERENCE
     rng = np.random.default_rng(2)
-    x = sg.tensor(rng.random((b, i), dtype=np.float32))
+    x = sg.tensor(rng.random((b, i), dtype=np.float32), requires_grad=True)
     h = sg.tensor(rng.standard_normal((b, o), dtype=np.float32), requires_grad=True)
     lin, relu = sg.nn.Linear(i, o), sg.nn.ReLU()
-    fwd, bwd = linear_work(i, o, b, first=True, last=False)  # x needs no gradient: first
+    fwd, bwd = linear_work(i, o, b, first=False, last=False)  # dX and dW, as most layers
     opt = sg.optim.Adam(lin.parameters(), lr=1e-3)
     for q in lin.parameters():
         q.grad = sg.tensor(np.ones(q.shape, np.float32))
@@ -168,16 +189,16 @@ def engine_efficiency(device: Device, overhead: dict[str, float], repeats: int =
         return median_time(fn, repeats)
 
     lin_f = seconds_of(lambda: lin(x))
-    lin_fb = seconds_of(lambda: lin(x).sum().backward())
     relu_f = seconds_of(lambda: relu(h))
-    relu_fb = seconds_of(lambda: relu(h).sum().backward())
-    sum_b = seconds_of(lambda: h.sum().backward())  # the .sum().backward() both include
+    sum_b = backward_time(lambda: h, repeats)  # the .sum()'s backward both include
+    lin_b = backward_time(lambda: lin(x), repeats) - sum_b
+    relu_b = backward_time(lambda: relu(h), repeats) - sum_b
     params = i * o + o
     measured = {
         "linear": (lin_f - overhead["linear"], fwd[0]),
-        "linear_grad": (lin_fb - lin_f - sum_b - overhead["linear_grad"], bwd[-1]),
+        "linear_grad": (lin_b - overhead["linear_grad"], bwd[-1]),
         "relu": (relu_f - overhead["relu"], fwd[1]),
-        "relu_grad": (relu_fb - relu_f - sum_b - overhead["relu_grad"], bwd[0]),
+        "relu_grad": (relu_b - overhead["relu_grad"], bwd[0]),
         "adam": (
             seconds_of(opt.step) - 2 * overhead["adam"],
             Work("adam", "adam", 0.0, ADAM_PASSES * 12.0 * params),

@@ -17,7 +17,7 @@ ranks that are then measured (as the collectives benchmark does):
    scheduler served least;
 3. **every rank**: the collectives the links are fitted to
    (:func:`~.local_links.time_collectives`);
-4. the strategy's timed steps.
+4. the strategy's timed steps, each step's end recorded (:func:`group_walls`).
 
 :func:`run_case_on_rank` is the rank's side, for thread-ranks (:func:`run_threads`) and for
 TCP processes (:mod:`.local_worker`); :func:`costs_of_repeat` turns one repeat's record
@@ -102,10 +102,10 @@ def run_case_on_rank(job: dict[str, Any], rank: int, world: int, pg: Any) -> dic
                 sync()
                 record["comm"] = time_collectives(pg, rank, world, repeats=3)
             sync()
-            start = time.perf_counter()
+            record["ends"] = [time.perf_counter()]
             for x, y in batches[1:]:
                 loss = step(x, y)
-            record["step_s"] = (time.perf_counter() - start) / int(job["steps"])
+                record["ends"].append(time.perf_counter())
             repeats.append(record)
     return {"repeats": repeats, "loss": loss}
 
@@ -145,9 +145,20 @@ def costs_of_repeat(ranks: list[dict], i: int, transport: str) -> LocalCosts:
     )
 
 
+def group_walls(ranks: list[dict], i: int) -> list[float]:
+    """Repeat ``i``'s steps as the group lives them: step ``k`` runs from the moment the
+    last rank ended step ``k - 1`` to the moment the last rank ends step ``k`` (every rank
+    waits for the slowest one at the next collective; idle time is in it)."""
+    last = [max(ends) for ends in zip(*(r["repeats"][i]["ends"] for r in ranks))]
+    return [b - a for a, b in zip(last, last[1:])]
+
+
 def measured_steps(ranks: list[dict]) -> list[float]:
-    """Each repeat's step: the slowest rank's seconds (the next step waits for it)."""
-    return [max(r["repeats"][i]["step_s"] for r in ranks) for i in range(len(ranks[0]["repeats"]))]
+    """Each repeat's step: the median of its :func:`group_walls`. The median, not the
+    mean: now and then a step of this virtual machine takes half as long again as its
+    neighbours (the host serves another guest), and the calibration's medians leave
+    such moments out too."""
+    return [statistics.median(group_walls(ranks, i)) for i in range(len(ranks[0]["repeats"]))]
 
 
 def run_tcp(job: dict[str, Any], world: int, timeout: float = 300.0) -> list[dict[str, Any]]:

@@ -187,13 +187,23 @@ def test_sharing_is_the_slowest_rank_over_the_lone_run():
     }
     trials = ([2.0, 3.0, 2.0], [4.0, 2.5, 2.2])  # per rank, the reference step at once
     ranks = [
-        {"repeats": [{"engine": engine, "alone": 1.0, "together": t, "comm": comm, "step_s": s}]}
-        for t, s in zip(trials, (0.5, 0.7))
+        {"repeats": [{"engine": engine, "alone": 1.0, "together": t, "comm": comm, "ends": e}]}
+        for t, e in zip(trials, ([0.0, 0.5], [0.1, 0.8]))
     ]
     costs = costs_of_repeat(ranks, 0, "tcp")
     assert costs.sharing == {"step": 3.0}  # slowest per trial: 4, 3, 2.2 -> median 3
     assert costs.efficiency == {"linear": 0.9} and costs.device.peak("fp32") == 1e11
-    assert measured_steps(ranks) == [0.7]
+    assert measured_steps(ranks) == [pytest.approx(0.7)]  # last start 0.1 -> last end 0.8
+
+
+def test_a_step_runs_from_the_last_end_of_the_one_before_and_the_median_is_reported():
+    from sparkgrad.simulate.local_case import group_walls, measured_steps
+
+    # two ranks, three steps: rank 1 is late out of step 1, rank 0 out of steps 2 and 3
+    ends = ([0.0, 1.0, 5.0, 6.0], [0.5, 2.0, 3.0, 5.5])
+    ranks = [{"repeats": [{"ends": e}]} for e in ends]
+    assert group_walls(ranks, 0) == [1.5, 3.0, 1.0]  # last ends: 0.5, 2, 5, 6
+    assert measured_steps(ranks) == [1.5]  # the median, not the mean (1.83)
 
 
 @pytest.mark.slow
@@ -224,7 +234,7 @@ def test_tcp_processes_train_as_thread_ranks_do():
     job.update(steps=2, repeats=1)
     tcp, threads = run_tcp(job, 2), run_threads(job, 2)
     assert [r["loss"] for r in tcp] == pytest.approx([r["loss"] for r in threads], rel=1e-6)
-    assert all(len(r["repeats"]) == 1 and r["repeats"][0]["step_s"] > 0 for r in tcp)
+    assert all(len(r["repeats"][0]["ends"]) == 3 for r in tcp)  # start + 2 steps
 
 
 def test_unknown_transport_is_refused():
