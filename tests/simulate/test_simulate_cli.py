@@ -52,6 +52,7 @@ def test_issue_command_prints_the_prediction(tmp_path, capsys):
         (["--cluster", "8x8-tpu"], "expected NODESxGPUS-SYSTEM"),
         (["--heads", "5"], "must divide into 5 heads"),
         (["--mesh", "dp=8", "--global-batch", "12"], "global batch 12"),
+        (["--validate-local", "--world-size", "1"], "need world >= 2 ranks, found 1"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, needle, capsys):
