@@ -102,11 +102,11 @@ def validate_local(
     """One row per strategy: predicted and measured (medians, and every repeat's), error;
     the last row is ``{"costs": LocalCosts}``, the last calibration. ``transport``:
     ``threads`` (thread-ranks, one process) or ``tcp`` (a process per rank, sockets).
-    ``world``: ranks per multi-rank strategy, by default one per usable core, as a
-    cluster runs one rank per GPU."""
+    ``world``: ranks per multi-rank strategy, by default one per usable core (at least
+    2), as a cluster runs one rank per GPU."""
     if transport not in ("threads", "tcp"):
         raise ConfigError(f"transport must be 'threads' or 'tcp', found {transport!r}")
-    world = usable_cores() if world is None else world
+    world = max(2, usable_cores()) if world is None else world
     if world < 2:
         raise ConfigError(f"the multi-rank strategies need world >= 2 ranks, found {world}")
     shape = MLPShape(tuple(hidden), batch)
