@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--world-size",
         type=int,
         default=None,
-        help="--validate-local's ranks per multi-rank strategy (default: one per usable core)",
+        help="--validate-local's ranks per multi-rank strategy (default: one per core, at least 2)",
     )
     p.add_argument(
         "--transport",
