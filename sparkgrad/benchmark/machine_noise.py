@@ -79,9 +79,9 @@ def _mlp_pieces() -> tuple[Callable, Callable, Callable]:
     """The validation's single step, one Adam step and one forward of its MLP."""
     import sparkgrad as sg
     from sparkgrad.models.mlp import build_mlp
-    from sparkgrad.simulate.local_case import _strategy_step
+    from sparkgrad.simulate.local_case import strategy_step
 
-    step, batches = _strategy_step(
+    step, batches = strategy_step(
         {"strategy": "single", "hidden": [256, 256, 256], "batch": 256, "steps": 1}
     )
     step(*batches[0])

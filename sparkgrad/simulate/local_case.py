@@ -44,7 +44,7 @@ from sparkgrad.simulate.local_links import fit_links, time_collectives
 STRAGGLER_TRIALS = 7  # reference steps from a barrier, every rank at once
 
 
-def _strategy_step(job: dict[str, Any]) -> tuple[Any, list]:
+def strategy_step(job: dict[str, Any]) -> tuple[Any, list]:
     """The strategies benchmark's MLP step for ``job`` on this rank, and its batches."""
     import sparkgrad as sg
     from sparkgrad.benchmark.strategies import _batches
@@ -80,7 +80,7 @@ def run_case_on_rank(job: dict[str, Any], rank: int, world: int, pg: Any) -> dic
             pg.barrier()
 
     with one_blas_thread():
-        step, batches = _strategy_step(job)
+        step, batches = strategy_step(job)
         loss = step(*batches[0])  # warm-up: allocations, first-touch, buffers
         reference = reference_step()
         reference()  # warm-up
